@@ -1,0 +1,64 @@
+// tokenizer/tokenizer.hpp: the model's own tokenizer, built from the GGUF metadata.
+//
+// Supported: tokenizer.ggml.model = "gpt2" (byte-level BPE) with the pre-tokenizers "smollm" (SmolLM/SmolLM2:
+// individual digits, then the GPT-2 pattern), "gpt2", "llama-bpe" (Llama 3) and "qwen2". Unknown models or
+// pre-tokenizers are refused with an error naming the file and the value. Unicode letter/number/whitespace classes
+// come from generated tables (tokenizer/unicode_tables.cpp, made by tools/gen_unicode_tables.py).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <memory>
+#include <vector>
+
+namespace hs {
+
+class GgufFile;
+
+enum class TokenType : int32_t { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
+
+struct ChatMessage {
+    std::string role;     // "system", "user", "assistant"
+    std::string content;
+};
+
+class Tokenizer {
+public:
+    static Tokenizer from_gguf(const GgufFile& file);
+    // A tokenizer over single bytes (ids 0..255 are the bytes, 256 = BOS, 257 = EOS) for random-weight models.
+    static Tokenizer byte_level(int32_t n_vocab);
+
+    // parse_special: text that spells a control/user-defined token (e.g. "<|im_start|>") becomes that token's id.
+    // add_bos: prepend BOS when the model asks for it (tokenizer.ggml.add_bos_token) -- never forced.
+    std::vector<int32_t> encode(std::string_view text, bool parse_special = true, bool add_bos = false) const;
+    // Concatenated bytes of the tokens; control tokens are rendered only when render_special is true.
+    std::string decode(const std::vector<int32_t>& ids, bool render_special = false) const;
+    std::string token_text(int32_t id) const;  // the token's raw bytes
+
+    // The model's chat template, rendered for the templates we know (ChatML as used by SmolLM2-Instruct).
+    // Throws hs::Error when the file has a template we do not recognise.
+    std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+
+    int32_t n_vocab() const;
+    int32_t bos_id() const;  // -1 when none
+    int32_t eos_id() const;  // -1 when none
+    bool add_bos() const;
+    TokenType token_type(int32_t id) const;
+    bool is_special(int32_t id) const;     // CONTROL, USER_DEFINED(special), UNKNOWN, UNUSED
+    std::vector<int32_t> eog_ids() const;  // ids that end generation (EOS, <|im_end|>, <|endoftext|> when present)
+    const std::string& pre_tokenizer() const;
+
+    Tokenizer();
+    ~Tokenizer();
+    Tokenizer(Tokenizer&&) noexcept;
+    Tokenizer& operator=(Tokenizer&&) noexcept;
+    Tokenizer(const Tokenizer&);
+    Tokenizer& operator=(const Tokenizer&);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hs
