@@ -1,0 +1,119 @@
+// The CPU backend: host memory, OpenBLAS GEMMs, the ops of ops_cpu.cpp.
+#include <cblas.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "backend/backend.hpp"
+#include "backend/cpu/ops_cpu.hpp"
+#include "util/error.hpp"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace hs {
+
+const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+Device parse_device(const std::string& name) {
+    if (name == "cpu") return Device::CPU;
+    if (name == "cuda") return Device::CUDA;
+    fail("unknown device '", name, "' (use cpu or cuda)");
+}
+
+namespace {
+
+class CpuBackend final : public Backend {
+public:
+    explicit CpuBackend(int threads) : threads_(threads) {
+        if (threads > 0) openblas_set_num_threads(threads);
+    }
+    Device device() const override { return Device::CPU; }
+    std::string describe() const override {
+        return "cpu (OpenBLAS" + (threads_ > 0 ? ", " + std::to_string(threads_) + " threads" : std::string()) + ")";
+    }
+
+    float* allocate(int64_t n) override {
+        size_t bytes = ((size_t(std::max<int64_t>(n, 1)) * sizeof(float) + 63) / 64) * 64;
+        auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+        if (!p) fail("cpu backend: out of memory allocating ", bytes >> 20, " MiB");
+        return p;
+    }
+    void release(float* p) override { std::free(p); }
+    void upload(const float* host, float* dev, int64_t n) override { copy(host, dev, n); }
+    void download(const float* dev, float* host, int64_t n) override { copy(dev, host, n); }
+    void copy_2d(const float* src, int64_t ss, float* dst, int64_t ds, int64_t rows, int64_t cols) override {
+        if (ss == cols && ds == cols) return copy(src, dst, rows * cols);
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ds, src + r * ss, sizeof(float) * size_t(cols));
+    }
+    void fill(float* x, int64_t n, float v) override { std::fill(x, x + n, v); }
+    void synchronize() override {}
+
+    ModelWeights prepare_weights(const ModelConfig&, const ModelWeights& host) override { return host; }
+
+    void embed(const Matrix& table, const int32_t* ids, int64_t rows, float scale, float* out) override {
+        for (int64_t r = 0; r < rows; ++r) {
+            check(ids[r] >= 0 && ids[r] < table.rows, "token id ", ids[r], " is outside the vocabulary (",
+                  table.rows, " tokens)");
+            const float* src = table.data + int64_t(ids[r]) * table.cols;
+            float* dst = out + r * table.cols;
+            for (int64_t i = 0; i < table.cols; ++i) dst[i] = src[i] * scale;
+        }
+    }
+    void matmul(const float* x, const Matrix& w, float* y, int64_t rows, bool acc) override {
+        cpu::matmul_cpu(x, w, y, rows, acc);
+    }
+    void add_bias(float* y, const float* b, int64_t rows, int64_t n) override {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < n; ++i) y[r * n + i] += b[i];
+    }
+    void rmsnorm(const float* x, const float* w, float* out, int64_t rows, int64_t n, float eps) override {
+        cpu::rmsnorm_cpu(x, w, out, rows, n, eps);
+    }
+    void rope(float* x, int64_t batch, int64_t seq, int64_t pos0, int32_t n_heads, int32_t d_head,
+              float base) override {
+        cpu::RopeTable& t = rope_tables_[{base, d_head}];
+        cpu::rope_table_extend(t, base, d_head, pos0 + seq);
+        cpu::rope_cpu(x, batch, seq, pos0, n_heads, d_head, t);
+    }
+    void store_kv(const float* kv, float* cache, int64_t batch, int64_t seq, int64_t pos0, int64_t cache_len,
+                  int64_t kv_dim) override {
+        cpu::store_kv_cpu(kv, cache, batch, seq, pos0, cache_len, kv_dim);
+    }
+    void attention(const AttentionArgs& a) override { cpu::attention_cpu(a); }
+    void attention_probs(const AttentionArgs& a, const int32_t* rows, int64_t n, float* out) override {
+        cpu::attention_probs_cpu(a, rows, n, out);
+    }
+    void gated_activation(const float* g, const float* u, float* out, int64_t n, Activation act) override {
+        cpu::gated_activation_cpu(g, u, out, n, act);
+    }
+    void add(float* x, const float* y, int64_t n) override {
+        for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    }
+    void scale_columns(float* x, int64_t rows, int64_t stride, int64_t col0, int64_t cols, float s) override {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c) x[r * stride + col0 + c] *= s;
+    }
+
+private:
+    void copy(const float* src, float* dst, int64_t n) {
+        if (src != dst && n > 0) std::memmove(dst, src, sizeof(float) * size_t(n));
+    }
+    int threads_;
+    std::map<std::pair<float, int32_t>, cpu::RopeTable> rope_tables_;  // per (base, d_head)
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+#ifndef HEADSWEEP_HAVE_CUDA
+std::unique_ptr<Backend> make_backend(Device device, int threads) {
+    if (device == Device::CUDA)
+        fail("this build of headsweep has no CUDA backend (configure with the CUDA toolkit installed)");
+    return make_cpu_backend(threads);
+}
+#endif
+
+}  // namespace hs

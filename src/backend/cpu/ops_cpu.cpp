@@ -1,0 +1,189 @@
+// CPU ops: OpenBLAS for every matrix product, plain loops (written to vectorise) for the rest.
+#include "backend/cpu/ops_cpu.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace hs::cpu {
+
+float fast_exp(float x) {
+    // exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2/2; exp(r) by its degree-6 Taylor polynomial
+    // (truncation error r^7/7! < 1.3e-7 relative).
+    const bool neg_inf = x < -1e30f;
+    x = std::min(std::max(x, -87.0f), 88.0f);
+    const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+    float p = 1.3888889e-3f;
+    p = p * r + 8.3333338e-3f;
+    p = p * r + 4.1666668e-2f;
+    p = p * r + 1.6666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const float scale = std::bit_cast<float>(int32_t(n + 127.0f) << 23);
+    return neg_inf ? 0.0f : p * scale;
+}
+
+void matmul_cpu(const float* x, const Matrix& w, float* y, int64_t rows, bool accumulate) {
+    if (rows == 0) return;
+    // Row-major x[rows, in] . W[out, in]^T -> y[rows, out]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(w.rows), int(w.cols), 1.0f, x,
+                int(w.cols), w.data, int(w.cols), accumulate ? 1.0f : 0.0f, y, int(w.rows));
+}
+
+void rmsnorm_cpu(const float* x, const float* w, float* out, int64_t rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * n;
+        float* o = out + r * n;
+        double ss = 0;
+        for (int64_t i = 0; i < n; ++i) ss += double(xr[i]) * xr[i];
+        const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+        for (int64_t i = 0; i < n; ++i) o[i] = xr[i] * inv * w[i];
+    }
+}
+
+void rope_table_extend(RopeTable& t, float base, int32_t d_head, int64_t n_pos) {
+    if (t.base == base && t.d_head == d_head && t.n_pos >= n_pos) return;
+    if (t.base != base || t.d_head != d_head) t = RopeTable{base, d_head, 0, {}, {}};
+    n_pos = std::max<int64_t>(n_pos, std::max<int64_t>(2 * t.n_pos, 256));
+    const int32_t half = d_head / 2;
+    t.cos.resize(size_t(n_pos) * half);
+    t.sin.resize(size_t(n_pos) * half);
+    for (int32_t j = 0; j < half; ++j) {
+        // HF: inv_freq_j = 1 / base^(2j / d_head); angles in double, rounded once.
+        const double inv_freq = 1.0 / std::pow(double(base), double(2 * j) / double(d_head));
+        for (int64_t p = t.n_pos; p < n_pos; ++p) {
+            t.cos[p * half + j] = float(std::cos(double(p) * inv_freq));
+            t.sin[p * half + j] = float(std::sin(double(p) * inv_freq));
+        }
+    }
+    t.n_pos = n_pos;
+}
+
+void rope_cpu(float* x, int64_t batch, int64_t seq, int64_t pos0, int32_t n_heads, int32_t d_head,
+              const RopeTable& table) {
+    const int32_t half = d_head / 2;
+    const int64_t width = int64_t(n_heads) * d_head;
+    for (int64_t b = 0; b < batch; ++b)
+        for (int64_t t = 0; t < seq; ++t) {
+            const float* c = table.cos.data() + (pos0 + t) * half;
+            const float* s = table.sin.data() + (pos0 + t) * half;
+            float* row = x + (b * seq + t) * width;
+            for (int32_t h = 0; h < n_heads; ++h) {
+                float* v = row + int64_t(h) * d_head;
+                for (int32_t j = 0; j < half; ++j) {
+                    // rotate-half: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)
+                    const float x1 = v[j], x2 = v[j + half];
+                    v[j] = x1 * c[j] - x2 * s[j];
+                    v[j + half] = x2 * c[j] + x1 * s[j];
+                }
+            }
+        }
+}
+
+void store_kv_cpu(const float* kv, float* cache, int64_t batch, int64_t seq, int64_t pos0, int64_t cache_len,
+                  int64_t kv_dim) {
+    for (int64_t b = 0; b < batch; ++b)
+        std::memcpy(cache + (b * cache_len + pos0) * kv_dim, kv + b * seq * kv_dim,
+                    sizeof(float) * size_t(seq * kv_dim));
+}
+
+namespace {
+
+// First and one-past-last visible key of the query at absolute position qpos.
+inline void visible_keys(const AttentionArgs& a, int64_t qpos, int64_t& lo, int64_t& hi) {
+    hi = qpos + 1;
+    lo = a.window > 0 ? std::max<int64_t>(0, qpos - a.window + 1) : 0;
+}
+
+// In place: scores[0..n) -> softmax over [lo, hi), zero elsewhere.
+inline void softmax_row(float* s, int64_t n, int64_t lo, int64_t hi) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, s[j]);
+    float sum = 0;
+    for (int64_t j = lo; j < hi; ++j) {
+        const float e = fast_exp(s[j] - mx);
+        s[j] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = lo; j < hi; ++j) s[j] *= inv;
+    for (int64_t j = 0; j < lo; ++j) s[j] = 0;
+    for (int64_t j = hi; j < n; ++j) s[j] = 0;
+}
+
+constexpr int64_t kQueryTile = 128;  // query rows per score tile: bounds scratch to kQueryTile x keys
+
+}  // namespace
+
+void attention_cpu(const AttentionArgs& a) {
+    const int64_t q_dim = int64_t(a.n_head) * a.d_head, kv_dim = int64_t(a.n_head_kv) * a.d_head;
+    const int32_t group = a.n_head / a.n_head_kv;
+    std::vector<float> scores;
+    for (int64_t b = 0; b < a.batch; ++b)
+        for (int32_t h = 0; h < a.n_head; ++h) {
+            const int32_t kvh = h / group;  // consecutive query heads share a kv head
+            const float* K = a.k_cache + b * a.cache_len * kv_dim + int64_t(kvh) * a.d_head;
+            const float* V = a.v_cache + b * a.cache_len * kv_dim + int64_t(kvh) * a.d_head;
+            for (int64_t t0 = 0; t0 < a.seq; t0 += kQueryTile) {
+                const int64_t nt = std::min(kQueryTile, a.seq - t0);
+                const int64_t n_keys = a.pos0 + t0 + nt;  // keys visible to the last query of the tile
+                scores.resize(size_t(nt * n_keys));
+                const float* Q = a.q + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
+                // scores[nt, n_keys] = scale * Q[nt, d_head] . K[n_keys, d_head]^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nt), int(n_keys), a.d_head, a.scale, Q,
+                            int(q_dim), K, int(kv_dim), 0.0f, scores.data(), int(n_keys));
+                for (int64_t i = 0; i < nt; ++i) {
+                    int64_t lo, hi;
+                    visible_keys(a, a.pos0 + t0 + i, lo, hi);
+                    softmax_row(scores.data() + i * n_keys, n_keys, lo, hi);
+                }
+                // Z[nt, d_head] = P[nt, n_keys] . V[n_keys, d_head]
+                float* Z = a.z + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nt), a.d_head, int(n_keys), 1.0f,
+                            scores.data(), int(n_keys), V, int(kv_dim), 0.0f, Z, int(q_dim));
+            }
+        }
+}
+
+void attention_probs_cpu(const AttentionArgs& a, const int32_t* rows, int64_t n_rows, float* out) {
+    const int64_t q_dim = int64_t(a.n_head) * a.d_head, kv_dim = int64_t(a.n_head_kv) * a.d_head;
+    const int64_t n_keys = a.pos0 + a.seq;
+    const int32_t group = a.n_head / a.n_head_kv;
+    for (int64_t b = 0; b < a.batch; ++b)
+        for (int32_t h = 0; h < a.n_head; ++h) {
+            const float* K = a.k_cache + b * a.cache_len * kv_dim + int64_t(h / group) * a.d_head;
+            for (int64_t i = 0; i < n_rows; ++i) {
+                const int64_t t = rows[i];
+                const float* q = a.q + (b * a.seq + t) * q_dim + int64_t(h) * a.d_head;
+                float* s = out + ((b * a.n_head + h) * n_rows + i) * n_keys;
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n_keys), a.d_head, a.scale, K, int(kv_dim), q, 1, 0.0f,
+                            s, 1);
+                int64_t lo, hi;
+                visible_keys(a, a.pos0 + t, lo, hi);
+                softmax_row(s, n_keys, lo, hi);
+            }
+        }
+}
+
+void gated_activation_cpu(const float* gate, const float* up, float* out, int64_t n, Activation act) {
+    if (act == Activation::SILU) {
+        for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + fast_exp(-gate[i])) * up[i];
+    } else {
+        // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); tanh(u) = 1 - 2/(e^{2u}+1)
+        for (int64_t i = 0; i < n; ++i) {
+            const float x = gate[i];
+            const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            const float th = 1.0f - 2.0f / (fast_exp(2.0f * u) + 1.0f);
+            out[i] = 0.5f * x * (1.0f + th) * up[i];
+        }
+    }
+}
+
+}  // namespace hs::cpu

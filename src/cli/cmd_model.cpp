@@ -1,0 +1,162 @@
+// headsweep info | generate | score: look at a model, run it, measure how well it predicts a text.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "util/error.hpp"
+
+namespace hs::cli {
+
+namespace {
+
+struct ModelOptions {
+    std::string model = kDefaultModel;
+    std::string device = "cpu";
+    int threads = 0;
+};
+
+void add_model_options(CLI::App* cmd, ModelOptions& o) {
+    cmd->add_option("-m,--model", o.model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
+    cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+    cmd->add_option("-t,--threads", o.threads, "CPU threads for BLAS (0: OpenBLAS default)");
+}
+
+Model open(const ModelOptions& o) {
+    LoadOptions lo;
+    lo.verbose = true;
+    return open_model(o.model, lo);
+}
+
+std::string read_text(const std::string& text, const std::string& file) {
+    check(text.empty() != file.empty(), "give exactly one of --text/--prompt or --file");
+    if (!file.empty()) {
+        std::ifstream in(file, std::ios::binary);
+        check(bool(in), file, ": cannot open");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    return text;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+    auto o = std::make_shared<ModelOptions>();
+    CLI::App* cmd = app.add_subcommand("info", "Describe a model: architecture, sizes, heads, tensor types, tokenizer");
+    cmd->add_option("model", o->model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
+    cmd->callback([o] {
+        Model m = open_model(o->model);
+        const ModelConfig& c = m.config;
+        std::printf("model          %s\n", m.source.path.c_str());
+        std::printf("name           %s\n", c.name.c_str());
+        std::printf("architecture   %s\n", c.arch_name.c_str());
+        std::printf("parameters     %.2f M (fp32 in memory: %.1f MiB)\n", c.n_params() / 1e6,
+                    m.weights.n_floats * 4.0 / (1 << 20));
+        std::printf("layers         %d\n", c.n_layer);
+        std::printf("d_model        %d\n", c.d_model);
+        std::printf("heads          %d query, %d key/value (group of %d), head dim %d: %d heads in all\n", c.n_head,
+                    c.n_head_kv, c.group_size(), c.d_head, c.n_heads_total());
+        std::printf("feed-forward   %d (%s)\n", c.d_ff, c.activation == Activation::SILU ? "SwiGLU" : "GeGLU");
+        std::printf("vocabulary     %d\n", c.n_vocab);
+        std::printf("context        %d\n", c.n_ctx);
+        std::printf("rope base      %g (rotate-half, %d dims)\n", c.layers[0].rope_base, c.rope_dims);
+        std::printf("rms eps        %g\n", c.rms_eps);
+        std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output head = token embedding)" : "separate");
+        std::printf("tensor types  ");
+        for (const auto& [t, n] : m.source.tensor_types) std::printf(" %s x%lld", t.c_str(), (long long)n);
+        std::printf("\n");
+        const Tokenizer& tk = m.tokenizer;
+        std::printf("tokenizer      %d tokens, pre-tokenizer %s, bos %d, eos %d, add_bos %s\n", tk.n_vocab(),
+                    tk.pre_tokenizer().c_str(), tk.bos_id(), tk.eos_id(), tk.add_bos() ? "yes" : "no");
+    });
+}
+
+void add_generate_command(CLI::App& app) {
+    struct Opts : ModelOptions {
+        std::string prompt, file, system;
+        bool chat = false, show_ids = false;
+        GenerateOptions gen;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt (greedy by default)");
+    add_model_options(cmd, *o);
+    cmd->add_option("-p,--prompt", o->prompt, "prompt text");
+    cmd->add_option("-f,--file", o->file, "read the prompt from a file");
+    cmd->add_flag("--chat", o->chat, "wrap the prompt as a user message in the model's chat template");
+    cmd->add_option("--system", o->system, "system message for --chat (default: the template's own)");
+    cmd->add_option("-n,--max-new-tokens", o->gen.max_new_tokens, "tokens to generate")->capture_default_str();
+    cmd->add_option("--temperature", o->gen.temperature, "0 = greedy")->capture_default_str();
+    cmd->add_option("--top-p", o->gen.top_p, "nucleus sampling mass")->capture_default_str();
+    cmd->add_option("--seed", o->gen.seed, "sampling seed")->capture_default_str();
+    cmd->add_flag("--ids", o->show_ids, "also print the generated token ids");
+    cmd->callback([o] {
+        std::string text = read_text(o->prompt, o->file);
+        Model m = open(*o);
+        auto be = make_backend(parse_device(o->device), o->threads);
+        Engine engine(m, *be);
+        if (o->chat) {
+            std::vector<ChatMessage> msgs;
+            if (!o->system.empty()) msgs.push_back({"system", o->system});
+            msgs.push_back({"user", text});
+            text = m.tokenizer.apply_chat_template(msgs, true);
+        }
+        std::vector<int32_t> ids = m.tokenizer.encode(text, /*parse_special=*/true, m.tokenizer.add_bos());
+        GenerateResult g = generate(engine, ids, o->gen);
+        std::printf("%s\n", m.tokenizer.decode(g.tokens).c_str());
+        if (o->show_ids) {
+            for (int32_t id : g.tokens) std::printf("%d ", id);
+            std::printf("\n");
+        }
+        std::fprintf(stderr, "prompt %zu tokens: %.3f s (%.1f tokens/s); generated %zu tokens: %.3f s (%.1f tokens/s)%s\n",
+                     ids.size(), g.prefill_seconds, ids.size() / std::max(g.prefill_seconds, 1e-9), g.tokens.size(),
+                     g.decode_seconds, g.tokens.size() / std::max(g.decode_seconds, 1e-9),
+                     g.stopped ? ", stopped at end-of-generation" : "");
+    });
+}
+
+void add_score_command(CLI::App& app) {
+    struct Opts : ModelOptions {
+        std::string text, file;
+        bool per_token = false;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* cmd = app.add_subcommand("score", "Per-token log-probabilities and perplexity of a text");
+    add_model_options(cmd, *o);
+    cmd->add_option("--text", o->text, "text to score");
+    cmd->add_option("-f,--file", o->file, "read the text from a file");
+    cmd->add_flag("--per-token", o->per_token, "print one line per token: position, id, text, log-probability");
+    cmd->callback([o] {
+        std::string text = read_text(o->text, o->file);
+        Model m = open(*o);
+        auto be = make_backend(parse_device(o->device), o->threads);
+        Engine engine(m, *be);
+        std::vector<int32_t> ids = m.tokenizer.encode(text, false, m.tokenizer.add_bos());
+        auto t0 = std::chrono::steady_clock::now();
+        std::vector<double> lp = token_logprobs(engine, ids);
+        const double secs = seconds_since(t0);
+        double sum = 0;
+        for (size_t i = 0; i < lp.size(); ++i) {
+            sum += lp[i];
+            if (o->per_token) {
+                std::string piece = m.tokenizer.token_text(ids[i + 1]);
+                std::replace(piece.begin(), piece.end(), '\n', ' ');
+                std::printf("%zu\t%d\t%s\t%.6f\n", i + 1, ids[i + 1], piece.c_str(), lp[i]);
+            }
+        }
+        std::printf("tokens %zu  scored %zu  mean log-prob %.6f  perplexity %.4f\n", ids.size(), lp.size(),
+                    sum / double(lp.size()), std::exp(-sum / double(lp.size())));
+        std::fprintf(stderr, "scored in %.3f s (%.1f tokens/s)\n", secs, ids.size() / std::max(secs, 1e-9));
+    });
+}
+
+}  // namespace hs::cli

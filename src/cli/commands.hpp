@@ -1,0 +1,16 @@
+// cli/commands.hpp: the subcommands of the headsweep tool. Each registers itself on the app; running one throws
+// hs::Error on bad input (main prints it as one line and exits 1).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace hs::cli {
+
+void add_info_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_score_command(CLI::App& app);
+
+// Default model path (relative to the working directory) used when --model is not given.
+inline constexpr const char* kDefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+}  // namespace hs::cli

@@ -1,0 +1,144 @@
+// Random-weight models of named real shapes (tests and benchmarks: timing does not depend on weight values).
+#include <cmath>
+#include <random>
+
+#include "model/model.hpp"
+#include "util/error.hpp"
+
+namespace hs {
+
+namespace {
+
+struct Shape {
+    const char* name;
+    Arch arch;
+    int32_t n_layer, d_model, n_head, n_head_kv, d_ff, n_vocab;
+    float rope_base;
+    bool tied, qkv_bias;
+};
+
+// Real shapes from the models' published configs; "tiny*" are small test shapes.
+constexpr Shape kShapes[] = {
+    {"tiny", Arch::LLAMA, 2, 64, 4, 2, 128, 300, 10000.0f, true, false},
+    {"tiny-mha", Arch::LLAMA, 3, 48, 3, 3, 96, 280, 10000.0f, false, false},
+    {"tiny-qwen2", Arch::QWEN2, 2, 64, 4, 1, 160, 290, 1000000.0f, true, true},
+    {"smollm2-135m", Arch::LLAMA, 30, 576, 9, 3, 1536, 49152, 100000.0f, true, false},
+    {"qwen2.5-0.5b", Arch::QWEN2, 24, 896, 14, 2, 4864, 151936, 1000000.0f, true, true},
+    {"llama2-7b", Arch::LLAMA, 32, 4096, 32, 32, 11008, 32000, 10000.0f, false, false},
+    {"llama3-8b", Arch::LLAMA, 32, 4096, 32, 8, 14336, 128256, 500000.0f, false, false},
+};
+
+// Uniform in (0,1) from raw 64-bit draws: the standard's engines are portable, its distributions are not.
+double uniform01(std::mt19937_64& g) { return (double(g() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+void fill_normal(float* p, int64_t n, float stddev, std::mt19937_64& g) {
+    for (int64_t i = 0; i + 1 < n; i += 2) {  // Box-Muller, two values per pair of draws
+        double u1 = uniform01(g), u2 = uniform01(g);
+        double r = std::sqrt(-2.0 * std::log(u1));
+        p[i] = float(stddev * r * std::cos(2 * M_PI * u2));
+        p[i + 1] = float(stddev * r * std::sin(2 * M_PI * u2));
+    }
+    if (n % 2) p[n - 1] = float(stddev * std::sqrt(-2.0 * std::log(uniform01(g))) * std::cos(2 * M_PI * uniform01(g)));
+}
+
+void fill_const(float* p, int64_t n, float v) {
+    for (int64_t i = 0; i < n; ++i) p[i] = v;
+}
+
+}  // namespace
+
+std::vector<std::string> random_model_shapes() {
+    std::vector<std::string> out;
+    for (const auto& s : kShapes) out.push_back(s.name);
+    return out;
+}
+
+ModelConfig random_model_config(const std::string& shape) {
+    for (const auto& s : kShapes) {
+        if (shape != s.name) continue;
+        ModelConfig c;
+        c.arch = s.arch;
+        c.arch_name = arch_name(s.arch);
+        c.name = s.name;
+        c.n_layer = s.n_layer;
+        c.d_model = s.d_model;
+        c.n_head = s.n_head;
+        c.n_head_kv = s.n_head_kv;
+        c.d_head = s.d_model / s.n_head;
+        c.d_ff = s.d_ff;
+        c.n_vocab = s.n_vocab;
+        c.n_ctx = 8192;
+        c.rms_eps = 1e-5f;
+        c.rope_dims = c.d_head;
+        c.attn_scale = 1.0f / std::sqrt(float(c.d_head));
+        c.tied_embeddings = s.tied;
+        c.qkv_bias = s.qkv_bias;
+        c.layers.assign(c.n_layer, LayerAttention{s.rope_base, 0});
+        c.validate("random shape " + shape);
+        return c;
+    }
+    std::string known;
+    for (const auto& s : kShapes) known += std::string(known.empty() ? "" : ", ") + s.name;
+    fail("unknown model shape '", shape, "' (known: ", known, ")");
+}
+
+Model make_random_model(const std::string& shape, uint64_t seed) {
+    Model m;
+    m.config = random_model_config(shape);
+    const ModelConfig& c = m.config;
+    allocate_weights(c, m.weights);
+    std::mt19937_64 g(seed);
+    auto mat = [&](Matrix& w) { fill_normal(w.data, w.rows * w.cols, 0.02f, g); };
+    // Embeddings larger than the other weights so that the residual stream has a realistic scale.
+    fill_normal(m.weights.token_embd.data, int64_t(c.n_vocab) * c.d_model, 1.0f, g);
+    fill_const(m.weights.output_norm, c.d_model, 1.0f);
+    if (!c.tied_embeddings) mat(m.weights.output);
+    for (auto& L : m.weights.layers) {
+        // Norm weights near 1 but not exactly, so that tests notice a norm applied with the wrong weight.
+        fill_normal(L.attn_norm, c.d_model, 0.1f, g);
+        fill_normal(L.ffn_norm, c.d_model, 0.1f, g);
+        for (int i = 0; i < c.d_model; ++i) L.attn_norm[i] += 1.0f, L.ffn_norm[i] += 1.0f;
+        // Larger q/k weights than 0.02 so attention patterns are not uniform (tests must see softmax at work).
+        fill_normal(L.wq.data, L.wq.rows * L.wq.cols, 0.15f, g);
+        fill_normal(L.wk.data, L.wk.rows * L.wk.cols, 0.15f, g);
+        mat(L.wv);
+        mat(L.wo);
+        if (c.qkv_bias) {
+            fill_normal(L.bq, c.q_dim(), 0.1f, g);
+            fill_normal(L.bk, c.kv_dim(), 0.1f, g);
+            fill_normal(L.bv, c.kv_dim(), 0.1f, g);
+        }
+        if (c.qk_norm) {
+            fill_const(L.q_norm, c.d_head, 1.0f);
+            fill_const(L.k_norm, c.d_head, 1.0f);
+        }
+        if (c.post_norms) {
+            fill_const(L.post_attn_norm, c.d_model, 1.0f);
+            fill_const(L.post_ffn_norm, c.d_model, 1.0f);
+        }
+        mat(L.w_gate);
+        mat(L.w_up);
+        mat(L.w_down);
+    }
+    m.tokenizer = Tokenizer::byte_level(c.n_vocab);
+    m.source.path = "random:" + shape + ":seed=" + std::to_string(seed);
+    m.source.tensor_types["F32"] = 0;
+    return m;
+}
+
+Model open_model(const std::string& spec, const LoadOptions& options) {
+    if (spec.rfind("random:", 0) != 0) return load_model(spec, options);
+    std::string rest = spec.substr(7);
+    uint64_t seed = 1;
+    if (auto colon = rest.find(':'); colon != std::string::npos) {
+        try {
+            seed = std::stoull(rest.substr(colon + 1));
+        } catch (const std::exception&) {
+            fail("model '", spec, "': the seed after the shape must be a number");
+        }
+        rest = rest.substr(0, colon);
+    }
+    return make_random_model(rest, seed);
+}
+
+}  // namespace hs
