@@ -18,6 +18,20 @@ class GgufFile;
 
 enum class TokenType : int32_t { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
 
+// Everything a byte-level BPE tokenizer is built from: what from_gguf reads from the file's tokenizer.* keys.
+// Kept as plain arrays so that tests and tools can build a tokenizer without a GGUF file.
+struct TokenizerVocab {
+    std::string source;                // where it came from (a file path), used in error messages
+    std::string model = "gpt2";        // tokenizer.ggml.model; only "gpt2" (byte-level BPE) is supported
+    std::string pre;                   // tokenizer.ggml.pre: "smollm", "gpt2", "llama-bpe" or "qwen2"
+    std::vector<std::string> tokens;   // id -> token text in the GPT-2 bytes-as-unicode alphabet
+    std::vector<int32_t> token_types;  // id -> TokenType value; empty means all NORMAL
+    std::vector<std::string> merges;   // "left right"; the index is the merge rank (lower merges first)
+    int32_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;
+    bool add_bos = false;              // tokenizer.ggml.add_bos_token (absent = false)
+    std::string chat_template;         // tokenizer.chat_template; empty when none
+};
+
 struct ChatMessage {
     std::string role;     // "system", "user", "assistant"
     std::string content;
@@ -26,6 +40,9 @@ struct ChatMessage {
 class Tokenizer {
 public:
     static Tokenizer from_gguf(const GgufFile& file);
+    // Validates the vocabulary (sizes, merges that name known tokens, known model/pre-tokenizer) and builds the
+    // tokenizer. Throws hs::Error naming vocab.source and the offending value.
+    static Tokenizer from_vocab(TokenizerVocab vocab);
     // A tokenizer over single bytes (ids 0..255 are the bytes, 256 = BOS, 257 = EOS) for random-weight models.
     static Tokenizer byte_level(int32_t n_vocab);
 

@@ -1,0 +1,478 @@
+// tokenizer/tokenizer.cpp: byte-level BPE (GPT-2 style) as HF tokenizers / llama.cpp run it, plus ChatML rendering.
+//
+// Encoding: split off special tokens (leftmost-longest, as HF's added-vocabulary matcher), pre-tokenize the rest
+// into words, map each word's bytes to the GPT-2 "bytes as unicode" symbols, and apply merges within each word in
+// rank order with a priority queue (lowest rank first, leftmost on ties) exactly as HF's BPE model does.
+#include "tokenizer/tokenizer.hpp"
+
+#include <algorithm>
+#include <array>
+#include <queue>
+#include <unordered_map>
+
+#include "tokenizer/pretokenizer.hpp"
+#include "util/error.hpp"
+
+namespace hs {
+namespace {
+
+// ---------------------------------------------------------------- GPT-2 bytes_to_unicode
+
+// Printable bytes 0x21-0x7E, 0xA1-0xAC and 0xAE-0xFF stand for themselves; every other byte maps, in byte order,
+// to U+0100 + k. BPE vocabularies store their tokens in this alphabet so that no token contains raw whitespace.
+std::array<uint32_t, 256> make_byte_to_codepoint() {
+    std::array<uint32_t, 256> table{};
+    uint32_t next = 0x100;
+    for (uint32_t b = 0; b < 256; ++b) {
+        const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        table[b] = printable ? b : next++;
+    }
+    return table;
+}
+const std::array<uint32_t, 256> kByteToCodepoint = make_byte_to_codepoint();
+
+void append_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xC0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xE0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+}
+
+// Inverse of bytes_to_unicode: the byte a symbol stands for, or -1 for a code point outside the alphabet.
+int codepoint_to_byte(uint32_t cp) {
+    if (cp >= 0x100 + 256) return -1;
+    const auto it = std::find(kByteToCodepoint.begin(), kByteToCodepoint.end(), cp);
+    return it == kByteToCodepoint.end() ? -1 : static_cast<int>(it - kByteToCodepoint.begin());
+}
+
+// The raw bytes a vocabulary token stands for: each symbol mapped back through bytes_to_unicode. Anything outside
+// that alphabet (not expected in byte-level vocabularies, or not UTF-8) is kept as it is rather than dropped.
+std::string token_to_bytes(std::string_view token) {
+    std::string out;
+    for (size_t i = 0; i < token.size();) {
+        const auto lead = static_cast<uint8_t>(token[i]);
+        const size_t n = lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : 4;
+        if (lead >= 0x80 && ((lead & 0xC0) == 0x80 || i + n > token.size())) {  // not UTF-8: keep the byte
+            out += token[i++];
+            continue;
+        }
+        uint32_t cp = n == 1 ? lead : lead & (0x7F >> n);
+        for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<uint8_t>(token[i + k]) & 0x3F);
+        const int byte = codepoint_to_byte(cp);
+        if (byte >= 0) out += static_cast<char>(byte);
+        else out.append(token.substr(i, n));
+        i += n;
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------- chat templates
+
+// SmolLM2-Instruct's ChatML template, around its default system prompt. Templates of exactly this shape (any
+// default prompt) and plain ChatML are rendered; anything else is refused rather than rendered wrongly.
+constexpr std::string_view kSmolTemplateHead =
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n";
+constexpr std::string_view kSmolTemplateTail =
+    "<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+    "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+constexpr std::string_view kPlainChatmlTemplate =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+    "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+struct ChatStyle {
+    bool known = false;
+    bool has_default_system = false;
+    std::string default_system;
+};
+
+ChatStyle recognise_chat_template(const std::string& tmpl) {
+    ChatStyle style;
+    if (tmpl == kPlainChatmlTemplate) {
+        style.known = true;
+    } else if (tmpl.size() > kSmolTemplateHead.size() + kSmolTemplateTail.size() &&
+               tmpl.starts_with(kSmolTemplateHead) && tmpl.ends_with(kSmolTemplateTail)) {
+        style.default_system = tmpl.substr(kSmolTemplateHead.size(),
+                                           tmpl.size() - kSmolTemplateHead.size() - kSmolTemplateTail.size());
+        // The prompt sits inside a Jinja '...' literal: a quote or backslash would need unescaping we do not do.
+        if (style.default_system.find_first_of("'\\{}") == std::string::npos) {
+            style.known = true;
+            style.has_default_system = true;
+        }
+    }
+    return style;
+}
+
+// ---------------------------------------------------------------- BPE merges
+
+uint64_t pair_key(int32_t left, int32_t right) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
+}
+
+struct MergeInfo {
+    int32_t rank;
+    int32_t merged_id;
+};
+
+struct Symbol {
+    int32_t id;
+    int32_t prev;
+    int32_t next;
+    bool alive;
+};
+
+struct Candidate {
+    int32_t rank;
+    int32_t pos;
+    int32_t merged_id;
+    // std::priority_queue is a max-heap: "less" means lower priority, i.e. higher rank, then further right.
+    bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- Impl
+
+struct Tokenizer::Impl {
+    std::string source;
+    std::string pre_name;
+    pretok::Kind pre_kind = pretok::Kind::GPT2;
+    bool bytes_only = false;  // the byte_level() tokenizer: ids 0..255 are bytes, no BPE
+    bool ignore_merges = false;  // Llama 3: a word that is itself a token is emitted without merging (HF option)
+
+    std::vector<std::string> tokens;  // as stored (bytes-as-unicode alphabet; special tokens verbatim)
+    std::vector<std::string> bytes;   // decoded raw bytes per token
+    std::vector<TokenType> types;
+    std::unordered_map<std::string, int32_t> token_to_id;
+    std::unordered_map<uint64_t, MergeInfo> merges;
+    std::array<int32_t, 256> byte_token{};  // token id of each single byte's symbol, -1 when absent
+
+    std::vector<int32_t> specials;              // CONTROL/USER_DEFINED ids, longest text first
+    std::array<bool, 256> special_first{};      // bytes a special token can start with
+
+    int32_t bos = -1, eos = -1, unk = -1, pad = -1;
+    bool add_bos = false;
+    std::string chat_template;
+    ChatStyle chat;
+
+    void check_id(int32_t id) const {
+        check(id >= 0 && id < static_cast<int32_t>(tokens.size()), source, ": token id ", id,
+              " out of range [0, ", tokens.size(), ")");
+    }
+
+    // The special token that starts at text[i] with the longest text, or -1.
+    int32_t special_at(std::string_view text, size_t i) const {
+        if (!special_first[static_cast<uint8_t>(text[i])]) return -1;
+        for (int32_t id : specials)  // longest first, so the first hit is the longest
+            if (text.substr(i).starts_with(tokens[id])) return id;
+        return -1;
+    }
+
+    void encode_word(std::string_view word, std::vector<int32_t>& out) const;
+    void encode_text(std::string_view text, std::vector<int32_t>& out) const;
+};
+
+void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+    if (ignore_merges) {
+        std::string mapped;
+        for (char c : word) append_utf8(mapped, kByteToCodepoint[static_cast<uint8_t>(c)]);
+        if (auto it = token_to_id.find(mapped); it != token_to_id.end()) {
+            out.push_back(it->second);
+            return;
+        }
+    }
+    // One symbol per byte: a byte-level vocabulary holds every single-byte symbol. A byte without one is dropped,
+    // as HF's BPE does when there is no unk token.
+    std::vector<Symbol> syms;
+    syms.reserve(word.size());
+    for (char c : word) {
+        const int32_t id = byte_token[static_cast<uint8_t>(c)];
+        if (id < 0) continue;
+        const auto n = static_cast<int32_t>(syms.size());
+        syms.push_back({id, n - 1, n + 1, true});
+    }
+    if (syms.empty()) return;
+    syms.back().next = -1;
+
+    std::priority_queue<Candidate> queue;
+    const auto push_pair = [&](int32_t pos) {
+        const int32_t next = syms[pos].next;
+        if (next < 0) return;
+        if (auto it = merges.find(pair_key(syms[pos].id, syms[next].id)); it != merges.end())
+            queue.push({it->second.rank, pos, it->second.merged_id});
+    };
+    for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) push_pair(i);
+
+    while (!queue.empty()) {
+        const Candidate top = queue.top();
+        queue.pop();
+        Symbol& left = syms[top.pos];
+        if (!left.alive || left.next < 0) continue;
+        // Stale when either side changed since the candidate was pushed: the pair must still merge into the same id.
+        const auto it = merges.find(pair_key(left.id, syms[left.next].id));
+        if (it == merges.end() || it->second.merged_id != top.merged_id) continue;
+        Symbol& right = syms[left.next];
+        left.id = top.merged_id;
+        right.alive = false;
+        left.next = right.next;
+        if (right.next >= 0) syms[right.next].prev = top.pos;
+        if (left.prev >= 0) push_pair(left.prev);
+        push_pair(top.pos);
+    }
+    for (const Symbol& s : syms)
+        if (s.alive) out.push_back(s.id);
+}
+
+void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
+    if (text.empty()) return;
+    if (bytes_only) {
+        for (char c : text) out.push_back(static_cast<uint8_t>(c));
+        return;
+    }
+    std::vector<std::string_view> words;
+    pretok::split(pre_kind, text, words);
+    // Natural text repeats words a lot: remember each distinct word's ids for the length of this call.
+    std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> [begin, end) in out
+    for (std::string_view w : words) {
+        if (auto it = seen.find(w); it != seen.end()) {
+            const auto [b, e] = it->second;
+            for (size_t k = b; k < e; ++k) out.push_back(out[k]);
+            continue;
+        }
+        const size_t begin = out.size();
+        encode_word(w, out);
+        seen.emplace(w, std::make_pair(begin, out.size()));
+    }
+}
+
+// ---------------------------------------------------------------- construction
+
+Tokenizer::Tokenizer() : impl_(std::make_unique<Impl>()) {}
+Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::Tokenizer(const Tokenizer& o) : impl_(std::make_unique<Impl>(*o.impl_)) {}
+Tokenizer& Tokenizer::operator=(const Tokenizer& o) {
+    if (this != &o) impl_ = std::make_unique<Impl>(*o.impl_);
+    return *this;
+}
+
+namespace {
+
+// Parses "left right" (split at the first space after index 0: a side may itself start with the mapped space
+// symbol, never with a raw one, but llama.cpp and HF both split this way).
+std::pair<std::string_view, std::string_view> split_merge(std::string_view merge) {
+    const size_t cut = merge.find(' ', 1);
+    if (cut == std::string_view::npos) return {merge, {}};
+    return {merge.substr(0, cut), merge.substr(cut + 1)};
+}
+
+void check_special_id(const std::string& source, const char* what, int32_t id, size_t n_vocab) {
+    check(id >= -1 && id < static_cast<int64_t>(n_vocab), source, ": ", what, " token id ", id,
+          " out of range [0, ", n_vocab, ")");
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_vocab(TokenizerVocab v) {
+    const std::string& src = v.source.empty() ? std::string("tokenizer vocabulary") : v.source;
+    check(v.model == "gpt2", src, ": unsupported tokenizer.ggml.model \"", v.model,
+          "\" (only \"gpt2\", byte-level BPE, is supported)");
+    const pretok::Kind kind = pretok::kind_from_name(v.pre, src);
+    check(!v.tokens.empty(), src, ": empty token list");
+    check(v.token_types.empty() || v.token_types.size() == v.tokens.size(), src, ": token_type has ",
+          v.token_types.size(), " entries for ", v.tokens.size(), " tokens");
+    for (auto [what, id] : {std::pair{"bos", v.bos_id}, {"eos", v.eos_id}, {"unknown", v.unk_id}, {"padding", v.pad_id}})
+        check_special_id(src, what, id, v.tokens.size());
+
+    Tokenizer t;
+    Impl& m = *t.impl_;
+    m.source = src;
+    m.pre_name = v.pre;
+    m.pre_kind = kind;
+    m.ignore_merges = kind == pretok::Kind::LLAMA3;
+    m.bos = v.bos_id;
+    m.eos = v.eos_id;
+    m.unk = v.unk_id;
+    m.pad = v.pad_id;
+    m.add_bos = v.add_bos;
+    m.chat_template = std::move(v.chat_template);
+    m.chat = recognise_chat_template(m.chat_template);
+
+    const size_t n = v.tokens.size();
+    m.types.resize(n, TokenType::NORMAL);
+    for (size_t i = 0; i < v.token_types.size(); ++i) {
+        const int32_t ty = v.token_types[i];
+        check(ty >= 1 && ty <= 6, src, ": token ", i, " has unknown token type ", ty);
+        m.types[i] = static_cast<TokenType>(ty);
+    }
+    m.token_to_id.reserve(n);
+    m.bytes.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+        m.token_to_id[v.tokens[i]] = static_cast<int32_t>(i);  // a duplicate maps to its last id, as in HF/llama.cpp
+        const bool verbatim = m.types[i] == TokenType::CONTROL || m.types[i] == TokenType::USER_DEFINED;
+        m.bytes[i] = verbatim ? v.tokens[i] : token_to_bytes(v.tokens[i]);
+        if (verbatim && !v.tokens[i].empty()) {
+            m.specials.push_back(static_cast<int32_t>(i));
+            m.special_first[static_cast<uint8_t>(v.tokens[i][0])] = true;
+        }
+    }
+    m.tokens = std::move(v.tokens);
+    std::stable_sort(m.specials.begin(), m.specials.end(),
+                     [&](int32_t a, int32_t b) { return m.tokens[a].size() > m.tokens[b].size(); });
+
+    for (uint32_t b = 0; b < 256; ++b) {
+        std::string sym;
+        append_utf8(sym, kByteToCodepoint[b]);
+        const auto it = m.token_to_id.find(sym);
+        m.byte_token[b] = it == m.token_to_id.end() ? -1 : it->second;
+    }
+
+    m.merges.reserve(v.merges.size());
+    const auto id_of = [&](std::string_view s, size_t rank) {
+        const auto it = m.token_to_id.find(std::string(s));
+        check(it != m.token_to_id.end(), src, ": merge ", rank, " \"", v.merges[rank], "\" names \"", s,
+              "\", which is not in the vocabulary");
+        return it->second;
+    };
+    for (size_t rank = 0; rank < v.merges.size(); ++rank) {
+        const auto [left, right] = split_merge(v.merges[rank]);
+        check(!right.empty(), src, ": merge ", rank, " \"", v.merges[rank], "\" is not \"left right\"");
+        const int32_t merged = id_of(std::string(left) + std::string(right), rank);
+        // A repeated pair keeps its first (lowest) rank, as HF's BPE builder does.
+        m.merges.emplace(pair_key(id_of(left, rank), id_of(right, rank)),
+                         MergeInfo{static_cast<int32_t>(rank), merged});
+    }
+    return t;
+}
+
+Tokenizer Tokenizer::byte_level(int32_t n_vocab) {
+    check(n_vocab >= 258, "byte-level tokenizer needs n_vocab >= 258 (256 bytes, BOS, EOS), got ", n_vocab);
+    Tokenizer t;
+    Impl& m = *t.impl_;
+    m.source = "byte-level tokenizer";
+    m.pre_name = "bytes";
+    m.bytes_only = true;
+    m.tokens.resize(n_vocab);
+    m.bytes.resize(n_vocab);
+    m.types.assign(n_vocab, TokenType::UNUSED);
+    for (int32_t b = 0; b < 256; ++b) {
+        m.bytes[b] = std::string(1, static_cast<char>(b));
+        m.tokens[b] = m.bytes[b];
+        m.types[b] = TokenType::BYTE;
+    }
+    m.tokens[256] = m.bytes[256] = "<s>";
+    m.tokens[257] = m.bytes[257] = "</s>";
+    m.types[256] = m.types[257] = TokenType::CONTROL;
+    m.bos = 256;
+    m.eos = 257;
+    return t;
+}
+
+// ---------------------------------------------------------------- encode / decode
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special, bool add_bos) const {
+    const Impl& m = *impl_;
+    std::vector<int32_t> out;
+    out.reserve(text.size() / 3 + 2);
+    if (add_bos && m.add_bos && m.bos >= 0) out.push_back(m.bos);
+    if (!parse_special || m.specials.empty()) {
+        m.encode_text(text, out);
+        return out;
+    }
+    // Special tokens are cut out first; the text between them is pre-tokenized on its own, as in HF.
+    size_t start = 0;
+    for (size_t i = 0; i < text.size();) {
+        const int32_t id = m.special_at(text, i);
+        if (id < 0) {
+            ++i;
+            continue;
+        }
+        m.encode_text(text.substr(start, i - start), out);
+        out.push_back(id);
+        i += m.tokens[id].size();
+        start = i;
+    }
+    m.encode_text(text.substr(start), out);
+    return out;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool render_special) const {
+    const Impl& m = *impl_;
+    std::string out;
+    for (int32_t id : ids) {
+        m.check_id(id);
+        const TokenType ty = m.types[id];
+        const bool hidden = ty == TokenType::CONTROL || ty == TokenType::UNKNOWN || ty == TokenType::UNUSED;
+        if (hidden && !render_special && !(m.bytes_only && ty == TokenType::BYTE)) continue;
+        out += m.bytes[id];
+    }
+    return out;
+}
+
+std::string Tokenizer::token_text(int32_t id) const {
+    impl_->check_id(id);
+    return impl_->bytes[id];
+}
+
+// ---------------------------------------------------------------- chat template
+
+std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+    const Impl& m = *impl_;
+    check(!m.chat_template.empty(), m.source, ": the model has no chat template (tokenizer.chat_template)");
+    check(m.chat.known, m.source, ": unsupported chat template (only SmolLM2-style ChatML is rendered): ",
+          m.chat_template.substr(0, 120));
+    std::string out;
+    for (size_t i = 0; i < messages.size(); ++i) {
+        // SmolLM2: `loop.first and messages[0]['role'] != 'system'` adds the default system turn once, up front.
+        if (i == 0 && m.chat.has_default_system && messages[0].role != "system")
+            out += "<|im_start|>system\n" + m.chat.default_system + "<|im_end|>\n";
+        out += "<|im_start|>" + messages[i].role + "\n" + messages[i].content + "<|im_end|>\n";
+    }
+    if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    return out;
+}
+
+// ---------------------------------------------------------------- properties
+
+int32_t Tokenizer::n_vocab() const { return static_cast<int32_t>(impl_->tokens.size()); }
+int32_t Tokenizer::bos_id() const { return impl_->bos; }
+int32_t Tokenizer::eos_id() const { return impl_->eos; }
+bool Tokenizer::add_bos() const { return impl_->add_bos; }
+const std::string& Tokenizer::pre_tokenizer() const { return impl_->pre_name; }
+
+TokenType Tokenizer::token_type(int32_t id) const {
+    impl_->check_id(id);
+    return impl_->types[id];
+}
+
+bool Tokenizer::is_special(int32_t id) const {
+    const TokenType ty = token_type(id);
+    return ty == TokenType::CONTROL || ty == TokenType::USER_DEFINED || ty == TokenType::UNKNOWN ||
+           ty == TokenType::UNUSED;
+}
+
+std::vector<int32_t> Tokenizer::eog_ids() const {
+    const Impl& m = *impl_;
+    std::vector<int32_t> ids;
+    if (m.eos >= 0) ids.push_back(m.eos);
+    for (const char* name : {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>"}) {
+        const auto it = m.token_to_id.find(name);
+        if (it != m.token_to_id.end() && m.types[it->second] == TokenType::CONTROL &&
+            std::find(ids.begin(), ids.end(), it->second) == ids.end())
+            ids.push_back(it->second);
+    }
+    return ids;
+}
+
+}  // namespace hs
