@@ -350,8 +350,9 @@ TEST_CASE("greedy generation equals repeated argmax of full forwards", "[engine]
         REQUIRE(g.tokens[i] == next);
         seq.push_back(next);
     }
-    // Sampling with a seed is reproducible, and a different seed changes something.
-    o.temperature = 1.5f;
+    // Sampling with a seed is reproducible, and a different seed changes something. (The tiny random model's
+    // tied embeddings make its distribution very peaked: a high temperature flattens it.)
+    o.temperature = 50.0f;
     o.top_p = 0.95f;
     o.seed = 5;
     auto s1 = generate(*f.engine, prompt, o), s2 = generate(*f.engine, prompt, o);

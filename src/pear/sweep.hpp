@@ -1,0 +1,112 @@
+// pear/sweep.hpp: PEAR localisation -- score every attention head on the context-copying proxy task.
+//
+// Method: docs/methods.md (shared/docs/methods.md §1.1-1.2). Vocabulary of this part:
+//   ProxySetting (N, n)    N sequences X of n random token ids; each input is [X, X] (2n tokens, no BOS)
+//   p = 2n-2, target X[n-1] the measurement position and the token that should come next there
+//   pi                     mean over samples of (logit[p, target] - mean over the vocabulary of logit[p, :])
+//   WorkItem               one setting x a rectangle of (layer, head): the unit of work, also across MPI ranks
+//   SettingRun             the clean run of one setting and its caches; scores any WorkItem of that setting
+//   HeadScores             per-setting and aggregate scores, ranking and top-K
+// Modes: PATH (the paper: head output at p replaced by its batch mean, attention frozen, MLPs recomputed; exact
+// cheap form), TOTAL (mean-ablation at chosen positions with full downstream recompute), ATTRIBUTION (gradient
+// estimate; needs the backward pass, not available yet).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.hpp"
+
+namespace hs::pear {
+
+struct ProxySetting {
+    int32_t n_samples = 0;  // N
+    int32_t half_len = 0;   // n
+};
+// The paper's detection settings (N, n) = (20,50), (40,25), (80,15), (100,10) and seed 10024.
+std::vector<ProxySetting> paper_settings();
+inline constexpr uint64_t kPaperSeed = 10024;
+
+enum class ScoreMode { PATH, TOTAL, ATTRIBUTION };
+enum class MeanOver { BATCH, SEQUENCE };  // what the ablation mean is taken over (TOTAL mode)
+const char* score_mode_name(ScoreMode m);
+ScoreMode parse_score_mode(const std::string& s);  // "path" | "total" | "attribution"; throws with the choices
+const char* mean_over_name(MeanOver m);
+MeanOver parse_mean_over(const std::string& s);    // "batch" | "sequence"
+
+struct SweepOptions {
+    ScoreMode mode = ScoreMode::PATH;
+    std::vector<ProxySetting> settings = paper_settings();
+    uint64_t seed = kPaperSeed;
+    bool exclude_special = false;             // draw tokens only from non-special ids (paper: all ids)
+    MeanOver mean_over = MeanOver::BATCH;     // TOTAL mode
+    std::vector<int32_t> total_positions;     // TOTAL mode: ablated positions t (empty: all 2n positions)
+    int32_t top_k = 0;                        // 0: default_top_k(n_heads)
+    int32_t max_rows_per_chunk = 8192;        // PATH mode: rows per batched MLP pass (memory bound)
+
+    // Throws hs::Error naming the problem (n that does not fit the context, bad K, empty settings, ...).
+    void validate(const ModelConfig& config) const;
+};
+// The documented default K: 3% of all heads (the paper's 30 of Llama-2-7B's 1024), at least 1.
+int32_t default_top_k(int32_t n_heads);
+
+// The proxy batch of one setting: tokens [N, 2n] = [X, X]. Deterministic in (seed, setting index): every setting
+// has its own stream, so any setting can be rebuilt alone (on any MPI rank, on resume).
+struct ProxyBatch {
+    ProxySetting setting;
+    std::vector<int32_t> tokens;  // [N * 2n]
+    int32_t target(int32_t b) const { return tokens[size_t(b) * 2 * setting.half_len + setting.half_len - 1]; }
+};
+ProxyBatch make_proxy_batch(const ProxySetting& s, int32_t setting_index, uint64_t seed, const Tokenizer& tok,
+                            int32_t n_vocab, bool exclude_special);
+
+struct WorkItem {
+    int32_t setting = 0;               // index into SweepOptions::settings
+    int32_t layer_begin = 0, layer_end = 0;
+    int32_t head_begin = 0, head_end = 0;
+    int32_t n_heads() const { return (layer_end - layer_begin) * (head_end - head_begin); }
+};
+
+// All items of a sweep: each setting cut into (layer block x all heads) rectangles, in a fixed order.
+std::vector<WorkItem> plan_items(const ModelConfig& config, const SweepOptions& options, int32_t layers_per_item = 1);
+
+// The clean run of one setting: proxy batch, clean forward with the caches the mode needs, pi, copy accuracy.
+class SettingRun {
+public:
+    SettingRun(Engine& engine, const SweepOptions& options, int32_t setting_index);
+    ~SettingRun();
+    const ProxyBatch& batch() const;
+    double pi_clean() const;
+    double copy_accuracy() const;  // fraction of i = 1..n-1 where position n+i-1 ranks X[i] first
+    // pi after ablating each head of the item, [layer - layer_begin][head - head_begin] row-major.
+    std::vector<double> score(const WorkItem& item);
+    // The brute-force reference of PATH mode for one head: a full forward with every layer's attention frozen at
+    // its clean value and the head's output at p replaced by its batch mean. (TOTAL: a full forward from the
+    // tokens with the head mean-ablated.)
+    double score_reference(int32_t layer, int32_t head);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Scores of a finished (or partial) sweep.
+struct HeadScores {
+    int32_t n_layer = 0, n_head = 0;
+    std::vector<ProxySetting> settings;
+    std::vector<double> pi_clean;       // [S]
+    std::vector<double> copy_accuracy;  // [S]
+    std::vector<double> pi_ablated;     // [S, L, H]  (NaN where not computed)
+    std::vector<double> raw;            // [S, L, H]  pi_ablated - pi_clean
+    std::vector<double> ratio;          // [S, L, H]  pi_ablated / pi_clean - 1  (the paper's delta pi)
+    std::vector<double> mean_ratio;     // [L, H]     mean over settings of ratio
+    std::vector<double> weighted_ratio; // [L, H]     N-weighted mean over settings of ratio
+    std::vector<int32_t> ranking;       // head indices l*H + h by mean_ratio, largest first
+    int32_t top_k = 0;
+};
+// Fills raw/ratio/aggregates/ranking from pi_clean and pi_ablated.
+void finish_scores(HeadScores& s, int32_t top_k);
+
+}  // namespace hs::pear
