@@ -6,10 +6,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "gguf/gguf.hpp"
 #include "mini_json.hpp"
+#include "tokenizer/pretokenizer.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
 
@@ -220,17 +222,33 @@ TEST_CASE("tokenizer: unknown pre-tokenizer, model or template is refused", "[to
     CHECK_THROWS_AS(t.apply_chat_template({{"user", "x"}}, true), hs::Error);
 }
 
-TEST_CASE("tokenizer: other pre-tokenizers split as their regexes", "[tokenizer]") {
-    // Only single-character tokens and no merges: the ids show the characters, the word boundaries do not, so
-    // compare decoded round trips plus a few counts that the split decides (unmergeable words stay per byte).
-    for (const char* pre : {"gpt2", "llama-bpe", "qwen2", "smollm"}) {
-        hs::TokenizerVocab v = tiny_vocab(pre);
-        v.tokens.push_back("\xc4\xa0");  // "Ġ", the space symbol
-        v.tokens.push_back("\xc4\x8a");  // "Ċ", newline
-        const hs::Tokenizer t = hs::Tokenizer::from_vocab(v);
-        const std::string s = "Hello  world's 12345\n\n x";
-        CHECK(t.decode(t.encode(s)) == s);
+TEST_CASE("tokenizer: every pre-tokenizer splits as HF's regex does", "[tokenizer]") {
+    const std::string path = std::string(HEADSWEEP_FIXTURES) + "/tokenizer/pretokenizer_splits.jsonl";
+    std::ifstream in(path);
+    if (!in) FAIL("fixture " << path << " is missing: run tools/gen_tokenizer_fixtures.py");
+    std::map<std::string, size_t> checked;
+    size_t n_failed = 0;
+    std::string line;
+    while (std::getline(in, line) && n_failed < 5) {
+        const mini_json::Value c = mini_json::parse(line);
+        const std::string& pre = c["pre"].str;
+        const std::string& text = c["text"].str;
+        std::vector<std::string_view> words;
+        hs::pretok::split(hs::pretok::kind_from_name(pre, "test"), text, words);
+        std::vector<std::string> got(words.begin(), words.end()), expected;
+        for (const auto& w : c["words"].arr) expected.push_back(w.str);
+        ++checked[pre];
+        if (got != expected) {
+            ++n_failed;
+            size_t at = 0;
+            while (at < got.size() && at < expected.size() && got[at] == expected[at]) ++at;
+            FAIL_CHECK(pre << ": \"" << escaped(text) << "\" word " << at << ": HF \""
+                           << (at < expected.size() ? escaped(expected[at]) : "<end>") << "\", ours \""
+                           << (at < got.size() ? escaped(got[at]) : "<end>") << "\"");
+        }
     }
+    for (const char* pre : {"smollm", "gpt2", "llama-bpe", "qwen2"}) CHECK(checked[pre] >= 600);
+    CHECK(n_failed == 0);
 }
 
 TEST_CASE("tokenizer: byte-level tokenizer", "[tokenizer]") {
