@@ -425,6 +425,8 @@ GgufFile GgufFile::open(const std::string& path) {
 const std::string& GgufFile::path() const { return impl_->path(); }
 uint32_t GgufFile::version() const { return impl_->version; }
 uint32_t GgufFile::alignment() const { return impl_->alignment; }
+uint64_t GgufFile::data_offset() const { return impl_->data_start; }
+uint64_t GgufFile::file_size() const { return impl_->map.size(); }
 const std::vector<std::pair<std::string, GgufValue>>& GgufFile::metadata() const { return impl_->metadata; }
 
 const GgufValue* GgufFile::find(std::string_view key) const {
