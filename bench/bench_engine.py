@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Engine throughput and memory against llama.cpp, same GGUF, same thread count, one invocation.
+
+Runs build/headsweep_bench_engine (ours) and llama.cpp through llama-cpp-python (in the bench venv made by
+bench/setup_bench_venv.sh) as two child processes, each reporting its own peak resident memory, and prints
+prefill tokens/s at 512 tokens (batch 1 and 16), decode tokens/s, and the ratios ours / llama.cpp.
+
+llama.cpp has no batch of independent sequences in llama-cpp-python's high-level API: its "batch 16" figure is
+16 sequential 512-token prefills (the same throughput as batch 1). Our batch 16 is one forward of 16 x 512 tokens.
+
+Usage: .venv-bench/bin/python bench/bench_engine.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--threads 2]
+"""
+import argparse, json, os, subprocess, sys, textwrap
+
+LLAMA_CHILD = textwrap.dedent(r"""
+    import json, resource, sys, time, random
+    from llama_cpp import Llama
+    path, threads, tokens, decode, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    llm = Llama(model_path=path, n_ctx=tokens + decode + 8, n_threads=threads, n_threads_batch=threads,
+                n_batch=tokens, n_ubatch=tokens, verbose=False)
+    rng = random.Random(1)
+    ids = [rng.randrange(100, llm.n_vocab()) for _ in range(tokens)]
+    def prefill():
+        llm.reset(); t = time.perf_counter(); llm.eval(ids); return time.perf_counter() - t
+    prefill()
+    times = sorted(prefill() for _ in range(reps))
+    med = times[len(times) // 2]
+    print(json.dumps(dict(engine="llama.cpp", test="prefill", batch=1, tokens=tokens, seconds=med, tokens_per_s=tokens / med)))
+    llm.reset(); llm.eval(ids)
+    t = time.perf_counter()
+    for i in range(decode):
+        llm.eval([rng.randrange(100, llm.n_vocab())])
+    dt = time.perf_counter() - t
+    print(json.dumps(dict(engine="llama.cpp", test="decode", context=tokens, tokens=decode, seconds=dt, tokens_per_s=decode / dt)))
+    print(json.dumps(dict(engine="llama.cpp", test="memory", peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+""")
+
+
+def run(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=512)
+    ap.add_argument("--decode", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--ours", default="build/headsweep_bench_engine")
+    a = ap.parse_args()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    ours = run([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1,16",
+                "--decode", str(a.decode), "--reps", str(a.reps)], env)
+    # Our memory figure at batch 1 (the 16 x 512 forward needs activations for 8192 tokens).
+    ours_b1 = run([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
+                   "--decode", "0", "--reps", "1"], env)
+    peer = run([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)], env)
+    get = lambda rows, **kw: next(r for r in rows if all(r.get(k) == v for k, v in kw.items()))
+    lp = get(peer, test="prefill")["tokens_per_s"]
+    print(f"model {a.model}, {a.threads} threads, machine {os.uname().nodename}, {os.cpu_count()} CPUs")
+    print(f"{'':28s}{'headsweep':>12s}{'llama.cpp':>12s}{'ratio':>8s}")
+    for b in (1, 16):
+        o = get(ours, test="prefill", batch=b)["tokens_per_s"]
+        print(f"prefill {a.tokens} tok, batch {b:<2d} tok/s{o:12.1f}{lp:12.1f}{o / lp:8.2f}")
+    od, ld = get(ours, test="decode")["tokens_per_s"], get(peer, test="decode")["tokens_per_s"]
+    print(f"decode at {a.tokens} ctx     tok/s{od:12.1f}{ld:12.1f}{od / ld:8.2f}")
+    m1 = get(ours_b1, test="memory")
+    mb16 = get(ours, test="memory")
+    print(f"peak RSS batch 1      MiB{m1['peak_rss_mib']:14.1f}{get(peer, test='memory')['peak_rss_mib']:12.1f}"
+          f"   ours / fp32 weights = {m1['ratio']:.2f}")
+    print(f"peak RSS batch 16     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / fp32 weights = {mb16['ratio']:.2f}")
+    print(json.dumps(dict(ours=ours, ours_batch1=ours_b1, llama_cpp=peer)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""PEAR sweep speed against the PyTorch peer, in one invocation (CPU).
+
+Path mode: the paper's 4 settings on the SmolLM2-135M shape; ours runs the whole sweep (the real default model, or
+random:smollm2-135m with --random), the peer times --peer-layers layers and extrapolates.
+Total mode: mean over the sequence at all positions, 16 samples x n = 64 ([X, X], 128 tokens), the same for both;
+ours times --ours-layers layers and extrapolates by downstream cost.
+Usage: .venv-bench/bin/python bench/bench_sweep.py [--threads 2] [--peer-layers 1] [--modes path,total]"""
+import argparse, json, os, subprocess, sys
+
+
+def run(cmd, env):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return [json.loads(l) for l in out.splitlines() if l.startswith("{")][-1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--random", action="store_true", help="use random:smollm2-135m for ours")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peer-layers", type=int, default=1)
+    ap.add_argument("--ours-layers", type=int, default=0, help="total mode: layers to time (0: all)")
+    ap.add_argument("--modes", default="path,total")
+    ap.add_argument("--ours", default="build/headsweep_bench_sweep")
+    a = ap.parse_args()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    model = "random:smollm2-135m" if a.random else a.model
+    here = os.path.dirname(os.path.abspath(__file__))
+    rows = []
+    for mode in a.modes.split(","):
+        if mode == "path":
+            ours = run([a.ours, model, "--mode", "path", "--threads", str(a.threads)], env)
+            peer = run([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "path", "--layers", str(a.peer_layers),
+                        "--threads", str(a.threads)], env)
+        else:
+            cmd = [a.ours, model, "--mode", "total", "--settings", "16x64", "--mean-over", "sequence", "--threads", str(a.threads)]
+            if a.ours_layers:
+                cmd += ["--layers", str(a.ours_layers)]
+            ours = run(cmd, env)
+            peer = run([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "total", "--B", "16", "--n", "64",
+                        "--layers", str(a.peer_layers), "--threads", str(a.threads)], env)
+        rows.append((mode, ours, peer))
+    print(f"machine {os.uname().nodename}, {os.cpu_count()} CPUs, {a.threads} threads; ours on {model}")
+    print(f"{'mode':8s}{'headsweep s':>14s}{'torch s':>12s}{'speed-up':>10s}")
+    for mode, o, p in rows:
+        print(f"{mode:8s}{o['full_sweep_secs_est']:14.1f}{p['full_sweep_secs_est']:12.1f}"
+              f"{p['full_sweep_secs_est'] / o['full_sweep_secs_est']:10.1f}x")
+    print(json.dumps([dict(mode=m, ours=o, peer=p) for m, o, p in rows]))
+
+
+if __name__ == "__main__":
+    main()
