@@ -98,7 +98,7 @@ TEST_CASE("h5 numeric datasets round-trip for every element type", "[h5]") {
     CHECK(f.children() == std::vector<std::string>{"f32", "f64", "i32", "i64", "scalar", "u64", "u8"});
 }
 
-TEST_CASE("h5 fill value shows in unwritten cells; hyperslabs write and read blocks", "[h5]") {
+TEST_CASE("h5 fill value shows in unwritten cells, hyperslabs write and read blocks", "[h5]") {
     TempDir tmp;
     auto f = File::create(tmp.file("fill.h5"));
     DatasetOptions opt;
@@ -332,7 +332,7 @@ TEST_CASE("h5 strings and attributes read back in h5py as str", "[h5]") {
     CHECK(r.out == "str smol ['a', 'bé']\n");
 }
 
-TEST_CASE("h5 refuses to overwrite unless asked; reports bad paths", "[h5]") {
+TEST_CASE("h5 refuses to overwrite unless asked, reports bad paths", "[h5]") {
     TempDir tmp;
     const auto path = tmp.file("once.h5");
     {

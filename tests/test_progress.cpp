@@ -41,7 +41,7 @@ TEST_CASE("progress writes at most once per interval and a summary at the end", 
     CHECK(std::count(s.begin(), s.end(), '\n') == 1);
 }
 
-TEST_CASE("progress with interval 0 reports every update; disabled reports nothing", "[progress]") {
+TEST_CASE("progress with interval 0 reports every update, disabled reports nothing", "[progress]") {
     std::ostringstream os;
     {
         Progress p({.label = "y", .total = 3, .interval_s = 0, .out = &os});

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <string>
 
+#include <unistd.h>
+
 #include "util/error.hpp"
 #include "util/sha256.hpp"
 
@@ -30,7 +32,8 @@ TEST_CASE("sha256 incremental updates match one-shot at every split", "[sha256]"
 }
 
 TEST_CASE("sha256 of a file streams the same bytes", "[sha256]") {
-    auto path = std::filesystem::temp_directory_path() / "headsweep_test_sha256.bin";
+    auto path = std::filesystem::temp_directory_path() /
+                ("headsweep_test_sha256_" + std::to_string(::getpid()) + ".bin");
     const std::string million(1000000, 'a');
     {
         std::ofstream f(path, std::ios::binary);
@@ -38,5 +41,5 @@ TEST_CASE("sha256 of a file streams the same bytes", "[sha256]") {
     }
     CHECK(hs::sha256_file(path.string()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     std::filesystem::remove(path);
-    CHECK_THROWS_WITH(hs::sha256_file(path.string()), Catch::Contains("headsweep_test_sha256.bin"));
+    CHECK_THROWS_WITH(hs::sha256_file(path.string()), Catch::Contains(path.filename().string()));
 }

@@ -4,13 +4,19 @@
 Reference: option (b) of tools/hf_reference.py -- a HF `tokenizers.Tokenizer` built from the GGUF's vocabulary and
 merges with SmolLM2-135M-Instruct's tokenizer.json configuration (Digits(individual_digits) + ByteLevel, BPE,
 ByteLevel decoder, ids 0..16 special). transformers' own GGUF loader (option (a)) drops the Digits step, so it is only
-recorded for comparison ("same_as_transformers_gguf").
+recorded for comparison ("same_as_transformers_gguf"): it splits e.g. "a  1" into a,Ġ,Ġ,1 where SmolLM2's real
+tokenizer gives a,ĠĠ,1, and disagrees with (b) on 9 of the 678 fixture strings (whitespace before digits, and runs of non-ASCII
+numerals such as "١٢٣٤" or "½ ¼ ²" that have multi-character tokens which Digits keeps apart).
+The smoke value "Hello world! 123" -> [19556, 905, 17, 216, 33, 34, 35] holds for both.
 
 Records, one JSON object per line:
   {"kind": "encode", "text": s, "parse_special": bool, "ids": [...], "same_as_transformers_gguf": bool}
       parse_special=false is HF's encode_special_tokens=True (special-token text is tokenized as plain text).
   {"kind": "chat", "messages": [{"role","content"}...], "add_generation_prompt": bool, "rendered": s}
       rendered by transformers' apply_chat_template(tokenize=False) with the GGUF's tokenizer.chat_template.
+
+A second file, pretokenizer_splits.jsonl, holds the words HF's own regex engine cuts each short string into for every
+supported tokenizer.ggml.pre (smollm, gpt2, llama-bpe, qwen2), using the patterns of those models' tokenizer.json.
 
 Strings are generated deterministically (random.Random(SEED)) plus hand-picked edge cases.
 Usage: /tmp/refvenv/bin/python tools/gen_tokenizer_fixtures.py [model.gguf]
@@ -25,6 +31,15 @@ from hf_reference import DEFAULT_MODEL, REPO, build_reference, load_transformers
 
 SEED = 20240611
 OUT = os.path.join(REPO, "tests", "fixtures", "tokenizer", "smollm2_cases.jsonl")
+SPLITS_OUT = os.path.join(REPO, "tests", "fixtures", "tokenizer", "pretokenizer_splits.jsonl")
+
+# The regexes of HF tokenizer.json files for the other supported tokenizer.ggml.pre values, run through HF's own
+# Split pre-tokenizer (Oniguruma) to record the words each pre-tokenizer cuts a string into.
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
 
 WORDS = ("the quick brown fox jumps over lazy dog attention head layer model token weight residual stream "
          "language learning neural network transformer embedding vocabulary probability gradient matrix "
@@ -92,6 +107,9 @@ CONTRACTIONS = [
     "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "''s", "'S'", "rock'n'roll", "o'clock", "y'all'd've",
     "don''t", "'", "' s", "'ss", "the dog's bone", "James' book", "`backtick`", "\u2019s curly", "l'été",
 ]
+
+CONTRACTIONS_CASED = ["IT'S", "We'Re", "I'M", "THEY'LL", "he'D", "it'S\n\n\nx", "a\r\n\r\n  b", "1234567 12",
+                      "!!!\n\n", " !!\r\n", "x\n \n y", "\u017f 's 'ſ"]
 
 PUNCT = [
     "!!!", "???", "...", "!?!?", "--->", "<==>", "===", "+++", "***", "###", "@@@", "$$$", "%%%", "^^^",
@@ -209,6 +227,28 @@ def chat_cases():
     ]
 
 
+def split_pretokenizers():
+    from tokenizers import Regex, pre_tokenizers as pt
+    split = lambda pattern: pt.Split(Regex(pattern), behavior="isolated", invert=False)
+    return {
+        "smollm": pt.Sequence([pt.Digits(individual_digits=True), split(GPT2_PATTERN)]),
+        "gpt2": split(GPT2_PATTERN),
+        "llama-bpe": split(LLAMA3_PATTERN),
+        "qwen2": split(QWEN2_PATTERN),
+    }
+
+
+def write_splits(texts):
+    """Words per pre-tokenizer for the (short) fixture strings: tests the matchers beyond SmolLM2's own."""
+    with open(SPLITS_OUT, "w", encoding="utf-8") as fh:
+        for pre, pretok in split_pretokenizers().items():
+            for text in texts:
+                if len(text) > 300:
+                    continue
+                words = [w for w, _ in pretok.pre_tokenize_str(text)]
+                fh.write(json.dumps({"pre": pre, "text": text, "words": words}, ensure_ascii=True) + "\n")
+
+
 def main():
     model = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_MODEL
     ref, meta = build_reference(model)
@@ -238,6 +278,7 @@ def main():
                                             add_generation_prompt=gen)
         records.append({"kind": "chat", "messages": messages, "add_generation_prompt": gen, "rendered": rendered})
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    write_splits(texts + CONTRACTIONS_CASED)
     with open(OUT, "w", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=True) + "\n")

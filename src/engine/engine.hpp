@@ -43,7 +43,7 @@ struct ForwardHooks {
     // being computed; empty entries compute normally. With every layer frozen this is the path-patching
     // "attention frozen at clean values".
     const LayerActivations* frozen_attention = nullptr;
-    // Start at a later layer from a given residual (host [B*T, d_model], entering start_layer).
+    // Start at start_layer from a given residual (host [B*T, d_model], entering start_layer; tokens are ignored).
     int32_t start_layer = 0;
     const float* start_residual = nullptr;
 

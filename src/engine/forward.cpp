@@ -89,8 +89,8 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
     const int32_t L0 = hk.start_layer;
     check(B > 0 && T > 0, "forward: batch and sequence length must be positive");
     check(L0 >= 0 && L0 < c.n_layer, "forward: start layer ", L0, " is outside 0..", c.n_layer - 1);
-    check(L0 == 0 ? int64_t(tokens.size()) == rows : hk.start_residual != nullptr,
-          L0 == 0 ? "forward: expected batch*seq tokens" : "forward: start_layer > 0 needs start_residual");
+    check(hk.start_residual != nullptr || L0 == 0, "forward: start_layer > 0 needs start_residual");
+    check(hk.start_residual != nullptr || int64_t(tokens.size()) == rows, "forward: expected batch*seq tokens");
     check(hk.head_scale.empty() || int64_t(hk.head_scale.size()) == int64_t(c.n_layer) * c.n_head,
           "forward: head_scale must have n_layer*n_head entries");
     check(!hk.frozen_attention || int32_t(hk.frozen_attention->size()) == c.n_layer,
@@ -146,10 +146,10 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
     float *x = w.x.get(), *xn = w.xn.get(), *q = w.q.get(), *k = w.k.get(), *v = w.v.get(), *z = w.z.get();
 
     // ---- residual stream entering the first computed layer: x [B*T, d]
-    if (L0 == 0)
-        backend_.embed(weights_.token_embd, tokens.data(), rows, c.embed_scale, x);
-    else
+    if (hk.start_residual)
         backend_.upload(hk.start_residual, x, rows * d);
+    else
+        backend_.embed(weights_.token_embd, tokens.data(), rows, c.embed_scale, x);
 
     for (int32_t l = L0; l < c.n_layer; ++l) {
         const LayerWeights& W = weights_.layers[l];

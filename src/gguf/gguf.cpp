@@ -75,6 +75,13 @@ std::string type_desc(GgufValueType t, GgufValueType elem) {
 
 uint64_t pad_to(uint64_t x, uint64_t a) { return x + (a - x % a) % a; }
 
+// double -> float where out-of-range values become +-inf (a plain cast of those is undefined in C++).
+float narrow_to_float(double d) {
+    if (d > std::numeric_limits<float>::max()) return std::numeric_limits<float>::infinity();
+    if (d < -std::numeric_limits<float>::max()) return -std::numeric_limits<float>::infinity();
+    return static_cast<float>(d);
+}
+
 // A bounds-checked little-endian reader over the mapped file. `where` describes the current item for messages.
 class Cursor {
 public:
@@ -425,6 +432,8 @@ GgufFile GgufFile::open(const std::string& path) {
 const std::string& GgufFile::path() const { return impl_->path(); }
 uint32_t GgufFile::version() const { return impl_->version; }
 uint32_t GgufFile::alignment() const { return impl_->alignment; }
+uint64_t GgufFile::data_offset() const { return impl_->data_start; }
+uint64_t GgufFile::file_size() const { return impl_->map.size(); }
 const std::vector<std::pair<std::string, GgufValue>>& GgufFile::metadata() const { return impl_->metadata; }
 
 const GgufValue* GgufFile::find(std::string_view key) const {
@@ -508,7 +517,7 @@ std::vector<float> GgufFile::get_float_array(std::string_view key) const {
         fail(path(), ": metadata key ", key, " is ", type_desc(v.type, v.elem_type), ", expected an array of numbers");
     std::vector<float> out;
     out.reserve(v.array.size());
-    for (const GgufValue& e : v.array) out.push_back(static_cast<float>(e.as_float(key)));
+    for (const GgufValue& e : v.array) out.push_back(narrow_to_float(e.as_float(key)));
     return out;
 }
 
@@ -585,7 +594,7 @@ void put_scalar(ByteSink& out, const GgufValue& v, const std::string& key) {
     case GgufValueType::F64: {
         const auto* d = std::get_if<double>(&v.scalar);
         if (!d) fail("GgufWriter: ", gguf_value_type_name(v.type), " value holds no float, key ", key);
-        if (v.type == GgufValueType::F32) out.put(static_cast<float>(*d));
+        if (v.type == GgufValueType::F32) out.put(narrow_to_float(*d));
         else out.put(*d);
         break;
     }

@@ -60,6 +60,8 @@ public:
     const std::string& path() const;
     uint32_t version() const;
     uint32_t alignment() const;
+    uint64_t data_offset() const;  // byte offset of the tensor-data section in the file (end of header, padded)
+    uint64_t file_size() const;
 
     // Metadata in file order.
     const std::vector<std::pair<std::string, GgufValue>>& metadata() const;

@@ -1,0 +1,320 @@
+// SettingRun: the clean run of one (N, n) setting and the scoring of work items against it.
+//
+// PATH mode, exact cheap form. With attention frozen at clean values everywhere, ablating head (l,h) at p changes
+// only the residual at p, and only through the MLPs of layers l..L-1 at p. For every head and sample, start from the
+// clean residual after layer l's attention, add delta = (mean_b z[l,h] - z[l,h][b]) . W_O[:, h]^T, run the MLP of
+// layer l, then for each later layer add its clean attention output and run its MLP; then the final norm and the
+// readout pi = h . E[target] - h . mean_v E[v]. All (head, sample) rows of a work item go through the MLPs together.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "pear/sweep.hpp"
+#include "util/error.hpp"
+
+namespace hs::pear {
+
+struct SettingRun::Impl {
+    Engine& engine;
+    const SweepOptions& opt;
+    int32_t index;
+    ProxyBatch batch;
+    int32_t N, n, T, p;  // samples, half length, sequence length, measurement position
+    double pi_clean = 0, copy_acc = 0;
+    std::vector<double> mean_unembed;  // [d]: mean over the vocabulary of the output head rows
+
+    // PATH caches at p: z [L][N, q_dim], residual after attention and its clean attention output [L][N, d]
+    LayerActivations z_p, mid_p, attn_p;
+    // TOTAL caches at all positions: z [L][N*T, q_dim], residual entering each block [L][N*T, d]
+    LayerActivations z_all, pre_all;
+
+    Impl(Engine& e, const SweepOptions& o, int32_t i) : engine(e), opt(o), index(i) {}
+
+    const ModelConfig& cfg() const { return engine.config(); }
+
+    // pi contribution of one final hidden row (after the final norm) for sample b.
+    double readout(const float* h, int32_t b) const {
+        const Matrix& E = engine.model().weights.output;
+        const int32_t d = cfg().d_model;
+        const float* e = E.data + int64_t(batch.target(b)) * E.cols;
+        double target = 0, mean = 0;
+        for (int32_t i = 0; i < d; ++i) {
+            target += double(h[i]) * e[i];
+            mean += double(h[i]) * mean_unembed[i];
+        }
+        return target - mean;
+    }
+
+    // pi from full logits at p (the brute-force readout: no shortcut through the mean unembedding row).
+    double readout_logits(const ForwardResult& r, int64_t b0, int64_t count) const {
+        const int32_t V = cfg().n_vocab;
+        double sum = 0;
+        for (int64_t b = 0; b < count; ++b) {
+            const float* lg = r.logits_at(b0 + b, 0, V);
+            double m = 0;
+            for (int32_t v = 0; v < V; ++v) m += lg[v];
+            sum += lg[batch.target(int32_t(b))] - m / V;
+        }
+        return sum / double(count);
+    }
+
+    void clean_run() {
+        const ModelConfig& c = cfg();
+        const int32_t L = c.n_layer;
+        ForwardHooks hk;
+        for (int32_t l = 0; l < L; ++l) hk.z_layers.push_back(l);
+        if (opt.mode == ScoreMode::PATH) {
+            hk.z_positions = {p};
+            for (int32_t l = 0; l < L; ++l) {
+                hk.residuals.push_back({l, ResidualPoint::BLOCK_INPUT});
+                hk.residuals.push_back({l, ResidualPoint::AFTER_ATTENTION});
+            }
+            hk.residual_positions = {p};
+        } else {
+            for (int32_t l = 0; l < L; ++l) hk.residuals.push_back({l, ResidualPoint::BLOCK_INPUT});
+        }
+        // Logits at n..2n-2 for the copy accuracy (position n+i-1 predicts X[i], i = 1..n-1); p is the last.
+        hk.logits = LogitsMode::POSITIONS;
+        for (int32_t t = n; t <= p; ++t) hk.logit_positions.push_back(t);
+        hk.final_hidden = true;
+        ForwardResult r = engine.forward(batch.tokens, N, T, hk);
+
+        // Copy accuracy.
+        int64_t hits = 0, total = 0;
+        for (int32_t b = 0; b < N; ++b)
+            for (int32_t i = 1; i < n; ++i) {
+                const float* lg = r.logits_at(b, i - 1, c.n_vocab);
+                const int32_t best = int32_t(std::max_element(lg, lg + c.n_vocab) - lg);
+                hits += best == batch.tokens[size_t(b) * T + i];
+                ++total;
+            }
+        copy_acc = double(hits) / double(total);
+
+        // Clean pi through the same readout the cheap form uses (last logit position = p).
+        const int32_t np = int32_t(r.logit_positions.size());
+        double sum = 0;
+        for (int32_t b = 0; b < N; ++b) sum += readout(r.final_hidden.data() + (size_t(b) * np + (np - 1)) * c.d_model, b);
+        pi_clean = sum / N;
+
+        if (opt.mode == ScoreMode::PATH) {
+            z_p = std::move(r.z);
+            mid_p.resize(L);
+            attn_p.resize(L);
+            for (int32_t l = 0; l < L; ++l) {
+                mid_p[l] = std::move(r.residuals[{l, ResidualPoint::AFTER_ATTENTION}]);
+                const auto& pre = r.residuals[{l, ResidualPoint::BLOCK_INPUT}];
+                attn_p[l].resize(mid_p[l].size());
+                for (size_t i = 0; i < pre.size(); ++i) attn_p[l][i] = mid_p[l][i] - pre[i];
+            }
+        } else {
+            z_all = std::move(r.z);
+            pre_all.resize(L);
+            for (int32_t l = 0; l < L; ++l) pre_all[l] = std::move(r.residuals[{l, ResidualPoint::BLOCK_INPUT}]);
+        }
+    }
+
+    // ---------------------------------------------------------------- PATH
+    std::vector<double> score_path(const WorkItem& it) {
+        const ModelConfig& c = cfg();
+        const int32_t d = c.d_model, q_dim = c.q_dim(), dh = c.d_head, L = c.n_layer;
+        const int32_t nh = it.head_end - it.head_begin;
+        std::vector<double> out(size_t(it.n_heads()), 0.0);
+        Backend& be = engine.backend();
+
+        // Rows are (layer, head, sample), ordered by layer so that the rows active at any layer form a prefix.
+        // Chunks of whole layers keep memory bounded.
+        const int64_t rows_per_layer = int64_t(nh) * N;
+        const int32_t layers_per_chunk =
+            std::max<int32_t>(1, int32_t(std::min<int64_t>(opt.max_rows_per_chunk / std::max<int64_t>(rows_per_layer, 1),
+                                                            it.layer_end - it.layer_begin)));
+        for (int32_t c0 = it.layer_begin; c0 < it.layer_end; c0 += layers_per_chunk) {
+            const int32_t c1 = std::min(it.layer_end, c0 + layers_per_chunk);
+            const int64_t R = int64_t(c1 - c0) * rows_per_layer;
+            DeviceBuffer x(be, R * d), dz(be, rows_per_layer * q_dim), delta(be, rows_per_layer * d);
+            std::vector<float> host_dz(size_t(rows_per_layer) * q_dim), host_x(size_t(rows_per_layer) * d);
+            int64_t active = 0;
+            for (int32_t j = c0; j < L; ++j) {
+                // Rows already running: add layer j's clean attention output at p.
+                if (active > 0) add_attention(x.get(), active, j);
+                if (j < c1) {
+                    // New rows for the heads of layer j: x = mid_p[j][b] + (zbar - z_b) . W_O^T
+                    std::fill(host_dz.begin(), host_dz.end(), 0.0f);
+                    const float* zl = z_p[j].data();
+                    for (int32_t k = 0; k < nh; ++k) {
+                        const int32_t h = it.head_begin + k;
+                        for (int32_t a = 0; a < dh; ++a) {
+                            double mean = 0;
+                            for (int32_t b = 0; b < N; ++b) mean += zl[size_t(b) * q_dim + h * dh + a];
+                            mean /= N;
+                            for (int32_t b = 0; b < N; ++b)
+                                host_dz[(size_t(k) * N + b) * q_dim + h * dh + a] =
+                                    float(mean - zl[size_t(b) * q_dim + h * dh + a]);
+                        }
+                        for (int32_t b = 0; b < N; ++b)
+                            std::copy_n(mid_p[j].data() + size_t(b) * d, d, host_x.data() + (size_t(k) * N + b) * d);
+                    }
+                    be.upload(host_dz.data(), dz.get(), rows_per_layer * q_dim);
+                    be.upload(host_x.data(), x.get() + active * d, rows_per_layer * d);
+                    // delta rows have only head h's block non-zero, so the full W_O product is the head's path.
+                    be.matmul(dz.get(), engine.device_weights().layers[j].wo, x.get() + active * d, rows_per_layer,
+                              /*accumulate=*/true);
+                    active += rows_per_layer;
+                }
+                engine.mlp_block(j, x.get(), active);
+            }
+            // Final norm and readout.
+            engine.final_norm(x.get(), x.get(), R);
+            std::vector<float> h(size_t(R) * d);
+            be.download(x.get(), h.data(), R * d);
+            for (int64_t r = 0; r < R; ++r) {
+                const int64_t head_row = r / N;  // (layer - c0) * nh + k
+                const int32_t b = int32_t(r % N);
+                const int64_t li = (c0 - it.layer_begin) * int64_t(nh) + head_row;
+                out[size_t(li)] += readout(h.data() + r * d, b) / N;
+            }
+        }
+        return out;
+    }
+
+    // x[r] += attn_p[j][r % N] for the first `rows` rows.
+    void add_attention(float* x, int64_t rows, int32_t j) {
+        const int32_t d = cfg().d_model;
+        Backend& be = engine.backend();
+        std::vector<float> tiled(size_t(rows) * d);
+        for (int64_t r = 0; r < rows; ++r) std::copy_n(attn_p[j].data() + (r % N) * d, d, tiled.data() + r * d);
+        DeviceBuffer t(be, rows * d);
+        be.upload(tiled.data(), t.get(), rows * d);
+        be.add(x, t.get(), rows * d);
+    }
+
+    // ---------------------------------------------------------------- TOTAL
+    // Ablation values of head (l,h) for sample b at the ablated positions: [positions, d_head].
+    std::vector<float> total_values(int32_t l, int32_t h, int32_t b, const std::vector<int32_t>& pos) const {
+        const ModelConfig& c = cfg();
+        const int32_t q_dim = c.q_dim(), dh = c.d_head;
+        const float* z = z_all[l].data();
+        std::vector<float> v(pos.size() * dh);
+        if (opt.mean_over == MeanOver::BATCH) {
+            for (size_t i = 0; i < pos.size(); ++i)
+                for (int32_t a = 0; a < dh; ++a) {
+                    double m = 0;
+                    for (int32_t s = 0; s < N; ++s) m += z[(size_t(s) * T + pos[i]) * q_dim + h * dh + a];
+                    v[i * dh + a] = float(m / N);
+                }
+        } else {
+            for (int32_t a = 0; a < dh; ++a) {
+                double m = 0;
+                for (int32_t t = 0; t < T; ++t) m += z[(size_t(b) * T + t) * q_dim + h * dh + a];
+                for (size_t i = 0; i < pos.size(); ++i) v[i * dh + a] = float(m / T);
+            }
+        }
+        return v;
+    }
+
+    std::vector<int32_t> total_positions() const {
+        if (!opt.total_positions.empty()) return opt.total_positions;
+        std::vector<int32_t> all(T);
+        for (int32_t t = 0; t < T; ++t) all[t] = t;
+        return all;
+    }
+
+    std::vector<double> score_total(const WorkItem& it) {
+        const ModelConfig& c = cfg();
+        const int32_t d = c.d_model, nh = it.head_end - it.head_begin;
+        const std::vector<int32_t> pos = total_positions();
+        std::vector<double> out;
+        for (int32_t l = it.layer_begin; l < it.layer_end; ++l) {
+            // All heads of the layer in one batch: sequences k*N + b, starting from the clean residual at layer l.
+            std::vector<float> start(size_t(nh) * N * T * d);
+            for (int32_t k = 0; k < nh; ++k)
+                std::copy(pre_all[l].begin(), pre_all[l].end(), start.begin() + size_t(k) * N * T * d);
+            ForwardHooks hk;
+            hk.start_layer = l;
+            hk.start_residual = start.data();
+            for (int32_t k = 0; k < nh; ++k)
+                for (int32_t b = 0; b < N; ++b)
+                    hk.head_patches.push_back(
+                        HeadPatch{l, it.head_begin + k, k * N + b, pos, total_values(l, it.head_begin + k, b, pos)});
+            hk.logits = LogitsMode::POSITIONS;
+            hk.logit_positions = {p};
+            hk.final_hidden = true;
+            ForwardResult r = engine.forward({}, int64_t(nh) * N, T, hk);
+            for (int32_t k = 0; k < nh; ++k) {
+                double s = 0;
+                for (int32_t b = 0; b < N; ++b) s += readout(r.final_hidden.data() + (size_t(k) * N + b) * d, b);
+                out.push_back(s / N);
+            }
+        }
+        return out;
+    }
+
+    // ---------------------------------------------------------------- brute-force references
+    double reference(int32_t l, int32_t h) {
+        const ModelConfig& c = cfg();
+        ForwardHooks hk;
+        hk.logits = LogitsMode::POSITIONS;
+        hk.logit_positions = {p};
+        LayerActivations frozen;
+        if (opt.mode == ScoreMode::PATH) {
+            // Clean z of every layer at every position, then a full forward with all of them frozen and the
+            // head's output at p replaced by its batch mean.
+            ForwardHooks cap;
+            for (int32_t j = 0; j < c.n_layer; ++j) cap.z_layers.push_back(j);
+            cap.logits = LogitsMode::NONE;
+            frozen = engine.forward(batch.tokens, N, T, cap).z;
+            std::vector<float> mean(c.d_head, 0.0f);
+            for (int32_t a = 0; a < c.d_head; ++a) {
+                double m = 0;
+                for (int32_t b = 0; b < N; ++b) m += frozen[l][(size_t(b) * T + p) * c.q_dim() + h * c.d_head + a];
+                mean[a] = float(m / N);
+            }
+            hk.frozen_attention = &frozen;
+            hk.head_patches.push_back(HeadPatch{l, h, -1, {p}, mean});
+        } else {
+            const std::vector<int32_t> pos = total_positions();
+            for (int32_t b = 0; b < N; ++b) hk.head_patches.push_back(HeadPatch{l, h, b, pos, total_values(l, h, b, pos)});
+        }
+        ForwardResult r = engine.forward(batch.tokens, N, T, hk);
+        return readout_logits(r, 0, N);
+    }
+};
+
+SettingRun::SettingRun(Engine& engine, const SweepOptions& opt, int32_t index)
+    : impl_(std::make_unique<Impl>(engine, opt, index)) {
+    Impl& m = *impl_;
+    const ModelConfig& c = engine.config();
+    check(index >= 0 && index < int32_t(opt.settings.size()), "sweep: no setting ", index);
+    opt.validate(c);
+    const ProxySetting& s = opt.settings[index];
+    m.N = s.n_samples;
+    m.n = s.half_len;
+    m.T = 2 * s.half_len;
+    m.p = 2 * s.half_len - 2;
+    m.batch = make_proxy_batch(s, index, opt.seed, engine.model().tokenizer, c.n_vocab, opt.exclude_special);
+    const Matrix& E = engine.model().weights.output;
+    m.mean_unembed.assign(c.d_model, 0.0);
+    for (int64_t v = 0; v < E.rows; ++v)
+        for (int32_t i = 0; i < c.d_model; ++i) m.mean_unembed[i] += E.data[v * E.cols + i];
+    for (auto& x : m.mean_unembed) x /= double(E.rows);
+    m.clean_run();
+}
+
+SettingRun::~SettingRun() = default;
+const ProxyBatch& SettingRun::batch() const { return impl_->batch; }
+double SettingRun::pi_clean() const { return impl_->pi_clean; }
+double SettingRun::copy_accuracy() const { return impl_->copy_acc; }
+
+std::vector<double> SettingRun::score(const WorkItem& it) {
+    const ModelConfig& c = impl_->cfg();
+    check(it.setting == impl_->index, "sweep: work item of setting ", it.setting, " given to the run of setting ",
+          impl_->index);
+    check(0 <= it.layer_begin && it.layer_begin < it.layer_end && it.layer_end <= c.n_layer && 0 <= it.head_begin &&
+              it.head_begin < it.head_end && it.head_end <= c.n_head,
+          "sweep: work item layers [", it.layer_begin, ", ", it.layer_end, ") heads [", it.head_begin, ", ",
+          it.head_end, ") outside the model");
+    return impl_->opt.mode == ScoreMode::PATH ? impl_->score_path(it) : impl_->score_total(it);
+}
+
+double SettingRun::score_reference(int32_t layer, int32_t head) { return impl_->reference(layer, head); }
+
+}  // namespace hs::pear
