@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 
 std::string SweepJob::where(const std::string& key) const {
     auto it = origin.find(key);
-    return it != origin.end() ? it->second : "default: key " + key;
+    return it != origin.end() ? it->second : "key " + key + " (default)";
 }
 
 const std::vector<std::string>& job_keys() {
@@ -383,6 +383,20 @@ void validate_job_for_model(const SweepJob& job, const ModelShape& shape) {
     const int64_t heads = int64_t(shape.n_layer) * shape.n_head;
     check(o.top_k <= heads, job.where("top_k"), " = ", o.top_k, " is larger than the number of heads", model, " (",
           shape.n_layer, " layers x ", shape.n_head, " heads = ", heads, ")");
+    // The sweep's own checks (e.g. modes that are not implemented yet), on the shape as far as it is known.
+    ModelConfig c;
+    c.n_layer = shape.n_layer;
+    c.n_head = shape.n_head;
+    c.n_ctx = shape.n_ctx;
+    for (ScoreMode mode : job.modes) {
+        SweepOptions per_mode = o;
+        per_mode.mode = mode;
+        try {
+            per_mode.validate(c);
+        } catch (const Error& e) {
+            fail(job.where("modes"), " = \"", score_mode_name(mode), "\": ", e.what());
+        }
+    }
 }
 
 }  // namespace hs::pear

@@ -35,7 +35,7 @@ struct SweepJob {
     std::string device = "cpu";
 
     // Where each key was set, for error messages: key -> "jobs/x.toml: key top_k" or "command line: --top-k".
-    // Keys never set read "default: key top_k".
+    // Keys never set read "key top_k (default)".
     std::map<std::string, std::string> origin;
     std::string where(const std::string& key) const;
 };

@@ -74,9 +74,15 @@ std::string positions_string(const std::vector<int32_t>& positions) {
     return s;
 }
 
-std::string model_sha256(const std::string& spec, const std::string& normalised_random_path) {
-    if (spec.rfind("random:", 0) == 0)
-        return sha256_hex(normalised_random_path.empty() ? spec : normalised_random_path);
+std::string model_sha256(const std::string& spec) {
+    if (spec.rfind("random:", 0) == 0) {
+        std::string shape = spec.substr(7), seed = "1";
+        if (auto c = shape.find(':'); c != std::string::npos) {
+            seed = std::to_string(std::stoull(shape.substr(c + 1)));
+            shape = shape.substr(0, c);
+        }
+        return sha256_hex("random:" + shape + ":seed=" + seed);
+    }
     return sha256_file(spec);
 }
 
@@ -84,7 +90,7 @@ SweepFileInfo describe_model(const Model& model, const std::string& spec) {
     SweepFileInfo info;
     const ModelConfig& c = model.config;
     info.model = spec;
-    info.model_sha256 = model_sha256(spec, model.source.path);
+    info.model_sha256 = model_sha256(spec);
     info.model_name = c.name;
     info.architecture = c.arch_name;
     info.n_layer = c.n_layer;

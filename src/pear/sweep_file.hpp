@@ -42,7 +42,9 @@ struct SweepFileInfo {
 
 // The provenance of a loaded model (the hash: sha256 of the GGUF file, or of source.path for random models).
 SweepFileInfo describe_model(const Model& model, const std::string& spec);
-std::string model_sha256(const std::string& spec, const std::string& normalised_random_path = "");
+// sha256 of a GGUF file; for "random:<shape>[:<seed>]" the hash of "random:<shape>:seed=<seed>" (seed 1 when
+// omitted), so that "random:tiny" and "random:tiny:1" are the same model.
+std::string model_sha256(const std::string& spec);
 
 // "20x50,40x25" (N x n per setting), and "all" or "0,5,7" for TOTAL-mode positions.
 std::string settings_string(const std::vector<ProxySetting>& settings);
