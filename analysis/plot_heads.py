@@ -71,7 +71,7 @@ def main():
     finite = mean[np.isfinite(mean)]
     lim = float(np.max(np.abs(finite))) if finite.size else 1.0
     lim = lim if lim > 0 else 1.0
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * H + 2), max(3, 0.3 * L + 1.5)))
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * H + 3), max(4, 0.22 * L + 1.5)))
     im = ax.imshow(np.ma.masked_invalid(mean), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim),
                    aspect="auto", origin="lower", interpolation="nearest")
     for idx in order:
@@ -79,7 +79,8 @@ def main():
         ax.add_patch(plt.Rectangle((h - 0.5, l - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    ax.set_title(f"{model} ({mode}): mean Δπ, top-{len(order)} boxed" + ("" if complete else " [partial]"),
+    name = str(model).rsplit("/", 1)[-1]
+    ax.set_title(f"{name} ({mode})\nmean Δπ, top-{len(order)} boxed" + ("" if complete else " [partial]"),
                  fontsize=9)
     fig.colorbar(im, ax=ax, label="mean Δπ = π̃/π − 1")
     fig.tight_layout()
