@@ -68,7 +68,7 @@ std::string job_error(const std::string& text, const std::string& name = "jobs/x
 
 }  // namespace
 
-TEST_CASE("job: every key parses; runs expand from the output template", "[sweep][job]") {
+TEST_CASE("job: every key parses, runs expand from the output template", "[sweep][job]") {
     JobTmp tmp;
     SweepJob job = parse_job_text(R"(
 models = ["models/a.gguf", "random:tiny:3"]
@@ -232,7 +232,7 @@ TEST_CASE("sweep run on random:tiny: complete file, deterministic, seed matters"
     CHECK_THROWS_WITH(run_job(a, quiet()), Catch::Contains("cannot resume") && Catch::Contains("seed (file: 5, job: 99)"));
 }
 
-TEST_CASE("sweep run: a run cut short leaves a partial file; resume completes it identically", "[sweep][io][job]") {
+TEST_CASE("sweep run: a run cut short leaves a partial file, resume completes it identically", "[sweep][io][job]") {
     JobTmp tmp;
     SweepJob full = tiny_job(tmp, 5);
     const std::string ref = run_job(full, quiet())[0].output;
