@@ -262,6 +262,8 @@ TEST_CASE("h5 groups: nested creation, has, require, errors", "[h5]") {
     CHECK(f.has("/a/b"));
     CHECK_FALSE(f.has("a/x/c"));
     CHECK_FALSE(f.has("zzz"));
+    CHECK(f.has_group("a/b"));
+    CHECK_FALSE(f.has_group("zzz"));
     auto b = f.open_group("a/b");
     CHECK(b.children() == std::vector<std::string>{"c"});
     auto again = f.require_group("a/b/c");

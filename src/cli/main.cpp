@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
     hs::cli::add_info_command(app);
     hs::cli::add_generate_command(app);
     hs::cli::add_score_command(app);
+    hs::cli::add_sweep_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -340,6 +340,18 @@ bool Location::has(const std::string& name) const {
     return true;
 }
 
+bool Location::has_group(const std::string& name) const {
+    if (!has(name)) return false;
+    hid_t o = H5Oopen(id(), name.c_str(), H5P_DEFAULT);
+    if (o < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return false;
+    }
+    const bool group = H5Iget_type(o) == H5I_GROUP;
+    H5Oclose(o);
+    return group;
+}
+
 namespace {
 herr_t link_name_cb(hid_t, const char* name, const H5L_info_t*, void* out) {
     static_cast<std::vector<std::string>*>(out)->push_back(name);

@@ -114,6 +114,7 @@ public:
     Group open_group(const std::string& name) const;
     Group require_group(const std::string& name);  // open, or create when missing
     bool has(const std::string& name) const;       // any link (group or dataset) at that relative path
+    bool has_group(const std::string& name) const; // a group at that relative path (false: absent or a dataset)
     std::vector<std::string> children() const;     // link names directly under this location, sorted
 
     template <Number T>

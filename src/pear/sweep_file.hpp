@@ -1,0 +1,108 @@
+// pear/sweep_file.hpp: the HDF5 file of one PEAR sweep (one model, one mode) -- create, resume, write, finish.
+//
+// Layout (docs/file-formats.md, "Sweep output (HDF5)"): S settings, L layers, H heads per layer.
+//   /pi_ablated [S,L,H] f64 (NaN until written)   /pi_clean [S] f64   /copy_accuracy [S] f64
+//   /raw, /ratio [S,L,H] f64   /mean_ratio, /weighted_ratio, /rank [L,H]   /ranking [L*H] i32
+//   /top_k/{layer,head,mean_ratio,weighted_ratio} [K]   /done [S,L] u8
+//   /axes/{setting,setting_N,setting_n,layer,head}: dimension scales attached to every [S,..]/[..,L,H] dataset
+//   root attributes: format, job parameters, model provenance, complete; /run attributes: the times.
+// Every write is followed by a flush, so a killed run leaves a readable file whose `done` mask says what is in it.
+// A file is complete only when the root attribute complete = 1 (set by finish()).
+// Determinism: datasets depend only on the job parameters and the model; the only time-dependent values are the
+// attributes of the group /run, so `h5diff --exclude-path /run a.h5 b.h5` (or same_datasets()) compares runs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pear/sweep.hpp"
+
+namespace hs::pear {
+
+inline constexpr const char* kSweepFormat = "headsweep-pear-sweep";
+inline constexpr int32_t kSweepFormatVersion = 1;
+
+// What a sweep file records about its job and model. The fields marked [checked] must be equal for a resume.
+struct SweepFileInfo {
+    std::string model;            // the model as given (GGUF path or random spec)
+    std::string model_sha256;     // [checked] sha256 of the GGUF file; for random models of the normalised spec
+    std::string model_name;       // general.name or the random shape
+    std::string architecture;
+    int32_t n_layer = 0;          // [checked]
+    int32_t n_head = 0;           // [checked]
+    int32_t n_head_kv = 0, d_model = 0, d_head = 0, n_vocab = 0, n_ctx = 0;
+    SweepOptions options;         // [checked] mode, settings, seed, exclude_special, mean_over, positions
+                                  // (top_k and max_rows_per_chunk are not checked: they change no per-head score)
+    std::string device = "cpu";
+    std::string job_file;         // "" when the job came from the command line
+    std::string engine_version = HEADSWEEP_VERSION;
+};
+
+// The provenance of a loaded model (the hash: sha256 of the GGUF file, or of source.path for random models).
+SweepFileInfo describe_model(const Model& model, const std::string& spec);
+// sha256 of a GGUF file; for "random:<shape>[:<seed>]" the hash of "random:<shape>:seed=<seed>" (seed 1 when
+// omitted), so that "random:tiny" and "random:tiny:1" are the same model.
+std::string model_sha256(const std::string& spec);
+
+// "20x50,40x25" (N x n per setting), and "all" or "0,5,7" for TOTAL-mode positions.
+std::string settings_string(const std::vector<ProxySetting>& settings);
+std::string positions_string(const std::vector<int32_t>& positions);
+
+// The job parameters that differ between a file and a job: "mode (file: total, job: path)", ... (empty: equal).
+std::vector<std::string> differing_parameters(const SweepFileInfo& file, const SweepFileInfo& job);
+
+class SweepFile {
+public:
+    // Creates a new file with every dataset (unwritten cells NaN / -1 / 0). Refuses an existing file unless
+    // overwrite. Sets /run start_time.
+    static SweepFile create(const std::string& path, const SweepFileInfo& info, bool overwrite = false);
+    // Opens an existing file to continue it: refuses a file that is no sweep file, or whose checked job
+    // parameters differ from `info` ("<path>: cannot resume: job parameter seed differs (file: 1, job: 2)").
+    static SweepFile open_for_resume(const std::string& path, const SweepFileInfo& info);
+    // Opens read-only (reading back, analysis, tests).
+    static SweepFile open(const std::string& path);
+
+    SweepFile(SweepFile&&) noexcept;
+    SweepFile& operator=(SweepFile&&) noexcept;
+    ~SweepFile();
+
+    const std::string& path() const;
+    const SweepFileInfo& info() const;  // as stored in the file
+    int32_t n_settings() const;
+
+    // Clean pi and copy accuracy of setting s.
+    void write_clean(int32_t setting, double pi_clean, double copy_accuracy);
+    // One finished item: pi_ablated values [layer - layer_begin][head - head_begin] (SettingRun::score). The item
+    // must cover all heads of its layers; done[setting, l] is set for each of its layers.
+    void write_item(const WorkItem& item, const std::vector<double>& pi_ablated);
+
+    std::vector<uint8_t> done() const;  // [S, L]
+    bool setting_done(int32_t setting) const;
+    bool all_done() const;
+    bool complete() const;  // root attribute complete == 1
+    // Items of the plan that are not done yet (plan_items order; items must cover whole layers).
+    std::vector<WorkItem> remaining(const std::vector<WorkItem>& plan) const;
+
+    // Computes raw/ratio/aggregates/ranking/top-K (finish_scores) from pi_clean and pi_ablated, writes them, sets
+    // complete = 1, top_k and /run end_time. Throws when some (setting, layer) is not done.
+    HeadScores finish(int32_t top_k);
+
+    // Reads the scores back (NaN where not written; aggregates as stored, i.e. NaN before finish()).
+    HeadScores read_scores() const;
+
+    void flush();
+    void close();
+
+private:
+    struct Impl;
+    explicit SweepFile(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// Compares every dataset of two files (names, shapes and values byte for byte; NaN equals NaN) and the root
+// attributes, ignoring /run (the times). Returns the differences found, empty when the files are the same.
+std::vector<std::string> compare_sweep_files(const std::string& a, const std::string& b);
+
+}  // namespace hs::pear
