@@ -1,4 +1,6 @@
 // Weight storage: one aligned fp32 arena carved into the tensors of ModelWeights.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -11,6 +13,12 @@ struct ModelWeights::Arena {
     float* data = nullptr;
     explicit Arena(int64_t n) {
         size_t bytes = ((size_t(n) * sizeof(float) + 63) / 64) * 64;
+        // Refuse up front what cannot fit: touching more than the machine's memory gets the process killed
+        // without a message (e.g. random:llama3-8b in fp32 needs ~30 GiB).
+        const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+        if (total > 0 && double(bytes) > 0.9 * total)
+            fail("the fp32 weights need ", bytes >> 20, " MiB but this machine has ", int64_t(total) >> 20,
+                 " MiB of memory (use a smaller model, or a GPU backend that keeps weights in bf16)");
         data = static_cast<float*>(std::aligned_alloc(64, bytes));
         if (!data) fail("out of memory allocating ", bytes >> 20, " MiB of model weights");
         std::memset(data, 0, bytes);
