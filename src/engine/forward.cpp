@@ -18,8 +18,7 @@ KvCache::KvCache(Backend& be, const ModelConfig& c, int64_t batch, int64_t capac
 
 // Device scratch, grown on demand and reused across calls.
 struct Engine::Workspace {
-    DeviceBuffer x, xn, q, k, v, z, attn, gate, up, hidden, logits, patch;
-    std::unique_ptr<KvCache> scratch_cache;  // for forwards without a caller cache
+    DeviceBuffer x, xn, q, k, v, z, attn, gate, up, hidden, logits;
 };
 
 Engine::Engine(const Model& model, Backend& backend)
@@ -96,18 +95,14 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
     check(!hk.frozen_attention || int32_t(hk.frozen_attention->size()) == c.n_layer,
           "forward: frozen_attention must have one entry per layer");
 
-    // Positions continue the cache when one is given.
+    // With a cache, positions continue it and keys/values are stored into it. Without one, a layer's k and v are
+    // only needed inside that layer: the k/v buffers themselves ([B*T, kv_dim] = [B, T, kv_dim]) serve as a
+    // one-layer cache, so nothing of size n_layer x B x T is allocated.
     Workspace& w = *ws_;
-    if (!cache) {
-        if (!w.scratch_cache || w.scratch_cache->batch() != B || w.scratch_cache->capacity() < T)
-            w.scratch_cache = std::make_unique<KvCache>(backend_, c, B, T);
-        w.scratch_cache->clear();
-        cache = w.scratch_cache.get();
-    }
-    check(cache->batch() == B, "forward: kv cache batch ", cache->batch(), " differs from batch ", B);
-    const int64_t pos0 = cache->n_past();
-    check(pos0 + T <= cache->capacity(), "forward: ", pos0 + T, " positions exceed the kv cache capacity ",
-          cache->capacity());
+    check(!cache || cache->batch() == B, "forward: kv cache batch ", cache ? cache->batch() : 0, " differs from batch ", B);
+    const int64_t pos0 = cache ? cache->n_past() : 0;
+    check(!cache || pos0 + T <= cache->capacity(), "forward: ", pos0 + T, " positions exceed the kv cache capacity ",
+          cache ? cache->capacity() : 0);
 
     ForwardResult res;
     res.batch = B;
@@ -179,17 +174,19 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
             const float base = c.layers[l].rope_base;
             backend_.rope(q, B, T, pos0, c.n_head, c.d_head, base);
             backend_.rope(k, B, T, pos0, c.n_head_kv, c.d_head, base);
-            backend_.store_kv(k, cache->k(l), B, T, pos0, cache->capacity(), kv_dim);
-            backend_.store_kv(v, cache->v(l), B, T, pos0, cache->capacity(), kv_dim);
+            if (cache) {
+                backend_.store_kv(k, cache->k(l), B, T, pos0, cache->capacity(), kv_dim);
+                backend_.store_kv(v, cache->v(l), B, T, pos0, cache->capacity(), kv_dim);
+            }
             AttentionArgs a;
             a.q = q;
-            a.k_cache = cache->k(l);
-            a.v_cache = cache->v(l);
+            a.k_cache = cache ? cache->k(l) : k;
+            a.v_cache = cache ? cache->v(l) : v;
             a.z = z;
             a.batch = B;
             a.seq = T;
             a.pos0 = pos0;
-            a.cache_len = cache->capacity();
+            a.cache_len = cache ? cache->capacity() : T;
             a.n_head = c.n_head;
             a.n_head_kv = c.n_head_kv;
             a.d_head = c.d_head;
@@ -233,7 +230,7 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
         mlp_block(l, x, rows);
         capture_residual(l, ResidualPoint::BLOCK_OUTPUT, x);
     }
-    cache->advance(T);
+    if (cache) cache->advance(T);
 
     // ---- final norm and output head at the requested positions
     switch (hk.logits) {

@@ -58,7 +58,7 @@ struct Reader {
     std::string key_where(const std::string& key) const { return file + ": key " + key; }
 
     [[noreturn]] void bad_type(const std::string& key, const toml::node& n, const char* want) const {
-        fail(key_where(key), " = ", node_text(n), " must be ", want, " (it is a ", type_text(n), ")");
+        fail(key_where(key), " = ", node_text(n), " must be ", want, " (got ", type_text(n), ")");
     }
     int64_t integer(const std::string& key, const toml::node& n, int64_t lo, int64_t hi) const {
         if (!n.is_integer()) bad_type(key, n, "an integer");
