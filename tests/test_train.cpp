@@ -255,3 +255,30 @@ TEST_CASE("attribution mode: the estimate is the derivative of pi along the abla
     INFO("max err " << err << " scale " << sc);
     CHECK(err < 1e-3 * sc + 1e-6);
 }
+
+TEST_CASE("the top heads are read from a sweep file's /top_k or /ranking", "[train]") {
+    const std::string path = tmp_path("sweep_heads.h5");
+    {
+        h5::File f = h5::File::create(path, h5::Overwrite::yes);
+        f.create_dataset<int32_t>("ranking", {6}).write(std::vector<int32_t>{7, 2, 4, 0, 1, 3});
+        f.close();
+    }
+    auto h = read_sweep_top_heads(path, 3, 4);  // ranking l*H + h with H = 4
+    REQUIRE(h.size() == 3);
+    CHECK(h[0] == HeadRef{1, 3});
+    CHECK(h[1] == HeadRef{0, 2});
+    CHECK(h[2] == HeadRef{1, 0});
+    CHECK_THROWS_WITH(read_sweep_top_heads(path, 9, 4), Catch::Contains("asked for 9"));
+    {
+        h5::File f = h5::File::open(path, h5::Mode::read_write);
+        f.create_dataset<int32_t>("top_k/layer", {2}).write(std::vector<int32_t>{5, 6});
+        f.create_dataset<int32_t>("top_k/head", {2}).write(std::vector<int32_t>{1, 0});
+        f.close();
+    }
+    h = read_sweep_top_heads(path, 2, 4);
+    REQUIRE(h.size() == 2);
+    CHECK(h[0] == HeadRef{5, 1});
+    CHECK(read_sweep_top_heads(path, 0, 4).size() == 2);
+    CHECK(read_sweep_top_heads(path, 3, 4)[0] == HeadRef{1, 3});  // more than /top_k holds: from /ranking
+    std::filesystem::remove(path);
+}
