@@ -78,6 +78,33 @@ public:
     virtual void add(float* x, const float* y, int64_t n) = 0;
     // x[r, col0:col0+cols] *= s for every row (row stride `stride`)
     virtual void scale_columns(float* x, int64_t rows, int64_t stride, int64_t col0, int64_t cols, float s) = 0;
+
+    // ---- backward ops (gradients w.r.t. activations only; the weights are frozen). Training form of attention:
+    // keys/values of the same T positions (AttentionArgs with pos0 = 0 and k_cache/v_cache [B, cache_len, kv_dim]).
+    // The defaults throw "<op> is not implemented on the <device> backend"; the CPU backend implements all of them
+    // (templated kernels in backend/cpu/backward_cpu.hpp, checked in fp64 by the gradient-check tests).
+    // dx[rows, w.cols] = dy[rows, w.rows] . W  (+ dx when accumulate)
+    virtual void matmul_dx(const float* dy, const Matrix& w, float* dx, int64_t rows, bool accumulate);
+    // Backward of rmsnorm: dx (+)= d/dx of (x / rms(x) * w) applied to dy. dx must not alias dy or x.
+    virtual void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, int64_t rows, int64_t n,
+                                  float eps, bool accumulate);
+    // Backward of rope (in place): rotation by minus the angle.
+    virtual void rope_backward(float* dx, int64_t batch, int64_t seq, int64_t pos0, int32_t n_heads, int32_t d_head,
+                               float base);
+    // Backward of attention(a) in the training form (a.pos0 == 0, a.cache_len == a.seq, so the "cache" is just the
+    // [B*T, kv_dim] keys/values): dz [B*T, q_dim] -> dq [B*T, q_dim], dk/dv [B*T, kv_dim] (overwritten). The
+    // probabilities are recomputed from a.q and a.k_cache.
+    virtual void attention_backward(const AttentionArgs& a, const float* dz, float* dq, float* dk, float* dv);
+    // Backward of gated_activation: dgate = act'(gate) * up * dout, dup = act(gate) * dout (dgate may alias dout).
+    virtual void gated_activation_backward(const float* gate, const float* up, const float* dout, float* dgate,
+                                           float* dup, int64_t n, Activation act);
+    // Cross-entropy per row against host targets, in place: logits <- grad_scale * (softmax - onehot(target)).
+    // loss_host[r] = -log p(target) and correct_host[r] = (argmax == target); either may be null.
+    virtual void softmax_cross_entropy(float* logits, const int32_t* targets_host, int64_t rows, int64_t n_vocab,
+                                       double grad_scale, double* loss_host, uint8_t* correct_host);
+    // out_host[h] += sum over rows of <a[r, h*block : (h+1)*block], b[r, same]> for h < n_blocks (row stride).
+    virtual void head_dots(const float* a, const float* b, int64_t rows, int64_t stride, int32_t n_blocks,
+                           int32_t block, double* out_host);
 };
 
 // The CPU backend (OpenBLAS). threads <= 0: keep OpenBLAS's default.

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
     hs::cli::add_generate_command(app);
     hs::cli::add_score_command(app);
     hs::cli::add_sweep_command(app);
+    hs::cli::add_train_command(app);
+    hs::cli::add_export_command(app);
+    hs::cli::add_rank_heads_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

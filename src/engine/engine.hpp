@@ -78,6 +78,36 @@ struct ForwardResult {
     }
 };
 
+// ---- backward pass (engine/backward.cpp): gradients of a loss w.r.t. activations of the frozen model.
+// Loss = loss_scale * sum over sequences b and loss positions i of l(b, i), read at positions[i] with target
+// targets[b, i]:
+//   CROSS_ENTROPY  l = -log softmax(logits)[target]
+//   LOGIT_MARGIN   l = logit[target] - mean over the vocabulary of logit   (the PEAR metric pi, per sample)
+enum class LossKind { CROSS_ENTROPY, LOGIT_MARGIN };
+
+struct GradRequest {
+    std::vector<float> head_scale;     // runtime tau [n_layer * n_head] (as ForwardHooks::head_scale); empty: all 1
+    std::vector<int32_t> positions;    // loss positions t, the same for every sequence
+    std::vector<int32_t> targets;      // [B, positions.size()]
+    LossKind loss = LossKind::CROSS_ENTROPY;
+    double loss_scale = 1.0;           // e.g. 1 / (B * positions) for the mean
+    int32_t from_layer = 0;            // backpropagate down to this layer only (the earliest layer of interest)
+    std::vector<int32_t> capture_positions;  // capture z and dL/d(tau z) at these t for layers >= from_layer
+    bool capture = false;              // ... (empty positions: all)
+    bool residual_grad = false;        // also return dL/dx entering from_layer
+};
+
+struct GradResult {
+    double loss = 0;                   // loss_scale * sum of l
+    std::vector<double> per_position;  // [B, positions] l(b, i)
+    std::vector<uint8_t> correct;      // [B, positions] argmax == target (CROSS_ENTROPY only)
+    // dL/dtau for every head [n_layer * n_head]: sum over all positions of <dL/d(tau_h z_h), z_h>; 0 below from_layer.
+    std::vector<double> head_grad;
+    LayerActivations z, dz;            // capture: [n_layer] -> [B, n_capture, q_dim]; z before tau, dz = dL/d(tau z)
+    std::vector<int32_t> capture_positions;  // resolved
+    std::vector<float> residual_grad;  // [B*T, d_model] (residual_grad)
+};
+
 // Keys and values of past positions, per layer, for incremental decoding.
 class KvCache {
 public:
@@ -111,6 +141,12 @@ public:
     ForwardResult forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t seq,
                           const ForwardHooks& hooks = {}, KvCache* cache = nullptr);
 
+    // Training forward (recording the tape: every activation of layers >= from_layer that the backward needs),
+    // the loss at the requested positions, and the backward sweep over layers in reverse, all on the backend.
+    // Starts at position 0 (no cache). Architectures with post-norms, q/k norms or logit softcapping are refused.
+    GradResult loss_gradients(const std::vector<int32_t>& tokens, int64_t batch, int64_t seq,
+                              const GradRequest& request);
+
     // ---- building blocks (device memory) for sweeps that re-run parts of the network
     // x[rows, d] += MLP_l(norm(x))   (including the architecture's post-norm)
     void mlp_block(int32_t layer, float* x, int64_t rows);
@@ -121,10 +157,12 @@ public:
 
 private:
     struct Workspace;
+    struct GradWorkspace;
     const Model& model_;
     Backend& backend_;
     ModelWeights weights_;
     std::unique_ptr<Workspace> ws_;
+    std::unique_ptr<GradWorkspace> gws_;
 };
 
 // Greedy or sampled generation with a KV cache (batch 1).

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/engine.hpp"
+#include "engine/grad_workspace.hpp"
 #include "util/error.hpp"
 
 namespace hs {

@@ -63,7 +63,9 @@ struct SettingRun::Impl {
         const int32_t L = c.n_layer;
         ForwardHooks hk;
         for (int32_t l = 0; l < L; ++l) hk.z_layers.push_back(l);
-        if (opt.mode == ScoreMode::PATH) {
+        if (opt.mode == ScoreMode::ATTRIBUTION) {
+            // nothing to cache: the backward pass below records what it needs
+        } else if (opt.mode == ScoreMode::PATH) {
             hk.z_positions = {p};
             for (int32_t l = 0; l < L; ++l) {
                 hk.residuals.push_back({l, ResidualPoint::BLOCK_INPUT});
@@ -96,7 +98,9 @@ struct SettingRun::Impl {
         for (int32_t b = 0; b < N; ++b) sum += readout(r.final_hidden.data() + (size_t(b) * np + (np - 1)) * c.d_model, b);
         pi_clean = sum / N;
 
-        if (opt.mode == ScoreMode::PATH) {
+        if (opt.mode == ScoreMode::ATTRIBUTION) {
+            attribution_run();
+        } else if (opt.mode == ScoreMode::PATH) {
             z_p = std::move(r.z);
             mid_p.resize(L);
             attn_p.resize(L);
@@ -111,6 +115,46 @@ struct SettingRun::Impl {
             pre_all.resize(L);
             for (int32_t l = 0; l < L; ++l) pre_all[l] = std::move(r.residuals[{l, ResidualPoint::BLOCK_INPUT}]);
         }
+    }
+
+    // ---------------------------------------------------------------- ATTRIBUTION
+    // One backward of pi (the logit margin at p, mean over samples) gives dpi/dz at p for every head; the estimate of
+    // the PATH ablation (z at p -> batch mean) is pi + sum_b (zbar - z_b) . dpi/dz_b.
+    std::vector<double> attr_pi;  // [L*H]
+
+    void attribution_run() {
+        const ModelConfig& c = cfg();
+        const int32_t L = c.n_layer, H = c.n_head, dh = c.d_head, q_dim = c.q_dim();
+        GradRequest rq;
+        rq.positions = {p};
+        for (int32_t b = 0; b < N; ++b) rq.targets.push_back(batch.target(b));
+        rq.loss = LossKind::LOGIT_MARGIN;
+        rq.loss_scale = 1.0 / N;
+        rq.capture = true;
+        rq.capture_positions = {p};
+        GradResult g = engine.loss_gradients(batch.tokens, N, T, rq);
+        attr_pi.assign(size_t(L) * H, 0.0);
+        for (int32_t l = 0; l < L; ++l)
+            for (int32_t h = 0; h < H; ++h) {
+                double eff = 0;
+                for (int32_t a = 0; a < dh; ++a) {
+                    double mean = 0;
+                    for (int32_t b = 0; b < N; ++b) mean += g.z[l][size_t(b) * q_dim + h * dh + a];
+                    mean /= N;
+                    for (int32_t b = 0; b < N; ++b) {
+                        const size_t i = size_t(b) * q_dim + h * dh + a;
+                        eff += (mean - g.z[l][i]) * g.dz[l][i];
+                    }
+                }
+                attr_pi[size_t(l) * H + h] = pi_clean + eff;
+            }
+    }
+
+    std::vector<double> score_attribution(const WorkItem& it) const {
+        std::vector<double> out;
+        for (int32_t l = it.layer_begin; l < it.layer_end; ++l)
+            for (int32_t h = it.head_begin; h < it.head_end; ++h) out.push_back(attr_pi[size_t(l) * cfg().n_head + h]);
+        return out;
     }
 
     // ---------------------------------------------------------------- PATH
@@ -255,7 +299,7 @@ struct SettingRun::Impl {
         hk.logits = LogitsMode::POSITIONS;
         hk.logit_positions = {p};
         LayerActivations frozen;
-        if (opt.mode == ScoreMode::PATH) {
+        if (opt.mode == ScoreMode::PATH || opt.mode == ScoreMode::ATTRIBUTION) {
             // Clean z of every layer at every position, then a full forward with all of them frozen and the
             // head's output at p replaced by its batch mean.
             ForwardHooks cap;
@@ -312,7 +356,12 @@ std::vector<double> SettingRun::score(const WorkItem& it) {
               it.head_begin < it.head_end && it.head_end <= c.n_head,
           "sweep: work item layers [", it.layer_begin, ", ", it.layer_end, ") heads [", it.head_begin, ", ",
           it.head_end, ") outside the model");
-    return impl_->opt.mode == ScoreMode::PATH ? impl_->score_path(it) : impl_->score_total(it);
+    switch (impl_->opt.mode) {
+        case ScoreMode::PATH: return impl_->score_path(it);
+        case ScoreMode::TOTAL: return impl_->score_total(it);
+        case ScoreMode::ATTRIBUTION: return impl_->score_attribution(it);
+    }
+    return {};
 }
 
 double SettingRun::score_reference(int32_t layer, int32_t head) { return impl_->reference(layer, head); }

@@ -50,8 +50,6 @@ void SweepOptions::validate(const ModelConfig& c) const {
     }
     check(top_k >= 0 && top_k <= c.n_heads_total(), "sweep: top-K ", top_k, " must be between 1 and the number of heads (",
           c.n_heads_total(), ")");
-    check(mode != ScoreMode::ATTRIBUTION,
-          "sweep: the attribution mode needs the backward pass, which is not implemented yet (use path or total)");
     for (const auto& s : settings)
         for (int32_t t : total_positions)
             check(t >= 0 && t < 2 * s.half_len, "sweep: ablation position ", t, " is outside the input of setting (",

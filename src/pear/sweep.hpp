@@ -8,8 +8,9 @@
 //   SettingRun             the clean run of one setting and its caches; scores any WorkItem of that setting
 //   HeadScores             per-setting and aggregate scores, ranking and top-K
 // Modes: PATH (the paper: head output at p replaced by its batch mean, attention frozen, MLPs recomputed; exact
-// cheap form), TOTAL (mean-ablation at chosen positions with full downstream recompute), ATTRIBUTION (gradient
-// estimate; needs the backward pass, not available yet).
+// cheap form), TOTAL (mean-ablation at chosen positions with full downstream recompute), ATTRIBUTION (first-order
+// estimate of the PATH ablation from one forward and one backward per setting: pi_ablated ~ pi + sum over samples
+// of (mean_b z[l,h][b,p] - z[l,h][b,p]) . dpi/dz[l,h][b,p], the gradient taken through the full model).
 #pragma once
 
 #include <cstdint>

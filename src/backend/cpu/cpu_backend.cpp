@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/backward_cpu.hpp"
 #include "backend/cpu/ops_cpu.hpp"
 #include "util/error.hpp"
 
@@ -94,6 +95,44 @@ public:
     void scale_columns(float* x, int64_t rows, int64_t stride, int64_t col0, int64_t cols, float s) override {
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t c = 0; c < cols; ++c) x[r * stride + col0 + c] *= s;
+    }
+
+    // ---- backward ops
+    void matmul_dx(const float* dy, const Matrix& w, float* dx, int64_t rows, bool acc) override {
+        if (rows == 0) return;
+        // dx[rows, in] = dy[rows, out] . W[out, in]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(w.cols), int(w.rows), 1.0f, dy,
+                    int(w.rows), w.data, int(w.cols), acc ? 1.0f : 0.0f, dx, int(w.cols));
+    }
+    void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, int64_t rows, int64_t n,
+                          float eps, bool acc) override {
+        cpu::rmsnorm_backward(x, w, dy, dx, rows, n, double(eps), acc);
+    }
+    void rope_backward(float* dx, int64_t batch, int64_t seq, int64_t pos0, int32_t n_heads, int32_t d_head,
+                       float base) override {
+        cpu::RopeTable& t = rope_tables_[{base, d_head}];
+        cpu::rope_table_extend(t, base, d_head, pos0 + seq);
+        cpu::rope_apply(dx, batch, seq, pos0, n_heads, d_head, t.cos.data(), t.sin.data(), /*inverse=*/true);
+    }
+    void attention_backward(const AttentionArgs& a, const float* dz, float* dq, float* dk, float* dv) override {
+        check(a.pos0 == 0 && a.cache_len == a.seq, "attention_backward: needs the training form (pos0 = 0, "
+              "cache_len = seq), got pos0 ", a.pos0, ", cache_len ", a.cache_len, ", seq ", a.seq);
+        cpu::AttnShape s{a.batch, a.seq, a.n_head, a.n_head_kv, a.d_head, double(a.scale), a.window};
+        cpu::attention_backward(a.q, a.k_cache, a.v_cache, dz, dq, dk, dv, s);
+    }
+    void gated_activation_backward(const float* g, const float* u, const float* dout, float* dg, float* du, int64_t n,
+                                   Activation act) override {
+        cpu::gated_activation_backward(g, u, dout, dg, du, n, act);
+    }
+    void softmax_cross_entropy(float* logits, const int32_t* targets, int64_t rows, int64_t V, double grad_scale,
+                               double* loss, uint8_t* correct) override {
+        for (int64_t r = 0; r < rows; ++r)
+            check(targets[r] >= 0 && targets[r] < V, "cross-entropy: target ", targets[r], " outside the vocabulary");
+        cpu::softmax_cross_entropy(logits, targets, rows, V, grad_scale, loss, correct);
+    }
+    void head_dots(const float* a, const float* b, int64_t rows, int64_t stride, int32_t n_blocks, int32_t block,
+                   double* out) override {
+        cpu::head_dots(a, b, rows, stride, n_blocks, block, out);
     }
 
 private:
