@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "dist/sweep_mpi.hpp"
 #include "pear/job.hpp"
 #include "pear/run_job.hpp"
 #include "util/error.hpp"
@@ -22,7 +23,7 @@ struct SweepFlags {
     std::vector<std::string> models, modes;
     std::string settings, output, device, mean_over, positions;
     int64_t seed = -1, top_k = -1, threads = -1;
-    bool overwrite = false, resume = false, exclude_special = false, quiet = false, dry_run = false;
+    bool overwrite = false, resume = false, exclude_special = false, quiet = false, dry_run = false, mpi = false;
 };
 
 std::vector<int32_t> parse_positions(const std::string& text) {
@@ -140,6 +141,8 @@ void add_sweep_command(CLI::App& app) {
     cmd->add_option("--positions", f->positions, "total mode: ablated positions, e.g. 0,5,7 (default: all)");
     cmd->add_flag("-q,--quiet", f->quiet, "no progress lines");
     cmd->add_flag("--dry-run", f->dry_run, "validate the job and list its runs, do nothing");
+    cmd->add_flag("--mpi", f->mpi,
+                  "use the MPI coordinator even with one rank (automatic under mpirun/srun with more than one)");
     cmd->callback([f] {
         check(!(f->overwrite && f->resume), "command line: --overwrite and --resume exclude each other");
         pear::SweepJob job = build_job(*f);
@@ -148,6 +151,14 @@ void add_sweep_command(CLI::App& app) {
             for (const auto& r : pear::expand_runs(job))
                 std::printf("%s %s -> %s\n", r.model.c_str(), pear::score_mode_name(r.mode), r.output.c_str());
             return;
+        }
+        // Under mpirun / srun with more than one rank: the distributed sweep (dist/sweep_mpi.hpp), rank 0 writes.
+        bool is_root = true;
+        try {
+            if (dist::sweep_if_distributed(job, f->mpi, f->quiet, is_root)) return;
+        } catch (const hs::Error&) {
+            if (!is_root) throw CLI::RuntimeError(1);  // rank 0 prints the (same) message
+            throw;
         }
         pear::RunJobOptions ro;
         ro.progress = !f->quiet;

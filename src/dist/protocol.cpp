@@ -1,0 +1,452 @@
+// Coordinator / worker protocol (protocol.hpp, docs/protocol.md).
+#include "dist/protocol.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <boost/mpi/collectives.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+
+#include "util/error.hpp"
+#include "util/progress.hpp"
+#include "util/timer.hpp"
+
+namespace hs::dist {
+
+namespace {
+
+enum Tag : int { kRequest = 101, kAssign = 102, kStop = 103, kError = 104 };
+
+// ---- byte packing (native layout: every rank runs the same binary on the same kind of machine)
+struct Packer {
+    std::vector<char> buf;
+    template <class T>
+    void put(const T& v) {
+        const size_t o = buf.size();
+        buf.resize(o + sizeof(T));
+        std::memcpy(buf.data() + o, &v, sizeof(T));
+    }
+    void put_doubles(const std::vector<double>& v) {
+        put(int32_t(v.size()));
+        const size_t o = buf.size();
+        buf.resize(o + v.size() * sizeof(double));
+        if (!v.empty()) std::memcpy(buf.data() + o, v.data(), v.size() * sizeof(double));
+    }
+};
+
+struct Unpacker {
+    const char* p;
+    const char* end;
+    template <class T>
+    T get() {
+        check(p + sizeof(T) <= end, "dist: truncated message");
+        T v;
+        std::memcpy(&v, p, sizeof(T));
+        p += sizeof(T);
+        return v;
+    }
+    std::vector<double> get_doubles() {
+        const int32_t n = get<int32_t>();
+        check(n >= 0 && p + size_t(n) * sizeof(double) <= end, "dist: truncated message");
+        std::vector<double> v(static_cast<size_t>(n));
+        if (n) std::memcpy(v.data(), p, size_t(n) * sizeof(double));
+        p += size_t(n) * sizeof(double);
+        return v;
+    }
+};
+
+// REQUEST payload: int32 n, then per result: int32 index, double seconds, doubles group_values, doubles values.
+void pack_results(Packer& pk, const std::vector<TaskResult>& rs) {
+    pk.put(int32_t(rs.size()));
+    for (const TaskResult& r : rs) {
+        pk.put(r.index);
+        pk.put(r.seconds);
+        pk.put_doubles(r.group_values);
+        pk.put_doubles(r.values);
+    }
+}
+
+std::vector<TaskResult> unpack_results(const std::vector<char>& b, int32_t rank) {
+    Unpacker u{b.data(), b.data() + b.size()};
+    const int32_t n = u.get<int32_t>();
+    std::vector<TaskResult> out(size_t(std::max(n, 0)));
+    for (TaskResult& r : out) {
+        r.index = u.get<int32_t>();
+        r.seconds = u.get<double>();
+        r.group_values = u.get_doubles();
+        r.values = u.get_doubles();
+        r.rank = rank;
+    }
+    return out;
+}
+
+// Poll with a short spin, then sleep with exponential back-off (20 us .. 1 ms): a waiting rank must not eat a
+// core that a computing rank (or rank 0's own worker thread) needs, which matters when ranks share cores.
+class Backoff {
+public:
+    void reset() { n_ = 0; }
+    void wait() {
+        if (++n_ <= 64) return;
+        const int shift = std::min(n_ - 64, 6);
+        std::this_thread::sleep_for(std::chrono::microseconds(20 << shift));  // 40 us .. 1.28 ms
+    }
+
+private:
+    int n_ = 0;
+};
+
+// Receives the message that `st` describes (from a successful probe) as bytes.
+std::vector<char> recv_bytes(MPI_Comm c, const MPI_Status& st) {
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    std::vector<char> b(size_t(std::max(count, 0)));
+    MPI_Recv(b.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, c, MPI_STATUS_IGNORE);
+    return b;
+}
+
+void send_bytes(MPI_Comm c, int dest, int tag, const void* data, size_t n) {
+    MPI_Send(const_cast<void*>(data), int(n), MPI_BYTE, dest, tag, c);
+}
+
+// Waits (polling with back-off) for a message from `source` on `c`.
+MPI_Status wait_message(MPI_Comm c, int source) {
+    Backoff bo;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_Iprobe(source, MPI_ANY_TAG, c, &flag, &st);
+        if (flag) return st;
+        bo.wait();
+    }
+}
+
+std::string what_of(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
+// Rank 0's own worker: a thread that executes the batches the coordinator gives it. It never calls MPI.
+class LocalWorker {
+public:
+    explicit LocalWorker(Executor& ex) : ex_(ex), thread_([this] { loop(); }) {}
+    ~LocalWorker() { stop(); }
+    void stop() {
+        {
+            std::lock_guard<std::mutex> g(m_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+    void give(std::vector<int32_t> batch) {
+        {
+            std::lock_guard<std::mutex> g(m_);
+            for (int32_t i : batch) in_.push_back(i);
+        }
+        cv_.notify_all();
+    }
+    // Results finished since the last call; the error text if the executor threw.
+    std::vector<TaskResult> take(std::string& error) {
+        std::lock_guard<std::mutex> g(m_);
+        std::vector<TaskResult> r;
+        r.swap(out_);
+        if (!error_.empty() && error.empty()) error = error_;
+        return r;
+    }
+
+private:
+    void loop() {
+        std::unique_lock<std::mutex> lk(m_);
+        for (;;) {
+            cv_.wait(lk, [&] { return stop_ || !in_.empty(); });
+            if (stop_) return;
+            const int32_t idx = in_.front();
+            in_.pop_front();
+            lk.unlock();
+            TaskResult r;
+            r.index = idx;
+            std::string err;
+            try {
+                ex_.run(idx, r);
+            } catch (...) {
+                err = what_of(std::current_exception());
+            }
+            lk.lock();
+            if (!err.empty()) {
+                error_ = err;
+                in_.clear();
+            } else {
+                out_.push_back(std::move(r));
+            }
+        }
+    }
+
+    Executor& ex_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<int32_t> in_;
+    std::vector<TaskResult> out_;
+    std::string error_;
+    bool stop_ = false;
+    std::thread thread_;  // last: starts after the members above exist
+};
+
+}  // namespace
+
+std::string CoordinatorStats::utilisation() const {
+    std::ostringstream os;
+    os.setf(std::ios::fixed);
+    os.precision(0);
+    const size_t n = busy_per_rank.size();
+    auto pct = [&](size_t r) { return seconds > 0 ? 100.0 * busy_per_rank[r] / seconds : 0.0; };
+    if (n <= 8) {
+        for (size_t r = 0; r < n; ++r) os << (r ? " " : "") << "r" << r << " " << pct(r) << "%";
+    } else {
+        double lo = 1e300, hi = 0, sum = 0;
+        for (size_t r = 0; r < n; ++r) lo = std::min(lo, pct(r)), hi = std::max(hi, pct(r)), sum += pct(r);
+        os << "min " << lo << "% mean " << sum / double(n) << "% max " << hi << "% over " << n << " ranks";
+    }
+    return os.str();
+}
+
+CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vector<Task>& tasks, Executor* local,
+                            const ResultSink& sink, const CoordinatorOptions& opt) {
+    MPI_Comm c = MPI_Comm(comm);
+    const int W = comm.size();
+    check(comm.rank() == 0, "dist: coordinate() runs on rank 0");
+    const bool use_local = local && (opt.local_worker || W == 1);
+    check(use_local || W > 1, "dist: a coordinator alone needs a local executor");
+
+    CoordinatorStats stats;
+    stats.ranks = W;
+    stats.tasks_per_rank.assign(size_t(W), 0);
+    stats.busy_per_rank.assign(size_t(W), 0.0);
+    stats.group_switches.assign(size_t(W), 0);
+    Timer timer;
+
+    // Queues per group, in the given order.
+    int32_t G = 0;
+    for (const Task& t : tasks) G = std::max(G, t.group + 1);
+    std::vector<std::deque<int32_t>> queue(static_cast<size_t>(G));
+    for (const Task& t : tasks) {
+        check(t.group >= 0, "dist: negative task group");
+        queue[size_t(t.group)].push_back(t.index);
+    }
+    const int64_t total = int64_t(tasks.size());
+    int64_t unassigned = total, done = 0;
+    std::vector<int32_t> cur_group(size_t(W), -1), on_group(size_t(G), 0);
+    const int32_t n_workers = (W - 1) + (use_local ? 1 : 0);
+    double sum_seconds = 0;
+    int64_t sum_tasks = 0;
+
+    auto take_batch = [&](int r) {
+        std::vector<int32_t> b;
+        if (unassigned == 0) return b;
+        int32_t g = cur_group[size_t(r)];
+        if (g < 0 || queue[size_t(g)].empty()) {
+            // The group with the most remaining tasks per worker already on it (lowest index on ties).
+            int32_t best = -1;
+            double best_score = -1;
+            for (int32_t k = 0; k < G; ++k) {
+                if (queue[size_t(k)].empty()) continue;
+                const double s = double(queue[size_t(k)].size()) / double(1 + on_group[size_t(k)]);
+                if (s > best_score) best = k, best_score = s;
+            }
+            if (g >= 0) --on_group[size_t(g)];
+            g = best;
+            cur_group[size_t(r)] = g;
+            ++on_group[size_t(g)];
+            ++stats.group_switches[size_t(r)];
+        }
+        int64_t n = 1;
+        if (sum_tasks > 0) {
+            const double per = sum_seconds / double(sum_tasks);
+            n = per > 0 ? int64_t(opt.target_batch_seconds / per) : int64_t(opt.max_batch);
+        }
+        // Guided self-scheduling: never more than half of a fair share of what is left.
+        n = std::min<int64_t>(n, std::max<int64_t>(1, unassigned / (2 * std::max(1, n_workers))));
+        n = std::clamp<int64_t>(n, 1, std::max(1, opt.max_batch));
+        auto& q = queue[size_t(g)];
+        while (int64_t(b.size()) < n && !q.empty()) {
+            b.push_back(q.front());
+            q.pop_front();
+        }
+        unassigned -= int64_t(b.size());
+        return b;
+    };
+
+    std::string error;
+    auto accept = [&](const TaskResult& r) {
+        stats.tasks_per_rank[size_t(r.rank)] += 1;
+        stats.busy_per_rank[size_t(r.rank)] += r.seconds;
+        sum_seconds += r.seconds;
+        ++sum_tasks;
+        ++done;
+        if (!error.empty()) return;
+        try {
+            sink(r);
+        } catch (...) {
+            error = what_of(std::current_exception());
+        }
+    };
+
+    std::ostream& log = opt.log ? *opt.log : std::cerr;
+    double last_report = 0;
+    auto report = [&](bool final) {
+        if (!opt.progress || total == 0) return;
+        const double t = timer.seconds();
+        if (!final && t - last_report < opt.progress_interval_s) return;
+        last_report = t;
+        stats.seconds = t;
+        std::string line = final ? Progress::format_summary(opt.label, done, total, t, opt.unit)
+                                 : Progress::format_line(opt.label, done, total, t, opt.unit);
+        log << line << " | busy: " << stats.utilisation() << "\n" << std::flush;
+    };
+
+    std::vector<char> stopped(size_t(W), 0);
+    stopped[0] = 1;
+    auto send_stop = [&](int r) {
+        send_bytes(c, r, kStop, error.data(), error.size());
+        ++stats.messages_out;
+        stats.bytes_out += int64_t(error.size());
+        stopped[size_t(r)] = 1;
+    };
+    // One message from a remote worker: its results and its next request, or its error.
+    auto handle = [&](const MPI_Status& st) {
+        const int r = st.MPI_SOURCE;
+        std::vector<char> b = recv_bytes(c, st);
+        ++stats.messages_in;
+        stats.bytes_in += int64_t(b.size());
+        if (st.MPI_TAG == kError) {
+            if (error.empty()) error = "rank " + std::to_string(r) + ": " + std::string(b.begin(), b.end());
+            send_stop(r);
+            return;
+        }
+        check(st.MPI_TAG == kRequest, "dist: unexpected message tag ", st.MPI_TAG, " from rank ", r);
+        for (const TaskResult& res : unpack_results(b, r)) accept(res);
+        if (error.empty() && unassigned > 0) {
+            const std::vector<int32_t> batch = take_batch(r);
+            send_bytes(c, r, kAssign, batch.data(), batch.size() * sizeof(int32_t));
+            ++stats.messages_out;
+            stats.bytes_out += int64_t(batch.size() * sizeof(int32_t));
+        } else {
+            send_stop(r);
+        }
+    };
+
+    std::unique_ptr<LocalWorker> lw;
+    if (use_local) lw = std::make_unique<LocalWorker>(*local);
+    int64_t local_outstanding = 0;
+    Backoff bo;
+    while (done < total && error.empty()) {
+        bool busy = false;
+        if (lw && local_outstanding == 0 && unassigned > 0) {
+            std::vector<int32_t> b = take_batch(0);
+            local_outstanding = int64_t(b.size());
+            lw->give(std::move(b));
+            busy = true;
+        }
+        if (W > 1) {
+            int flag = 0;
+            MPI_Status st;
+            MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, c, &flag, &st);
+            if (flag) {
+                handle(st);
+                busy = true;
+            }
+        }
+        if (lw) {
+            std::string lerr;
+            std::vector<TaskResult> rs = lw->take(lerr);
+            for (TaskResult& r : rs) {
+                r.rank = 0;
+                --local_outstanding;
+                accept(r);
+            }
+            if (!lerr.empty() && error.empty()) error = "rank 0: " + lerr;
+            if (!rs.empty()) busy = true;
+        }
+        report(false);
+        if (busy)
+            bo.reset();
+        else
+            bo.wait();
+    }
+    if (lw) lw->stop();
+    // Every remote worker ends with a request (or an error) that is answered with STOP.
+    for (int r = 1; r < W; ++r) {
+        while (!stopped[size_t(r)]) {
+            handle(wait_message(c, r));  // unassigned is 0 or error is set here, so this answers STOP
+        }
+    }
+    stats.tasks = done;
+    stats.seconds = timer.seconds();
+    report(true);
+    if (!error.empty()) throw Error(error);
+    return stats;
+}
+
+void serve(const boost::mpi::communicator& comm, Executor& ex) {
+    MPI_Comm c = MPI_Comm(comm);
+    check(comm.rank() != 0, "dist: serve() runs on ranks other than 0");
+    Packer pk;
+    pack_results(pk, {});
+    send_bytes(c, 0, kRequest, pk.buf.data(), pk.buf.size());
+    for (;;) {
+        const MPI_Status st = wait_message(c, 0);
+        std::vector<char> b = recv_bytes(c, st);
+        if (st.MPI_TAG == kStop) {
+            if (!b.empty()) throw Error(std::string(b.begin(), b.end()));
+            return;
+        }
+        check(st.MPI_TAG == kAssign, "dist: unexpected message tag ", st.MPI_TAG, " from the coordinator");
+        const size_t n = b.size() / sizeof(int32_t);
+        std::vector<TaskResult> results(n);
+        std::string err;
+        for (size_t i = 0; i < n && err.empty(); ++i) {
+            std::memcpy(&results[i].index, b.data() + i * sizeof(int32_t), sizeof(int32_t));
+            try {
+                ex.run(results[i].index, results[i]);
+            } catch (...) {
+                err = what_of(std::current_exception());
+            }
+        }
+        if (!err.empty()) {
+            send_bytes(c, 0, kError, err.data(), err.size());
+            continue;  // the coordinator answers with STOP (and its message)
+        }
+        pk.buf.clear();
+        pack_results(pk, results);
+        send_bytes(c, 0, kRequest, pk.buf.data(), pk.buf.size());
+    }
+}
+
+void collective_step(const boost::mpi::communicator& comm, const std::function<void()>& f) {
+    std::string err;
+    try {
+        f();
+    } catch (...) {
+        err = what_of(std::current_exception());
+    }
+    std::vector<std::string> all;
+    boost::mpi::all_gather(comm, err, all);
+    for (size_t r = 0; r < all.size(); ++r)
+        if (!all[r].empty()) throw Error(r == 0 ? all[r] : "rank " + std::to_string(r) + ": " + all[r]);
+}
+
+}  // namespace hs::dist

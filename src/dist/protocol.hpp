@@ -1,0 +1,83 @@
+// dist/protocol.hpp: dynamic work distribution over MPI -- one coordinator (rank 0), workers that ask for work.
+//
+// The unit is a task: an index into a plan that every rank knows (e.g. plan_items), and a group (e.g. the
+// setting) whose expensive state a worker keeps between tasks. The coordinator hands out batches of task
+// indices, preferring the group a worker already holds; workers return results (values + the group's values)
+// together with their next request. Rank 0 may execute tasks too, in a second thread (MPI is only ever called
+// from the calling thread: MPI_THREAD_FUNNELED is enough). The wire format is documented in docs/protocol.md.
+//
+// No global state: the communicator is passed in; nothing here touches MPI_COMM_WORLD.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <boost/mpi/communicator.hpp>
+
+namespace hs::dist {
+
+struct Task {
+    int32_t index = 0;  // into the plan that coordinator and workers share
+    int32_t group = 0;  // tasks of one group share expensive state on a worker (a setting's clean run)
+};
+
+struct TaskResult {
+    int32_t index = 0;
+    int32_t rank = 0;                  // who computed it (set by the coordinator)
+    double seconds = 0;                // executor time, for the utilisation figures
+    std::vector<double> group_values;  // values of the task's group (pi_clean, copy accuracy): checked across ranks
+    std::vector<double> values;        // the task's own values
+};
+
+// Executes tasks on one rank. Throwing (hs::Error or any std::exception) stops the whole distribution with
+// the message, prefixed by the rank.
+class Executor {
+public:
+    virtual ~Executor() = default;
+    virtual void run(int32_t index, TaskResult& out) = 0;
+};
+
+struct CoordinatorOptions {
+    bool local_worker = true;            // rank 0 executes tasks too (second thread); forced on when alone
+    int32_t max_batch = 256;             // tasks per assignment message at most
+    double target_batch_seconds = 0.05;  // batch size aims at this much work (from the measured task time)
+    bool progress = false;               // progress lines: done/total, tasks/s, ETA, per-rank utilisation
+    double progress_interval_s = 5;
+    std::string label = "dist";
+    std::string unit = "items";
+    std::ostream* log = nullptr;         // nullptr: std::cerr
+};
+
+struct CoordinatorStats {
+    int32_t ranks = 0;
+    int64_t tasks = 0;
+    double seconds = 0;
+    int64_t messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0;
+    std::vector<int64_t> tasks_per_rank;
+    std::vector<double> busy_per_rank;     // executor seconds
+    std::vector<int32_t> group_switches;   // how often each rank started a new group (clean runs)
+    double tasks_per_second() const { return seconds > 0 ? double(tasks) / seconds : 0.0; }
+    std::string utilisation() const;       // "r0 97% r1 95%" (or min/mean/max for many ranks)
+};
+
+// Called on rank 0's calling thread for every result, in arrival order. Throwing stops the distribution.
+using ResultSink = std::function<void(const TaskResult&)>;
+
+// Rank 0: distributes `tasks` (in their given order within a group) until every result has reached `sink`.
+// `local` executes tasks on rank 0 (may be null when other ranks exist). Collective with serve() on every other
+// rank of `comm`. Throws hs::Error after stopping every worker when a sink or an executor failed.
+CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vector<Task>& tasks, Executor* local,
+                            const ResultSink& sink, const CoordinatorOptions& options = {});
+
+// Every rank other than 0: executes assigned tasks until the coordinator says stop. Throws hs::Error with the
+// coordinator's message when the distribution was stopped by an error (on any rank).
+void serve(const boost::mpi::communicator& comm, Executor& executor);
+
+// Runs f on every rank; if it throws on any rank, every rank throws hs::Error with the first failing rank's
+// message ("rank 3: ..." for ranks other than 0). A collective: all ranks must call it.
+void collective_step(const boost::mpi::communicator& comm, const std::function<void()>& f);
+
+}  // namespace hs::dist

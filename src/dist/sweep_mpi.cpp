@@ -1,0 +1,304 @@
+// The distributed PEAR sweep (sweep_mpi.hpp).
+#include "dist/sweep_mpi.hpp"
+
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include <boost/mpi/collectives.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+#include <boost/mpi/environment.hpp>
+
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "pear/sweep_file.hpp"
+#include "util/error.hpp"
+#include "util/timer.hpp"
+
+extern "C" int openblas_get_num_threads(void);
+
+namespace hs::dist {
+
+namespace fs = std::filesystem;
+using namespace hs::pear;
+
+namespace {
+
+// Test hook: HEADSWEEP_TEST_KILL_AT="<rank>:<n>" makes that rank SIGKILL itself when it is about to handle its
+// n-th item (a worker before scoring it; rank 0 before writing the n-th result into the file).
+struct KillHook {
+    int rank = -1;
+    int64_t at = -1;
+    int64_t count = 0;
+    explicit KillHook(int my_rank) {
+        const char* v = std::getenv("HEADSWEEP_TEST_KILL_AT");
+        if (!v || !*v) return;
+        int r = -1;
+        long long n = -1;
+        if (std::sscanf(v, "%d:%lld", &r, &n) == 2 && r == my_rank) rank = r, at = n;
+    }
+    void tick() {
+        if (at >= 0 && ++count >= at) std::raise(SIGKILL);
+    }
+};
+
+// Scores the items of one run on one rank, keeping the clean run of the current setting.
+class PearExecutor : public Executor {
+public:
+    PearExecutor(Engine& engine, const SweepOptions& options, const std::vector<WorkItem>& plan, KillHook* hook)
+        : engine_(engine), options_(options), plan_(plan), hook_(hook) {}
+    void run(int32_t index, TaskResult& out) override {
+        check(index >= 0 && size_t(index) < plan_.size(), "dist: item ", index, " is outside the plan");
+        if (hook_) hook_->tick();
+        const WorkItem& item = plan_[size_t(index)];
+        Timer t;
+        if (!run_ || setting_ != item.setting) {
+            run_.reset();
+            run_ = std::make_unique<SettingRun>(engine_, options_, item.setting);
+            setting_ = item.setting;
+        }
+        out.values = run_->score(item);
+        out.group_values = {run_->pi_clean(), run_->copy_accuracy()};
+        out.seconds = t.seconds();
+    }
+
+private:
+    Engine& engine_;
+    const SweepOptions& options_;
+    const std::vector<WorkItem>& plan_;
+    KillHook* hook_;
+    std::unique_ptr<SettingRun> run_;
+    int32_t setting_ = -1;
+};
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+std::string hex_bits(double v) {
+    uint64_t u;
+    std::memcpy(&u, &v, sizeof u);
+    std::ostringstream os;
+    os.precision(17);
+    os << v << " (0x" << std::hex << u << ")";
+    return os.str();
+}
+
+// Refuses to start when the output's file system cannot hold the file (with 1 MiB to spare).
+void check_space(const std::string& output, const ModelShape& shape, size_t n_settings) {
+    const fs::path dir = fs::absolute(output).parent_path();
+    std::error_code ec;
+    const fs::space_info sp = fs::space(dir, ec);
+    if (ec) return;  // validate_job already checked that the directory exists and is writable
+    const uintmax_t slh = uintmax_t(n_settings) * uintmax_t(shape.n_layer) * uintmax_t(shape.n_head);
+    const uintmax_t need = slh * 8 * 3 + uintmax_t(shape.n_layer) * uintmax_t(shape.n_head) * 32 + (1u << 20);
+    check(sp.available >= need, output, ": only ", sp.available, " bytes free in ", dir.string(),
+          ", the sweep file needs about ", need, " (full disk?)");
+}
+
+}  // namespace
+
+int32_t distributed_threads(const SweepJob& job) { return job.threads > 0 ? job.threads : 1; }
+
+void check_world_matches_slurm(const boost::mpi::communicator& comm) {
+    const char* v = std::getenv("SLURM_NTASKS");
+    if (!v || !*v) return;
+    const long n = std::strtol(v, nullptr, 10);
+    check(n == comm.size(), "MPI world size is ", comm.size(), " but SLURM_NTASKS=", v,
+          ": launch with `srun --mpi=pmix headsweep ...` (a launch without PMIx starts ", v,
+          " separate single-rank sweeps)");
+}
+
+std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::mpi::communicator& comm,
+                                              const DistSweepOptions& dopt) {
+    const int rank = comm.rank(), W = comm.size();
+    const bool root = rank == 0;
+    const bool coordinator_works = dopt.coordinator_works < 0 ? W <= 4 : dopt.coordinator_works != 0;
+    const bool computes = !root || coordinator_works || W == 1;
+    const int32_t threads = distributed_threads(job);
+
+    // 1. The whole job is validated on rank 0 before any rank loads anything.
+    std::map<std::string, ModelShape> shapes;
+    collective_step(comm, [&] {
+        if (!root) return;
+        validate_job_fully(job);
+        for (const std::string& m : job.models)
+            if (!shapes.count(m)) shapes[m] = peek_model_shape(m, job.where("models"));
+        for (const SweepRun& run : expand_runs(job))
+            if (!(job.resume && fs::exists(run.output)))
+                check_space(run.output, shapes[run.model], job.options.settings.size());
+    });
+
+    KillHook hook(rank);
+    std::vector<RunSummary> out;
+    int64_t items_left = dopt.max_items;
+    std::string loaded_spec;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Backend> backend;
+    std::unique_ptr<Engine> engine;
+    for (const SweepRun& run : expand_runs(job)) {
+        Timer timer;
+        // 2. Every rank that scores loads the model (once for all its modes); rank 0 always does (provenance).
+        collective_step(comm, [&] {
+            if (loaded_spec == run.model) return;
+            engine.reset();
+            backend.reset();
+            LoadOptions lo;
+            lo.verbose = root && dopt.progress;
+            model = std::make_unique<Model>(open_model(run.model, lo));
+            backend = make_backend(parse_device(job.device), threads);
+            engine = std::make_unique<Engine>(*model, *backend);
+            loaded_spec = run.model;
+            if (job.device == "cpu" && computes) {
+                const int t = openblas_get_num_threads();
+                check(t == threads, "OpenBLAS runs ", t, " threads, not the ", threads,
+                      " the sweep asked for (the clean runs must be computed alike on every rank)");
+            }
+        });
+        SweepOptions options = job.options;
+        options.mode = run.mode;
+        const std::vector<WorkItem> plan = plan_items(model->config, options, 1);
+
+        // 3. Rank 0 creates or resumes the file and lists the items left; everyone checks it has the same plan.
+        std::unique_ptr<SweepFile> file;
+        SweepFileInfo info;
+        std::vector<int32_t> todo;
+        std::vector<double> clean_pi, clean_acc;
+        std::vector<char> clean_known;
+        bool resumed = false;
+        collective_step(comm, [&] {
+            if (!root) return;
+            info = describe_model(*model, run.model);
+            info.options = options;
+            info.device = job.device;
+            info.job_file = job.source;
+            info.options.validate(model->config);
+            resumed = job.resume && fs::exists(run.output);
+            file = std::make_unique<SweepFile>(resumed ? SweepFile::open_for_resume(run.output, info)
+                                                       : SweepFile::create(run.output, info, job.overwrite));
+            std::map<std::pair<int32_t, int32_t>, int32_t> index_of;
+            for (size_t i = 0; i < plan.size(); ++i) index_of[{plan[i].setting, plan[i].layer_begin}] = int32_t(i);
+            for (const WorkItem& it : file->remaining(plan)) todo.push_back(index_of.at({it.setting, it.layer_begin}));
+            if (items_left >= 0 && int64_t(todo.size()) > items_left) todo.resize(size_t(items_left));
+            const HeadScores s = file->read_scores();
+            clean_pi = s.pi_clean;
+            clean_acc = s.copy_accuracy;
+            clean_known.assign(clean_pi.size(), 0);
+            for (size_t k = 0; k < clean_pi.size(); ++k) clean_known[k] = !std::isnan(clean_pi[k]);
+        });
+        int64_t plan_size = int64_t(plan.size());
+        boost::mpi::broadcast(comm, plan_size, 0);
+        collective_step(comm, [&] {
+            check(plan_size == int64_t(plan.size()), "the model ", run.model, " gives a plan of ", plan.size(),
+                  " items here but ", plan_size, " on rank 0 (different model files?)");
+        });
+        boost::mpi::broadcast(comm, todo, 0);
+        if (items_left >= 0) items_left -= int64_t(todo.size());
+
+        // 4. Distribute: rank 0 writes every result (single writer; SweepFile flushes after each write).
+        PearExecutor exec(*engine, options, plan, root ? nullptr : &hook);  // rank 0's hook is in the sink
+        RunSummary sum;
+        sum.model = run.model;
+        sum.mode = score_mode_name(run.mode);
+        sum.output = run.output;
+        sum.n_layer = model->config.n_layer;
+        sum.n_head = model->config.n_head;
+        sum.resumed = resumed;
+        if (root) {
+            std::vector<Task> tasks;
+            for (int32_t i : todo) tasks.push_back(Task{i, plan[size_t(i)].setting});
+            CoordinatorOptions co;
+            co.local_worker = coordinator_works;
+            co.max_batch = dopt.max_batch;
+            co.target_batch_seconds = 0.05;
+            co.progress = dopt.progress;
+            co.progress_interval_s = dopt.progress_interval_s;
+            co.label = "sweep " + model_stem(run.model) + " " + sum.mode;
+            auto sink = [&](const TaskResult& r) {
+                const WorkItem& item = plan[size_t(r.index)];
+                const size_t s = size_t(item.setting);
+                check(r.group_values.size() == 2, "dist: result of item ", r.index, " has no clean values");
+                if (!clean_known[s]) {
+                    file->write_clean(item.setting, r.group_values[0], r.group_values[1]);
+                    clean_pi[s] = r.group_values[0];
+                    clean_acc[s] = r.group_values[1];
+                    clean_known[s] = 1;
+                } else if (!same_bits(clean_pi[s], r.group_values[0]) || !same_bits(clean_acc[s], r.group_values[1])) {
+                    fail(run.output, ": rank ", r.rank, " computed a different clean run for setting ", s,
+                         ": pi_clean ", hex_bits(r.group_values[0]), " where the file has ", hex_bits(clean_pi[s]),
+                         "; every rank (and every resumed run) must use the same binary and BLAS thread count");
+                }
+                hook.tick();
+                file->write_item(item, r.values);
+                sum.heads_scored += item.n_heads();
+            };
+            std::string error;
+            try {
+                coordinate(comm, tasks, computes ? &exec : nullptr, sink, co);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            // 5. Finish when every item is in (same as the single-process sweep).
+            if (error.empty()) {
+                try {
+                    const int32_t k =
+                        job.options.top_k > 0 ? job.options.top_k : default_top_k(model->config.n_heads_total());
+                    if (file->all_done()) {
+                        HeadScores scores = (file->complete() && file->read_scores().top_k == k) ? file->read_scores()
+                                                                                               : file->finish(k);
+                        sum.complete = true;
+                        for (int32_t r = 0; r < scores.top_k && size_t(r) < scores.ranking.size(); ++r)
+                            sum.top.push_back({scores.ranking[size_t(r)] / sum.n_head,
+                                               scores.ranking[size_t(r)] % sum.n_head});
+                    }
+                    file->close();
+                } catch (const std::exception& e) {
+                    error = e.what();
+                }
+            }
+            boost::mpi::broadcast(comm, error, 0);
+            if (!error.empty()) throw Error(error);
+        } else {
+            std::string error;
+            try {
+                serve(comm, exec);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            std::string root_error;
+            boost::mpi::broadcast(comm, root_error, 0);
+            if (!root_error.empty()) throw Error(root_error);
+            if (!error.empty()) throw Error(error);
+        }
+        sum.seconds = timer.seconds();
+        out.push_back(sum);
+        if (items_left == 0) break;
+    }
+    return root ? out : std::vector<RunSummary>{};
+}
+
+bool sweep_if_distributed(const SweepJob& job, bool force, bool quiet, bool& is_root) {
+    is_root = true;
+    auto set = [](const char* v) { const char* e = std::getenv(v); return e && *e; };
+    const bool launched = set("OMPI_COMM_WORLD_SIZE") || set("PMIX_RANK") || set("PMI_RANK") || set("PMI_SIZE") ||
+                          set("SLURM_NTASKS");
+    if (!launched && !force) return false;
+    // abort_on_exception = false: an hs::Error must reach main() and be printed, not turn into MPI_Abort.
+    boost::mpi::environment env(boost::mpi::threading::funneled, false);
+    boost::mpi::communicator world;
+    is_root = world.rank() == 0;
+    check_world_matches_slurm(world);
+    if (world.size() == 1 && !force) return false;
+    DistSweepOptions o;
+    o.progress = !quiet;
+    for (const RunSummary& s : run_distributed_sweep(job, world, o)) std::printf("%s\n", s.line().c_str());
+    if (is_root) std::fflush(stdout);
+    return true;
+}
+
+}  // namespace hs::dist

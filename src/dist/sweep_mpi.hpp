@@ -1,0 +1,51 @@
+// dist/sweep_mpi.hpp: the PEAR sweep over MPI ranks -- rank 0 coordinates and is the only writer.
+//
+//   mpirun -n 4 headsweep sweep job.toml      (or srun --mpi=pmix headsweep sweep job.toml)
+//
+// Every rank loads each model once; rank 0 validates the whole job first, creates or resumes each output file
+// (the same SweepFile layout as the single-process sweep), and hands out the remaining items (one setting x one
+// layer) dynamically: a worker keeps its setting's clean run and gets items of that setting while there are any.
+// Results do not depend on the number of ranks: every item is computed alone from the setting's clean run, whose
+// values every rank reports and rank 0 checks bit for bit (same binary, same BLAS thread count: 1 per rank unless
+// the job says otherwise). The protocol is in dist/protocol.hpp and docs/protocol.md.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <boost/mpi/communicator.hpp>
+
+#include "dist/protocol.hpp"
+#include "pear/job.hpp"
+#include "pear/run_job.hpp"
+
+namespace hs::dist {
+
+struct DistSweepOptions {
+    bool progress = true;              // rank 0: progress lines (done/total, items/s, ETA, per-rank busy %)
+    double progress_interval_s = 5;
+    int32_t coordinator_works = -1;    // rank 0 scores items too: -1 auto (when the world has <= 4 ranks), 0, 1
+    int32_t max_batch = 4;             // items per assignment at most (an item is one setting x one layer)
+    int64_t max_items = -1;            // stop after this many items in all (tests: a run that was cut short)
+};
+
+// Collective over `comm`. Throws hs::Error on every rank (the same message) when anything fails on any rank;
+// summaries are returned on rank 0 only.
+std::vector<pear::RunSummary> run_distributed_sweep(const pear::SweepJob& job, const boost::mpi::communicator& comm,
+                                                    const DistSweepOptions& options = {});
+
+// The BLAS thread count every rank of a distributed sweep uses: job.threads, or 1 when the job leaves it at 0.
+int32_t distributed_threads(const pear::SweepJob& job);
+
+// Start-up check for SLURM: when SLURM_NTASKS is set (non-empty), the world must have that many ranks; a
+// mis-launch (no srun --mpi=pmix, or a launcher without PMIx) silently makes N singletons otherwise.
+void check_world_matches_slurm(const boost::mpi::communicator& comm);
+
+// The entry of `headsweep sweep`: when the process was started by an MPI launcher (mpirun/mpiexec, srun with
+// PMIx, or inside a SLURM step), or when `force` is set, initialises MPI (threads: funneled), checks the launch
+// against SLURM_NTASKS and runs the job distributed if the world has more than one rank (or force); rank 0
+// prints the summaries. Returns false when the caller should run the single-process sweep instead. is_root is
+// false on ranks other than 0, whose errors the caller should not print again (rank 0 prints them).
+bool sweep_if_distributed(const pear::SweepJob& job, bool force, bool quiet, bool& is_root);
+
+}  // namespace hs::dist

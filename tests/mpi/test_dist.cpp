@@ -1,0 +1,309 @@
+// MPI tests of dist/: the protocol and the distributed sweep. Run by ctest under mpiexec with 1, 2 and 4 ranks
+// (CMakeLists.txt: dist_mpi_np1/np2/np4). Every test case is collective: every rank runs it.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include <boost/mpi.hpp>
+#include <boost/serialization/string.hpp>
+
+#include "dist/protocol.hpp"
+#include "dist/sweep_mpi.hpp"
+#include "io/h5.hpp"
+#include "pear/sweep_file.hpp"
+#include "util/error.hpp"
+
+using namespace hs;
+using namespace hs::dist;
+namespace fs = std::filesystem;
+namespace mpi = boost::mpi;
+
+namespace {
+
+// A temporary directory made by rank 0 and known to every rank; removed at the end.
+struct SharedTmp {
+    const mpi::communicator& comm;
+    std::string path;
+    explicit SharedTmp(const mpi::communicator& c) : comm(c) {
+        if (comm.rank() == 0) {
+            char tmpl[] = "/tmp/headsweep_dist_XXXXXX";
+            REQUIRE(::mkdtemp(tmpl) != nullptr);
+            path = tmpl;
+        }
+        mpi::broadcast(comm, path, 0);
+    }
+    ~SharedTmp() {
+        comm.barrier();
+        if (comm.rank() == 0) fs::remove_all(path);
+    }
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+// Values that depend only on the task.
+class NoopExecutor : public Executor {
+public:
+    std::string fail_at;  // "index" to throw at, on whichever rank gets it
+    int32_t throw_index = -1;
+    void run(int32_t index, TaskResult& out) override {
+        if (index == throw_index) throw Error("boom at item " + std::to_string(index));
+        out.values = {double(index), double(index) * 0.5};
+        out.group_values = {double(index % 3)};
+    }
+};
+
+std::vector<Task> some_tasks(int32_t n, int32_t groups) {
+    std::vector<Task> t;
+    for (int32_t i = 0; i < n; ++i) t.push_back(Task{i, i * groups / n});
+    return t;
+}
+
+pear::SweepJob tiny_job(const std::string& out_template) {
+    pear::SweepJob job;
+    job.models = {"random:tiny", "random:tiny-qwen2:3"};
+    job.modes = {pear::ScoreMode::PATH, pear::ScoreMode::TOTAL};
+    job.options.settings = {{4, 6}, {6, 5}, {3, 8}};
+    job.options.seed = 77;
+    job.output = out_template;
+    job.threads = 1;
+    return job;
+}
+
+DistSweepOptions quiet() {
+    DistSweepOptions o;
+    o.progress = false;
+    return o;
+}
+
+std::vector<std::string> outputs(const pear::SweepJob& job) {
+    std::vector<std::string> r;
+    for (const auto& run : pear::expand_runs(job)) r.push_back(run.output);
+    return r;
+}
+
+// Every rank gets the same error, or none.
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("protocol: every task reaches the sink once with its values, with any number of ranks", "[dist][mpi]") {
+    mpi::communicator world;
+    NoopExecutor ex;
+    for (int32_t n : {0, 1, 7, 1000}) {
+        if (world.rank() == 0) {
+            std::map<int32_t, int> seen;
+            CoordinatorOptions co;
+            co.max_batch = 16;
+            CoordinatorStats st = coordinate(
+                world, some_tasks(n, 4), &ex,
+                [&](const TaskResult& r) {
+                    ++seen[r.index];
+                    REQUIRE(r.values == std::vector<double>{double(r.index), double(r.index) * 0.5});
+                    REQUIRE(r.rank >= 0);
+                    REQUIRE(r.rank < world.size());
+                },
+                co);
+            REQUIRE(int32_t(seen.size()) == n);
+            for (auto& [i, c] : seen) REQUIRE(c == 1);
+            CHECK(st.tasks == n);
+            int64_t sum = 0;
+            for (int64_t k : st.tasks_per_rank) sum += k;
+            CHECK(sum == n);
+        } else {
+            serve(world, ex);
+        }
+    }
+}
+
+TEST_CASE("protocol: the coordinator alone needs no other rank, and may leave the work to workers", "[dist][mpi]") {
+    mpi::communicator world;
+    NoopExecutor ex;
+    if (world.size() == 1) {
+        int64_t got = 0;
+        coordinate(world, some_tasks(50, 2), &ex, [&](const TaskResult&) { ++got; });
+        CHECK(got == 50);
+        return;
+    }
+    if (world.rank() == 0) {
+        CoordinatorOptions co;
+        co.local_worker = false;
+        CoordinatorStats st = coordinate(world, some_tasks(200, 3), nullptr, [](const TaskResult&) {}, co);
+        CHECK(st.tasks_per_rank[0] == 0);
+        CHECK(st.tasks == 200);
+    } else {
+        serve(world, ex);
+    }
+}
+
+TEST_CASE("protocol: an executor error on any rank stops every rank with that message", "[dist][mpi]") {
+    mpi::communicator world;
+    NoopExecutor ex;
+    ex.throw_index = 37;
+    std::string err = error_of([&] {
+        if (world.rank() == 0)
+            coordinate(world, some_tasks(100, 2), &ex, [](const TaskResult&) {});
+        else
+            serve(world, ex);
+    });
+    CHECK_THAT(err, Catch::Contains("boom at item 37"));
+    // and the communicator is usable afterwards (nobody is left waiting)
+    int sum = mpi::all_reduce(world, 1, std::plus<int>());
+    CHECK(sum == world.size());
+}
+
+TEST_CASE("protocol: a sink error (e.g. a failed write) stops every rank with that message", "[dist][mpi]") {
+    mpi::communicator world;
+    NoopExecutor ex;
+    std::string err = error_of([&] {
+        if (world.rank() == 0)
+            coordinate(world, some_tasks(100, 2), &ex, [](const TaskResult& r) {
+                if (r.index == 10) throw Error("disk full writing item 10");
+            });
+        else
+            serve(world, ex);
+    });
+    CHECK_THAT(err, Catch::Contains("disk full writing item 10"));
+}
+
+TEST_CASE("distributed sweep: 1, 2 and 4 ranks and the single-process sweep give identical files", "[dist][mpi]") {
+    mpi::communicator world;
+    SharedTmp tmp(world);
+    // Reference: the single-process sweep (one thread) on rank 0.
+    pear::SweepJob ref = tiny_job(tmp / "ref-{model}-{mode}.h5");
+    if (world.rank() == 0) {
+        pear::RunJobOptions ro;
+        ro.progress = false;
+        pear::run_job(ref, ro);
+    }
+    // The same job on sub-worlds of 1, 2 and 4 ranks (those that exist), one after another.
+    for (int n : {1, 2, 4}) {
+        if (n > world.size()) break;
+        mpi::communicator sub = world.split(world.rank() < n ? 0 : 1);
+        pear::SweepJob job = tiny_job(tmp / ("np" + std::to_string(n) + "-{model}-{mode}.h5"));
+        if (world.rank() < n) {
+            auto sums = run_distributed_sweep(job, sub, quiet());
+            if (sub.rank() == 0) {
+                REQUIRE(sums.size() == 4);
+                for (const auto& s : sums) CHECK(s.complete);
+            }
+        }
+        world.barrier();
+        if (world.rank() == 0) {
+            const auto a = outputs(ref), b = outputs(job);
+            for (size_t i = 0; i < a.size(); ++i) {
+                INFO(n << " ranks: " << b[i] << " vs " << a[i]);
+                CHECK(pear::compare_sweep_files(a[i], b[i]).empty());
+            }
+        }
+    }
+}
+
+TEST_CASE("distributed sweep: a cut-short run resumes to the uninterrupted run's file", "[dist][mpi]") {
+    mpi::communicator world;
+    SharedTmp tmp(world);
+    pear::SweepJob full = tiny_job(tmp / "full-{model}-{mode}.h5");
+    full.models = {"random:tiny"};
+    run_distributed_sweep(full, world, quiet());
+
+    pear::SweepJob part = tiny_job(tmp / "part-{model}-{mode}.h5");
+    part.models = {"random:tiny"};
+    DistSweepOptions cut = quiet();
+    cut.max_items = 4;  // of 6 items (3 settings x 2 layers) in the first run
+    auto s1 = run_distributed_sweep(part, world, cut);
+    if (world.rank() == 0) {
+        REQUIRE(s1.size() == 1);
+        CHECK_FALSE(s1[0].complete);
+        pear::SweepFile f = pear::SweepFile::open(outputs(part)[0]);
+        CHECK_FALSE(f.complete());
+        CHECK(f.remaining(pear::plan_items(hs::make_random_model("tiny").config, f.info().options)).size() == 2);
+    }
+    part.resume = true;
+    auto s2 = run_distributed_sweep(part, world, quiet());
+    if (world.rank() == 0) {
+        REQUIRE(s2.size() == 2);
+        CHECK(s2[0].resumed);
+        CHECK(s2[0].heads_scored == 2 * 4);  // the 2 missing items of 4 heads each
+        for (size_t i = 0; i < 2; ++i) CHECK(pear::compare_sweep_files(outputs(full)[i], outputs(part)[i]).empty());
+    }
+}
+
+TEST_CASE("distributed sweep: resuming a file of another job or model is refused on every rank", "[dist][mpi]") {
+    mpi::communicator world;
+    SharedTmp tmp(world);
+    pear::SweepJob job = tiny_job(tmp / "x-{mode}.h5");
+    job.models = {"random:tiny"};
+    job.modes = {pear::ScoreMode::PATH};
+    DistSweepOptions cut = quiet();
+    cut.max_items = 2;
+    run_distributed_sweep(job, world, cut);
+    job.resume = true;
+    pear::SweepJob other_seed = job;
+    other_seed.options.seed = 78;
+    std::string err = error_of([&] { run_distributed_sweep(other_seed, world, quiet()); });
+    CHECK_THAT(err, Catch::Contains("cannot resume") && Catch::Contains("seed"));
+    pear::SweepJob other_model = job;
+    other_model.models = {"random:tiny:2"};
+    other_model.output = tmp / "x-{mode}.h5";
+    err = error_of([&] { run_distributed_sweep(other_model, world, quiet()); });
+    CHECK_THAT(err, Catch::Contains("cannot resume") && Catch::Contains("model_sha256"));
+    // the file is untouched: still 2 items done
+    if (world.rank() == 0) {
+        pear::SweepFile f = pear::SweepFile::open(tmp / "x-path.h5");
+        int done = 0;
+        for (uint8_t d : f.done()) done += d;
+        CHECK(done == 2);
+    }
+}
+
+TEST_CASE("distributed sweep: a resumed file whose clean run differs bitwise is refused", "[dist][mpi]") {
+    mpi::communicator world;
+    SharedTmp tmp(world);
+    pear::SweepJob job = tiny_job(tmp / "c-{mode}.h5");
+    job.models = {"random:tiny"};
+    job.modes = {pear::ScoreMode::PATH};
+    DistSweepOptions cut = quiet();
+    cut.max_items = 1;
+    run_distributed_sweep(job, world, cut);
+    if (world.rank() == 0) {  // as if another binary or thread count had computed setting 0's clean run
+        h5::File f = h5::File::open(tmp / "c-path.h5", h5::Mode::read_write);
+        auto pi = f.open_dataset("pi_clean").read<double>();
+        pi[0] = std::nextafter(pi[0], 1e300);
+        f.open_dataset("pi_clean").write(pi);
+        f.close();
+    }
+    job.resume = true;
+    std::string err = error_of([&] { run_distributed_sweep(job, world, quiet()); });
+    CHECK_THAT(err, Catch::Contains("different clean run for setting 0"));
+}
+
+TEST_CASE("distributed sweep: bad jobs are refused before any rank loads a model or writes", "[dist][mpi]") {
+    mpi::communicator world;
+    SharedTmp tmp(world);
+    if (world.rank() == 0) std::ofstream(tmp / "a-file") << "x";
+    world.barrier();
+    pear::SweepJob job = tiny_job(tmp / "a-file/{model}-{mode}.h5");  // the output directory is a file
+    std::string err = error_of([&] { run_distributed_sweep(job, world, quiet()); });
+    CHECK_FALSE(err.empty());
+    CHECK_THAT(err, Catch::Contains("a-file"));
+
+    pear::SweepJob bad = tiny_job(tmp / "{model}-{mode}.h5");
+    bad.options.settings = {{4, 6}, {1, 6}};  // N = 1: no batch mean
+    err = error_of([&] { run_distributed_sweep(bad, world, quiet()); });
+    CHECK_FALSE(err.empty());
+    world.barrier();
+    if (world.rank() == 0) CHECK(fs::directory_entry(tmp / "random-tiny-path.h5").exists() == false);
+}
