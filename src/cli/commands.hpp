@@ -10,6 +10,7 @@ void add_info_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);  // cmd_sweep.cpp
+void add_eval_command(CLI::App& app);   // cmd_eval.cpp
 
 // Default model path (relative to the working directory) used when --model is not given.
 inline constexpr const char* kDefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf";

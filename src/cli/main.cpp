@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
     hs::cli::add_generate_command(app);
     hs::cli::add_score_command(app);
     hs::cli::add_sweep_command(app);
+    hs::cli::add_eval_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
