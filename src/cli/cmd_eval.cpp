@@ -23,7 +23,7 @@ struct EvalFlags {
     eval::MethodSettings ms;
     int64_t limit = -1, max_prompt_tokens = 0, threads = 0;
     int32_t max_new_tokens = 0, mmlu_shots = 5, mmlu_per_subject = 5;
-    bool resume = false, overwrite = false, quiet = false, mpi = false, list = false;
+    bool resume = false, overwrite = false, quiet = false, mpi = false, list = false, summary_only = false;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -70,6 +70,8 @@ void add_eval_command(CLI::App& app) {
     cmd->add_flag("-q,--quiet", f->quiet, "no progress lines");
     cmd->add_flag("--mpi", f->mpi, "use the MPI coordinator even with one rank");
     cmd->add_flag("--list-tasks", f->list, "list the tasks and methods, then exit");
+    cmd->add_flag("--summary-only", f->summary_only,
+                  "recompute the summary of an existing file from its records (same settings), answer nothing");
     cmd->callback([f] {
         if (f->list) {
             for (const auto& t : eval::task_registry()) {
@@ -100,6 +102,7 @@ void add_eval_command(CLI::App& app) {
         job.overwrite = f->overwrite;
         job.threads = int32_t(f->threads);
         job.progress = !f->quiet;
+        job.summary_only = f->summary_only;
         eval::EvalOutcome out;
         bool is_root = true;
         try {

@@ -119,7 +119,8 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
         if (!root) return;
         const fs::path parent = fs::absolute(job.output).parent_path();
         if (!fs::exists(parent)) fs::create_directories(parent);
-        if (job.resume && fs::exists(job.output)) {
+        check(!job.summary_only || fs::exists(job.output), job.output, ": --summary-only needs an existing file");
+        if ((job.resume || job.summary_only) && fs::exists(job.output)) {
             file = std::make_unique<RecordsFile>(RecordsFile::open_for_resume(job.output, job.settings_string()));
             for (const Record& r : file->records()) done.insert(r.key());
         } else {
@@ -130,6 +131,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
 
     int64_t left = job.max_results;
     for (const std::string& spec : job.models) {
+        if (job.summary_only) break;
         std::unique_ptr<Model> model;
         std::unique_ptr<Backend> backend;
         std::unique_ptr<EvalContext> ctx;

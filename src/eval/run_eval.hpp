@@ -33,6 +33,7 @@ struct EvalJob {
     std::string device = "cpu";
     bool progress = true;
     int64_t max_results = -1;           // stop after this many new results (tests: an interrupted run)
+    bool summary_only = false;          // recompute /summary from the records of an existing file, answer nothing
     SummaryOptions summary;
 
     std::string settings_string() const;  // stored in the file; a resume must match
