@@ -90,15 +90,15 @@ std::vector<TaskResult> unpack_results(const std::vector<char>& b, int32_t rank)
     return out;
 }
 
-// Poll with a short spin, then sleep with exponential back-off (20 us .. 1 ms): a waiting rank must not eat a
+// Poll with a short spin, then sleep with exponential back-off (20 us .. 80 us): a waiting rank must not eat a
 // core that a computing rank (or rank 0's own worker thread) needs, which matters when ranks share cores.
 class Backoff {
 public:
     void reset() { n_ = 0; }
     void wait() {
         if (++n_ <= 64) return;
-        const int shift = std::min(n_ - 64, 6);
-        std::this_thread::sleep_for(std::chrono::microseconds(20 << shift));  // 40 us .. 1.28 ms
+        const int shift = std::min(n_ - 64, 3);
+        std::this_thread::sleep_for(std::chrono::microseconds(10 << shift));  // 20 us .. 80 us
     }
 
 private:
