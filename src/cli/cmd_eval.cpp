@@ -9,6 +9,8 @@
 #include <memory>
 #include <sstream>
 
+#include <toml++/toml.h>
+
 #include "cli/commands.hpp"
 #include "eval/run_eval.hpp"
 #include "util/error.hpp"
@@ -18,6 +20,7 @@ namespace hs::cli {
 namespace {
 
 struct EvalFlags {
+    std::string job_file;
     std::vector<std::string> models;
     std::string tasks = "mdqa,kv,nq,longbench,mmlu", methods, data_dir, output = "results/eval.h5";
     eval::MethodSettings ms;
@@ -35,12 +38,61 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
+// Job file (TOML): `model = "..."` or `models = [...]` at the top level (the sweep job's keys) and an [eval] table
+// with tasks, methods, pear_heads, pear_mode, pear_name, data_dir, limit, max_new_tokens, max_prompt_tokens,
+// output. A flag given on the command line wins over the file.
+void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
+    toml::table t;
+    try {
+        t = toml::parse_file(f.job_file);
+    } catch (const toml::parse_error& e) {
+        fail(f.job_file, ": ", e.description());
+    }
+    auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
+    if (!given("--model")) {
+        if (auto m = t["model"].value<std::string>()) f.models = {*m};
+        if (auto* arr = t["models"].as_array())
+            for (auto& v : *arr)
+                if (auto s = v.value<std::string>()) f.models.push_back(*s);
+    }
+    const toml::table* e = t["eval"].as_table();
+    check(e != nullptr, f.job_file, ": no [eval] table");
+    for (auto& [k, v] : *e) {
+        const std::string key(k.str());
+        auto str = [&](const char* flag, std::string& out) {
+            auto s = v.value<std::string>();
+            check(bool(s), f.job_file, ": eval.", key, " must be a string");
+            if (!given(flag)) out = *s;
+        };
+        auto num = [&](const char* flag, auto& out) {
+            auto n = v.value<int64_t>();
+            check(bool(n), f.job_file, ": eval.", key, " must be an integer");
+            if (!given(flag)) out = static_cast<std::remove_reference_t<decltype(out)>>(*n);
+        };
+        if (key == "tasks") str("--tasks", f.tasks);
+        else if (key == "methods") str("--methods", f.methods);
+        else if (key == "pear_heads") str("--pear-heads", f.ms.pear_heads);
+        else if (key == "pear_mode") str("--pear-mode", f.ms.pear_mode);
+        else if (key == "pear_name") str("--pear-name", f.ms.pear_name);
+        else if (key == "data_dir") str("--data-dir", f.data_dir);
+        else if (key == "output") str("--output", f.output);
+        else if (key == "limit") num("--limit", f.limit);
+        else if (key == "max_new_tokens") num("--max-new-tokens", f.max_new_tokens);
+        else if (key == "max_prompt_tokens") num("--max-prompt-tokens", f.max_prompt_tokens);
+        else if (key == "mmlu_per_subject") num("--mmlu-per-subject", f.mmlu_per_subject);
+        else if (key == "resume") {
+            if (!given("--resume") && !given("--overwrite")) f.resume = v.value<bool>().value_or(false);
+        } else fail(f.job_file, ": unknown key eval.", key);
+    }
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
     auto f = std::make_shared<EvalFlags>();
     CLI::App* cmd = app.add_subcommand(
         "eval", "evaluate methods (vanilla, PEAR) on retrieval-augmented tasks; per-example records + summary in HDF5");
+    cmd->add_option("job", f->job_file, "job file (TOML: model/models + an [eval] table); flags override it");
     cmd->add_option("-m,--model", f->models, "GGUF file or random:<shape>[:<seed>] (repeat for several)")
         ->default_str(kDefaultModel);
     cmd->add_option("--tasks", f->tasks, "comma list of tasks or groups (mdqa, kv, nq, longbench, all)")
@@ -72,7 +124,8 @@ void add_eval_command(CLI::App& app) {
     cmd->add_flag("--list-tasks", f->list, "list the tasks and methods, then exit");
     cmd->add_flag("--summary-only", f->summary_only,
                   "recompute the summary of an existing file from its records (same settings), answer nothing");
-    cmd->callback([f] {
+    cmd->callback([f, cmd] {
+        if (!f->job_file.empty()) apply_job_file(*f, *cmd);
         if (f->list) {
             for (const auto& t : eval::task_registry()) {
                 std::string pos;
