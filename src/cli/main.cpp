@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     hs::cli::add_train_command(app);
     hs::cli::add_export_command(app);
     hs::cli::add_rank_heads_command(app);
+    hs::cli::add_eval_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

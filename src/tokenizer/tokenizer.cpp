@@ -443,6 +443,8 @@ std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& messa
     return out;
 }
 
+bool Tokenizer::has_chat_template() const { return !impl_->chat_template.empty(); }
+
 // ---------------------------------------------------------------- properties
 
 int32_t Tokenizer::n_vocab() const { return static_cast<int32_t>(impl_->tokens.size()); }

@@ -56,6 +56,7 @@ public:
     // The model's chat template, rendered for the templates we know (ChatML as used by SmolLM2-Instruct).
     // Throws hs::Error when the file has a template we do not recognise.
     std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+    bool has_chat_template() const;  // the file has a tokenizer.chat_template (known or not)
 
     int32_t n_vocab() const;
     int32_t bos_id() const;  // -1 when none

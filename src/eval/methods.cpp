@@ -1,0 +1,173 @@
+#include "eval/methods.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "engine/engine.hpp"
+#include "model/model.hpp"
+#include "util/error.hpp"
+
+namespace hs::eval {
+
+EvalContext::EvalContext(const Model& m, std::string spec, Backend& b) : model(m), model_spec(std::move(spec)), backend(b) {
+    const Tokenizer& tok = m.tokenizer;
+    for (int32_t id = 0; id < tok.n_vocab(); ++id)
+        if (!tok.is_special(id) && tok.token_text(id).find('\n') != std::string::npos) newline_ids.push_back(id);
+}
+
+Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& ctx, const std::vector<float>& head_scale) {
+    Answer a;
+    a.prompt_tokens = int32_t(ex.prompt_ids.size());
+    const Tokenizer& tok = engine.model().tokenizer;
+    if (ex.kind == AnswerKind::CHOICE) {
+        check(ex.choice_ids.size() == ex.choices.size() && !ex.choices.empty(), ex.task, "/", ex.id,
+              ": choice example without label tokens");
+        ForwardHooks hooks;
+        hooks.head_scale = head_scale;
+        hooks.logits = LogitsMode::LAST;
+        const ForwardResult r = engine.forward(ex.prompt_ids, 1, int64_t(ex.prompt_ids.size()), hooks);
+        size_t best = 0;
+        for (size_t k = 1; k < ex.choice_ids.size(); ++k)
+            if (r.logits[size_t(ex.choice_ids[k])] > r.logits[size_t(ex.choice_ids[best])]) best = k;
+        a.text = ex.choices[best];
+        return a;
+    }
+    GenerateOptions o;
+    o.max_new_tokens = ex.max_new_tokens;
+    o.temperature = 0;
+    o.stop_at_eog = true;
+    o.head_scale = head_scale;
+    if (ex.stop_at_newline) o.stop_ids = ctx.newline_ids;
+    const GenerateResult g = generate(engine, ex.prompt_ids, o);
+    a.new_tokens = int32_t(g.tokens.size());
+    std::vector<int32_t> ids = g.tokens;
+    std::string text = tok.decode(ids, false);
+    if (ex.stop_at_newline) text = text.substr(0, text.find('\n'));
+    a.text = text;
+    return a;
+}
+
+std::vector<HeadTau> parse_head_taus(const std::string& spec) {
+    std::vector<HeadTau> out;
+    std::stringstream ss(spec);
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+        if (part.empty()) continue;
+        HeadTau h;
+        int n = 0;
+        char extra = 0;
+        if (std::sscanf(part.c_str(), "%d:%d=%f%c", &h.layer, &h.head, &h.tau, &extra) == 3 ||
+            std::sscanf(part.c_str(), "L%dH%d=%f%c", &h.layer, &h.head, &h.tau, &extra) == 3) {
+            n = 3;
+        }
+        check(n == 3 && h.layer >= 0 && h.head >= 0 && std::isfinite(h.tau), "PEAR heads: \"", part,
+              "\" is not layer:head=tau (e.g. 24:4=0.5) or L24H4=0.5");
+        for (const HeadTau& o : out)
+            check(!(o.layer == h.layer && o.head == h.head), "PEAR heads: L", h.layer, "H", h.head, " given twice");
+        out.push_back(h);
+    }
+    check(!out.empty(), "PEAR heads: none given (\"", spec, "\")");
+    std::sort(out.begin(), out.end(), [](const HeadTau& a, const HeadTau& b) {
+        return std::pair(a.layer, a.head) < std::pair(b.layer, b.head);
+    });
+    return out;
+}
+
+std::string format_head_taus(const std::vector<HeadTau>& hs) {
+    std::string s;
+    char buf[64];
+    for (const HeadTau& h : hs) {
+        std::snprintf(buf, sizeof buf, "L%dH%d=%.9g", h.layer, h.head, double(h.tau));
+        s += (s.empty() ? "" : ",") + std::string(buf);
+    }
+    return s;
+}
+
+void fold_head_taus(Model& model, const std::vector<HeadTau>& hs) {
+    const ModelConfig& c = model.config;
+    for (const HeadTau& h : hs) {
+        check(h.layer < c.n_layer && h.head < c.n_head, "PEAR heads: L", h.layer, "H", h.head, " is outside the model (",
+              c.n_layer, " layers x ", c.n_head, " heads)");
+        Matrix& wo = model.weights.layers[size_t(h.layer)].wo;
+        const int64_t d_head = c.d_head;
+        for (int64_t r = 0; r < wo.rows; ++r) {
+            float* row = wo.data + r * wo.cols + int64_t(h.head) * d_head;
+            for (int64_t j = 0; j < d_head; ++j) row[j] *= h.tau;
+        }
+    }
+}
+
+namespace {
+
+class Vanilla : public Method {
+public:
+    std::string name() const override { return "vanilla"; }
+    std::string config() const override { return "vanilla"; }
+    void prepare(EvalContext& ctx) override { engine_ = std::make_unique<Engine>(ctx.model, ctx.backend); }
+    Answer answer(const Example& ex, EvalContext& ctx) override { return answer_with_engine(*engine_, ex, ctx); }
+
+private:
+    std::unique_ptr<Engine> engine_;
+};
+
+// PEAR: the selected heads' outputs scaled by tau. "fold" loads a private copy of the model and folds tau into
+// its W_O, so inference is the unmodified engine; "runtime" scales the heads with ForwardHooks::head_scale (the
+// same function, kept for checking the fold).
+class Pear : public Method {
+public:
+    explicit Pear(const MethodSettings& s) : name_(s.pear_name), mode_(s.pear_mode) {
+        check(!s.pear_heads.empty(), "method ", name_, ": needs --pear-heads \"l:h=tau,...\"");
+        check(mode_ == "fold" || mode_ == "runtime", "--pear-mode = \"", mode_, "\" is not fold or runtime");
+        heads_ = parse_head_taus(s.pear_heads);
+    }
+    std::string name() const override { return name_; }
+    std::string config() const override { return "pear mode=" + mode_ + " heads=" + format_head_taus(heads_); }
+    void prepare(EvalContext& ctx) override {
+        if (mode_ == "fold") {
+            model_ = std::make_unique<Model>(open_model(ctx.model_spec));
+            fold_head_taus(*model_, heads_);
+            engine_ = std::make_unique<Engine>(*model_, ctx.backend);
+        } else {
+            const ModelConfig& c = ctx.model.config;
+            scale_.assign(size_t(c.n_layer) * size_t(c.n_head), 1.0f);
+            for (const HeadTau& h : heads_) {
+                check(h.layer < c.n_layer && h.head < c.n_head, "PEAR heads: L", h.layer, "H", h.head,
+                      " is outside the model");
+                scale_[size_t(h.layer) * size_t(c.n_head) + size_t(h.head)] = h.tau;
+            }
+            engine_ = std::make_unique<Engine>(ctx.model, ctx.backend);
+        }
+    }
+    Answer answer(const Example& ex, EvalContext& ctx) override { return answer_with_engine(*engine_, ex, ctx, scale_); }
+
+private:
+    std::string name_, mode_;
+    std::vector<HeadTau> heads_;
+    std::unique_ptr<Model> model_;
+    std::unique_ptr<Engine> engine_;
+    std::vector<float> scale_;
+};
+
+}  // namespace
+
+const std::vector<MethodInfo>& method_registry() {
+    static const std::vector<MethodInfo> methods = {
+        {"vanilla", "the model as it is", [](const MethodSettings&) { return std::make_unique<Vanilla>(); }},
+        {"pear", "PEAR: heads re-weighted by tau (--pear-heads, --pear-mode fold|runtime, --pear-name)",
+         [](const MethodSettings& s) { return std::make_unique<Pear>(s); }},
+    };
+    return methods;
+}
+
+std::unique_ptr<Method> make_method(const std::string& name, const MethodSettings& s) {
+    std::string known;
+    for (const MethodInfo& m : method_registry()) {
+        if (m.name == name) return m.make(s);
+        known += (known.empty() ? "" : ", ") + m.name;
+    }
+    fail("unknown method \"", name, "\" (known: ", known, ")");
+}
+
+}  // namespace hs::eval

@@ -1,0 +1,87 @@
+// eval/methods.hpp: how a method answers an evaluation Example. The tasks never know which method runs.
+//
+// Adding a method (e.g. InfiniRetri, RTD):
+//   1. Derive from Method: name() (the record's `method` column), config() (a canonical one-line description of
+//      every setting that changes answers; stored in the output file, and a resumed run must give the same),
+//      prepare() (once per rank: load or build what it needs -- a modified model copy, a datastore -- from the
+//      EvalContext) and answer() (one Example -> Answer). Use ex.prompt_ids for the task's own prompt, or the
+//      structured parts (ex.instruction, ex.context, ex.question) to build another one; respect ex.kind
+//      (GENERATE: greedy text, CHOICE: one of ex.choices), ex.max_new_tokens and ex.stop_at_newline. The helper
+//      answer_with_engine() does all of that for methods that are "some model + the unmodified engine".
+//   2. Add one entry to method_registry() in eval/methods.cpp (name, one-line help, factory).
+// Answers must be deterministic (greedy) so that records do not depend on the number of MPI ranks.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "eval/tasks.hpp"
+
+namespace hs {
+struct Model;
+class Backend;
+class Engine;
+}  // namespace hs
+
+namespace hs::eval {
+
+// What every method on a rank shares: the base model (unmodified) and where it came from, the backend.
+struct EvalContext {
+    const Model& model;
+    std::string model_spec;              // GGUF path or random:<shape>, for methods that load their own copy
+    Backend& backend;
+    std::vector<int32_t> newline_ids;    // token ids whose text contains '\n' (stop_at_newline)
+    EvalContext(const Model& m, std::string spec, Backend& b);
+};
+
+struct Answer {
+    std::string text;                    // GENERATE: the decoded new tokens (stop tokens removed); CHOICE: label
+    int32_t prompt_tokens = 0;           // tokens the model read
+    int32_t new_tokens = 0;              // tokens generated (0 for CHOICE)
+};
+
+class Method {
+public:
+    virtual ~Method() = default;
+    virtual std::string name() const = 0;
+    virtual std::string config() const = 0;
+    virtual void prepare(EvalContext& ctx) = 0;
+    virtual Answer answer(const Example& ex, EvalContext& ctx) = 0;
+};
+
+// The standard answer of a model under the engine: GENERATE = greedy decoding of ex.prompt_ids up to
+// ex.max_new_tokens, stopping at end-of-generation ids (and at newline tokens when ex.stop_at_newline);
+// CHOICE = the label whose token (ex.choice_ids) has the largest next-token logit after the prompt.
+// head_scale: runtime per-head scaling (empty: none).
+Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& ctx,
+                          const std::vector<float>& head_scale = {});
+
+// Settings of the built-in methods (from the command line).
+struct MethodSettings {
+    std::string pear_heads;              // "l:h=tau,l:h=tau" (also "L24H4=0.5")
+    std::string pear_mode = "fold";      // fold: tau folded into a copy of W_O; runtime: engine head_scale
+    std::string pear_name = "pear";      // the record's method name (e.g. pear-placeholder)
+};
+
+struct HeadTau {
+    int32_t layer = 0, head = 0;
+    float tau = 1;
+};
+std::vector<HeadTau> parse_head_taus(const std::string& spec);  // sorted by (layer, head); throws on bad input
+std::string format_head_taus(const std::vector<HeadTau>& h);      // "L11H5=0.5,L16H0=0.5" (canonical)
+
+// W_O[:, h*d_head:(h+1)*d_head] *= tau for every entry (the PEAR fold, methods.md 1.4; no bias is scaled).
+void fold_head_taus(Model& model, const std::vector<HeadTau>& h);
+
+struct MethodInfo {
+    std::string name, help;
+    std::function<std::unique_ptr<Method>(const MethodSettings&)> make;
+};
+const std::vector<MethodInfo>& method_registry();
+std::unique_ptr<Method> make_method(const std::string& name, const MethodSettings& s);
+
+}  // namespace hs::eval

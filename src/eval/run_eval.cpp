@@ -1,0 +1,264 @@
+#include "eval/run_eval.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include <boost/mpi/collectives.hpp>
+#include <boost/mpi/environment.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+
+#include "backend/backend.hpp"
+#include "dist/protocol.hpp"
+#include "dist/sweep_mpi.hpp"
+#include "model/model.hpp"
+#include "util/error.hpp"
+#include "util/progress.hpp"
+#include "util/timer.hpp"
+
+namespace hs::eval {
+
+namespace fs = std::filesystem;
+
+std::string EvalJob::settings_string() const {
+    const TaskBuildOptions& o = task_options;
+    std::ostringstream os;
+    os << "limit=" << o.limit << " max_new_tokens_cap=" << o.max_new_tokens_cap
+       << " max_prompt_tokens=" << o.max_prompt_tokens << " mmlu_shots=" << o.mmlu_shots
+       << " mmlu_per_subject=" << o.mmlu_per_subject << " mdqa10_extra=" << o.mdqa10_extra;
+    return os.str();
+}
+
+std::string resolve_data_dir(const std::string& flag) {
+    if (!flag.empty()) return flag;
+    if (const char* e = std::getenv("HEADSWEEP_DATA"); e && *e) return e;
+    return "../shared/data";
+}
+
+namespace {
+
+struct Plan {
+    std::vector<Example> examples;
+    std::vector<std::unique_ptr<Method>> methods;
+};
+
+// Values of one result: score, latency, prompt, original, new tokens, truncated, text bytes.
+constexpr size_t kHead = 6;
+
+class EvalExecutor : public dist::Executor {
+public:
+    EvalExecutor(Plan& plan, EvalContext& ctx) : plan_(plan), ctx_(ctx) {}
+    void run(int32_t index, dist::TaskResult& out) override {
+        const size_t M = plan_.methods.size();
+        check(index >= 0 && size_t(index) < plan_.examples.size() * M, "eval: task ", index, " is outside the plan");
+        const Example& ex = plan_.examples[size_t(index) / M];
+        Method& m = *plan_.methods[size_t(index) % M];
+        Timer t;
+        const Answer a = m.answer(ex, ctx_);
+        const double latency = t.seconds();
+        out.values = {score_output(ex, a.text), latency, double(a.prompt_tokens), double(ex.original_tokens),
+                      double(a.new_tokens), ex.truncated ? 1.0 : 0.0};
+        for (unsigned char c : a.text) out.values.push_back(double(c));
+        out.seconds = latency;
+    }
+
+private:
+    Plan& plan_;
+    EvalContext& ctx_;
+};
+
+Record to_record(const Plan& plan, const std::string& model, const dist::TaskResult& r) {
+    const size_t M = plan.methods.size();
+    const Example& ex = plan.examples[size_t(r.index) / M];
+    check(r.values.size() >= kHead, "eval: result of task ", r.index, " is too short");
+    Record rec;
+    rec.model = model;
+    rec.method = plan.methods[size_t(r.index) % M]->name();
+    rec.task = ex.task;
+    rec.id = ex.id;
+    rec.gold_position = ex.gold_position;
+    rec.score = r.values[0];
+    rec.latency_s = r.values[1];
+    rec.prompt_tokens = int32_t(r.values[2]);
+    rec.original_tokens = int32_t(r.values[3]);
+    rec.new_tokens = int32_t(r.values[4]);
+    rec.truncated = r.values[5] != 0;
+    for (size_t k = kHead; k < r.values.size(); ++k) rec.output += char(static_cast<unsigned char>(r.values[k]));
+    rec.rank = r.rank;
+    return rec;
+}
+
+void collective(const boost::mpi::communicator* comm, const std::function<void()>& f) {
+    if (comm) dist::collective_step(*comm, f);
+    else f();
+}
+
+}  // namespace
+
+EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
+    const int rank = comm ? comm->rank() : 0;
+    const int W = comm ? comm->size() : 1;
+    const bool root = rank == 0;
+    const bool coordinator_works = W <= 4;
+    const int32_t threads = comm ? (job.threads > 0 ? job.threads : 1) : job.threads;
+    EvalOutcome outcome;
+
+    std::unique_ptr<RecordsFile> file;
+    std::set<std::tuple<std::string, std::string, std::string, int32_t, std::string>> done;
+    collective(comm, [&] {
+        check(!job.models.empty() && !job.tasks.empty() && !job.methods.empty(), "eval: no models, tasks or methods");
+        check(!(job.resume && job.overwrite), "eval: --resume and --overwrite exclude each other");
+        for (const std::string& t : job.tasks) find_task(t);
+        for (const std::string& m : job.methods) make_method(m, job.method_settings);  // validates settings
+        check(fs::is_directory(job.task_options.data_dir), job.task_options.data_dir,
+              ": no such data folder (--data-dir, HEADSWEEP_DATA, default ../shared/data)");
+        if (!root) return;
+        const fs::path parent = fs::absolute(job.output).parent_path();
+        if (!fs::exists(parent)) fs::create_directories(parent);
+        check(!job.summary_only || fs::exists(job.output), job.output, ": --summary-only needs an existing file");
+        if ((job.resume || job.summary_only) && fs::exists(job.output)) {
+            file = std::make_unique<RecordsFile>(RecordsFile::open_for_resume(job.output, job.settings_string()));
+            for (const Record& r : file->records()) done.insert(r.key());
+        } else {
+            file = std::make_unique<RecordsFile>(
+                RecordsFile::create(job.output, job.settings_string(), job.task_options.data_dir, job.overwrite));
+        }
+    });
+
+    int64_t left = job.max_results;
+    for (const std::string& spec : job.models) {
+        if (job.summary_only) break;
+        std::unique_ptr<Model> model;
+        std::unique_ptr<Backend> backend;
+        std::unique_ptr<EvalContext> ctx;
+        Plan plan;
+        collective(comm, [&] {
+            LoadOptions lo;
+            lo.verbose = root && job.progress;
+            model = std::make_unique<Model>(open_model(spec, lo));
+            backend = make_backend(parse_device(job.device), threads);
+            ctx = std::make_unique<EvalContext>(*model, spec, *backend);
+            TaskBuildOptions to = job.task_options;
+            to.n_ctx = model->config.n_ctx;
+            for (const std::string& t : job.tasks) {
+                std::vector<Example> ex = build_task(t, model->tokenizer, to);
+                for (Example& e : ex) plan.examples.push_back(std::move(e));
+            }
+            for (const std::string& m : job.methods) {
+                plan.methods.push_back(make_method(m, job.method_settings));
+                if (!root || coordinator_works || W == 1) plan.methods.back()->prepare(*ctx);
+            }
+            std::set<std::string> names;
+            for (const auto& m : plan.methods)
+                check(names.insert(m->name()).second, "eval: two methods are named ", m->name());
+            if (root)
+                for (const auto& m : plan.methods) file->check_method(m->name(), m->config());
+        });
+        const size_t M = plan.methods.size();
+        std::vector<int32_t> todo;
+        int64_t plan_size = int64_t(plan.examples.size() * M);
+        if (root) {
+            for (size_t e = 0; e < plan.examples.size(); ++e)
+                for (size_t m = 0; m < M; ++m) {
+                    const Example& ex = plan.examples[e];
+                    if (done.count({spec, plan.methods[m]->name(), ex.task, ex.gold_position, ex.id})) {
+                        ++outcome.skipped;
+                        continue;
+                    }
+                    if (left >= 0 && int64_t(todo.size()) >= left) continue;
+                    todo.push_back(int32_t(e * M + m));
+                }
+        }
+        if (comm) {
+            int64_t root_size = plan_size;
+            boost::mpi::broadcast(*comm, root_size, 0);
+            collective(comm, [&] {
+                check(root_size == plan_size, "eval: ", spec, " gives ", plan_size, " tasks here but ", root_size,
+                      " on rank 0 (different data or model files?)");
+            });
+            boost::mpi::broadcast(*comm, todo, 0);
+        }
+        if (left >= 0) left -= int64_t(todo.size());
+
+        EvalExecutor exec(plan, *ctx);
+        if (!comm) {
+            Progress p({.label = "eval " + fs::path(spec).filename().string(), .total = int64_t(todo.size()),
+                        .interval_s = 10, .enabled = job.progress});
+            for (int32_t i : todo) {
+                dist::TaskResult r;
+                r.index = i;
+                exec.run(i, r);
+                file->append(to_record(plan, spec, r));
+                ++outcome.computed;
+                p.add(1);
+            }
+            p.finish();
+        } else if (root) {
+            std::vector<dist::Task> tasks;
+            for (int32_t i : todo) tasks.push_back(dist::Task{i, int32_t(size_t(i) % M)});
+            dist::CoordinatorOptions co;
+            co.local_worker = coordinator_works;
+            co.max_batch = 1;
+            co.target_batch_seconds = 0.5;
+            co.progress = job.progress;
+            co.progress_interval_s = 10;
+            co.label = "eval " + fs::path(spec).filename().string();
+            co.unit = "answers";
+            auto sink = [&](const dist::TaskResult& r) {
+                file->append(to_record(plan, spec, r));
+                ++outcome.computed;
+            };
+            std::string error;
+            try {
+                dist::coordinate(*comm, tasks, coordinator_works ? &exec : nullptr, sink, co);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            boost::mpi::broadcast(*comm, error, 0);
+            if (!error.empty()) throw Error(error);
+        } else {
+            std::string error;
+            try {
+                dist::serve(*comm, exec);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            std::string root_error;
+            boost::mpi::broadcast(*comm, root_error, 0);
+            if (!root_error.empty()) throw Error(root_error);
+            if (!error.empty()) throw Error(error);
+        }
+    }
+
+    collective(comm, [&] {
+        if (!root) return;
+        outcome.summary = summarize(file->records(), job.summary);
+        file->write_summary(outcome.summary, job.summary);
+        file->close();
+    });
+    return outcome;
+}
+
+bool eval_if_distributed(const EvalJob& job, bool force, bool& is_root, EvalOutcome& out) {
+    is_root = true;
+    auto set = [](const char* v) {
+        const char* e = std::getenv(v);
+        return e && *e;
+    };
+    const bool launched = set("OMPI_COMM_WORLD_SIZE") || set("PMIX_RANK") || set("PMI_RANK") || set("PMI_SIZE") ||
+                          set("SLURM_NTASKS");
+    if (!launched && !force) return false;
+    boost::mpi::environment env(boost::mpi::threading::funneled, false);
+    boost::mpi::communicator world;
+    is_root = world.rank() == 0;
+    dist::check_world_matches_slurm(world);
+    if (world.size() == 1 && !force) return false;
+    out = run_eval(job, &world);
+    return true;
+}
+
+}  // namespace hs::eval

@@ -1,0 +1,33 @@
+// util/json.hpp: a small JSON reader for the evaluation data (JSONL files): objects, arrays, strings with \u
+// escapes (surrogate pairs included), numbers (kept as double and as their source text), true/false/null.
+// Errors are hs::Error naming the source ("file.jsonl:12") and the byte offset.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hs::json {
+
+struct Value {
+    enum Kind { NUL, BOOL, NUMBER, STRING, ARRAY, OBJECT } kind = NUL;
+    bool b = false;
+    double num = 0;
+    std::string str;  // STRING: the text; NUMBER: the literal as written
+    std::vector<Value> arr;
+    std::map<std::string, Value> obj;
+
+    bool has(const std::string& key) const { return kind == OBJECT && obj.count(key) != 0; }
+    // Object member; throws hs::Error("<where>: missing key <key>") when absent or not an object.
+    const Value& at(const std::string& key, std::string_view where = "json") const;
+    const std::string& as_string(std::string_view where = "json") const;  // throws unless STRING
+    std::vector<std::string> as_strings(std::string_view where = "json") const;  // array of strings
+};
+
+Value parse(std::string_view text, std::string_view where = "json");
+
+// Every non-empty line of a JSONL file, parsed. Throws hs::Error naming file:line.
+std::vector<Value> read_jsonl(const std::string& path);
+
+}  // namespace hs::json
