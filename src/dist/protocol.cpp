@@ -226,9 +226,11 @@ std::string CoordinatorStats::utilisation() const {
 
 CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vector<Task>& tasks, Executor* local,
                             const ResultSink& sink, const CoordinatorOptions& opt) {
-    MPI_Comm c = MPI_Comm(comm);
-    const int W = comm.size();
     check(comm.rank() == 0, "dist: coordinate() runs on rank 0");
+    // A private duplicate (collective with serve()): no message of this session can mix with any other traffic.
+    const boost::mpi::communicator session(comm, boost::mpi::comm_duplicate);
+    MPI_Comm c = MPI_Comm(session);
+    const int W = comm.size();
     const bool use_local = local && (opt.local_worker || W == 1);
     check(use_local || W > 1, "dist: a coordinator alone needs a local executor");
 
@@ -318,7 +320,7 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
         log << line << " | busy: " << stats.utilisation() << "\n" << std::flush;
     };
 
-    std::vector<char> stopped(size_t(W), 0);
+    std::vector<char> stopped(size_t(W), 0), parked(size_t(W), 0);
     stopped[0] = 1;
     auto send_stop = [&](int r) {
         send_bytes(c, r, kStop, error.data(), error.size());
@@ -344,6 +346,8 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
             send_bytes(c, r, kAssign, batch.data(), batch.size() * sizeof(int32_t));
             ++stats.messages_out;
             stats.bytes_out += int64_t(batch.size() * sizeof(int32_t));
+        } else if (error.empty()) {
+            parked[size_t(r)] = 1;  // no work left: answered at the end, with the final status
         } else {
             send_stop(r);
         }
@@ -389,10 +393,11 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
     }
     if (lw) lw->stop();
     // Every remote worker ends with a request (or an error) that is answered with STOP.
+    // Workers stopped early only by an error; the others wait (parked) for the final status, so that every rank
+    // learns of an error that happens after its last item.
     for (int r = 1; r < W; ++r) {
-        while (!stopped[size_t(r)]) {
-            handle(wait_message(c, r));  // unassigned is 0 or error is set here, so this answers STOP
-        }
+        while (!stopped[size_t(r)] && !parked[size_t(r)]) handle(wait_message(c, r));  // unassigned is 0 here
+        if (!stopped[size_t(r)]) send_stop(r);
     }
     stats.tasks = done;
     stats.seconds = timer.seconds();
@@ -402,8 +407,9 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
 }
 
 void serve(const boost::mpi::communicator& comm, Executor& ex) {
-    MPI_Comm c = MPI_Comm(comm);
     check(comm.rank() != 0, "dist: serve() runs on ranks other than 0");
+    const boost::mpi::communicator session(comm, boost::mpi::comm_duplicate);
+    MPI_Comm c = MPI_Comm(session);
     Packer pk;
     pack_results(pk, {});
     send_bytes(c, 0, kRequest, pk.buf.data(), pk.buf.size());

@@ -42,7 +42,7 @@ ok "reference run ($((SECONDS - t0)) s)"
 for who in 1 0; do
     name=$([[ $who == 0 ]] && echo coordinator || echo worker)
     out=kill$who.h5
-    HEADSWEEP_TEST_KILL_AT=$who:9 mpirun -n 2 "$HS" sweep "${JOB[@]}" -o $out >run.out 2>run.err
+    HEADSWEEP_TEST_KILL_AT=$who:$([[ $who == 0 ]] && echo 9 || echo 3) mpirun -n 2 "$HS" sweep "${JOB[@]}" -o $out >run.out 2>run.err
     rc=$?
     if [[ $rc != 0 ]] && grep -qiE "signal 9|killed" run.err; then ok "$name SIGKILL: job failed (rc $rc) naming the signal"
     else bad "$name SIGKILL: rc $rc"; tail -5 run.err; fi
@@ -55,7 +55,7 @@ done
 
 # -- 3: external SIGKILL of rank 0 at random moments while it writes
 out=rand.h5
-for delay in 3.6 4.4; do
+for delay in 0.3 0.6; do
     extra=()
     [[ -e $out ]] && extra=(--resume)
     mpirun -n 2 "$HS" sweep "${JOB[@]}" -q -o $out "${extra[@]}" >run.out 2>run.err &
@@ -67,6 +67,11 @@ for delay in 3.6 4.4; do
         done
         [[ -n $rank0 ]] && break
         sleep 0.05
+    done
+    # wait for a write into the file (its mtime changes), then kill a moment later, while items keep arriving
+    m0=$(stat -c %.9Y $out 2>/dev/null || echo none)
+    for i in $(seq 400); do
+        m=$(stat -c %.9Y $out 2>/dev/null || echo none); [[ $m != "$m0" && $m != none ]] && break; sleep 0.05
     done
     sleep $delay
     [[ -n $rank0 ]] && kill -KILL $rank0 2>/dev/null
