@@ -39,7 +39,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Job file (TOML): `model = "..."` or `models = [...]` at the top level (the sweep job's keys) and an [eval] table
-// with tasks, methods, pear_heads, pear_mode, pear_name, data_dir, limit, max_new_tokens, max_prompt_tokens,
+// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, data_dir, limit, max_new_tokens, max_prompt_tokens,
 // output. A flag given on the command line wins over the file.
 void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
     toml::table t;
@@ -72,6 +72,7 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
         if (key == "tasks") str("--tasks", f.tasks);
         else if (key == "methods") str("--methods", f.methods);
         else if (key == "pear_heads") str("--pear-heads", f.ms.pear_heads);
+        else if (key == "pear_train") str("--pear-train", f.ms.pear_train);
         else if (key == "pear_mode") str("--pear-mode", f.ms.pear_mode);
         else if (key == "pear_name") str("--pear-name", f.ms.pear_name);
         else if (key == "data_dir") str("--data-dir", f.data_dir);
@@ -99,6 +100,7 @@ void add_eval_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--methods", f->methods, "comma list: vanilla, pear (default: vanilla, plus pear with --pear-heads)");
     cmd->add_option("--pear-heads", f->ms.pear_heads, "PEAR heads and tau: \"l:h=tau,...\" (e.g. 24:4=0.5,29:0=0.5)");
+    cmd->add_option("--pear-train", f->ms.pear_train, "PEAR heads and tau from a `headsweep train` output file");
     cmd->add_option("--pear-mode", f->ms.pear_mode, "fold (tau into a copy of W_O) | runtime (head_scale)")
         ->capture_default_str();
     cmd->add_option("--pear-name", f->ms.pear_name, "method name recorded for pear (e.g. pear-placeholder)")
@@ -140,7 +142,7 @@ void add_eval_command(CLI::App& app) {
         eval::EvalJob job;
         job.models = f->models.empty() ? std::vector<std::string>{kDefaultModel} : f->models;
         job.tasks = eval::expand_task_names(split(f->tasks));
-        job.methods = f->methods.empty() ? (f->ms.pear_heads.empty() ? std::vector<std::string>{"vanilla"}
+        job.methods = f->methods.empty() ? (f->ms.pear_heads.empty() && f->ms.pear_train.empty() ? std::vector<std::string>{"vanilla"}
                                                                      : std::vector<std::string>{"vanilla", "pear"})
                                          : split(f->methods);
         job.method_settings = f->ms;

@@ -35,9 +35,9 @@ void add_export_command(CLI::App& app) {
         std::vector<float> tau;
         if (!o->train.empty()) {
             check(o->heads.empty() && o->tau.empty(), "export: give --train or --heads/--tau, not both");
-            h5::File f = h5::File::open(o->train);
-            heads = pear::parse_heads(f.attr_string("heads"));
-            tau = f.open_dataset("tau").read<float>();
+            pear::TrainedTau t = pear::read_trained_tau(o->train);
+            heads = std::move(t.heads);
+            tau = std::move(t.tau);
         } else {
             check(!o->heads.empty() && !o->tau.empty(), "export: give --train, or --heads and --tau");
             heads = pear::parse_heads(o->heads);

@@ -7,6 +7,8 @@
 
 #include "engine/engine.hpp"
 #include "model/model.hpp"
+#include "pear/fold.hpp"
+#include "pear/train.hpp"
 #include "util/error.hpp"
 
 namespace hs::eval {
@@ -87,16 +89,15 @@ std::string format_head_taus(const std::vector<HeadTau>& hs) {
 
 void fold_head_taus(Model& model, const std::vector<HeadTau>& hs) {
     const ModelConfig& c = model.config;
+    std::vector<pear::HeadRef> heads;
+    std::vector<float> tau;
     for (const HeadTau& h : hs) {
         check(h.layer < c.n_layer && h.head < c.n_head, "PEAR heads: L", h.layer, "H", h.head, " is outside the model (",
               c.n_layer, " layers x ", c.n_head, " heads)");
-        Matrix& wo = model.weights.layers[size_t(h.layer)].wo;
-        const int64_t d_head = c.d_head;
-        for (int64_t r = 0; r < wo.rows; ++r) {
-            float* row = wo.data + r * wo.cols + int64_t(h.head) * d_head;
-            for (int64_t j = 0; j < d_head; ++j) row[j] *= h.tau;
-        }
+        heads.push_back({h.layer, h.head});
+        tau.push_back(h.tau);
     }
+    pear::fold_head_scale(c, model.weights, pear::head_scale_of(c, heads, tau));
 }
 
 namespace {
@@ -118,9 +119,18 @@ private:
 class Pear : public Method {
 public:
     explicit Pear(const MethodSettings& s) : name_(s.pear_name), mode_(s.pear_mode) {
-        check(!s.pear_heads.empty(), "method ", name_, ": needs --pear-heads \"l:h=tau,...\"");
+        check(s.pear_heads.empty() != s.pear_train.empty(),
+              "method ", name_, ": give the heads as --pear-heads \"l:h=tau,...\" or --pear-train FILE (one of them)");
         check(mode_ == "fold" || mode_ == "runtime", "--pear-mode = \"", mode_, "\" is not fold or runtime");
-        heads_ = parse_head_taus(s.pear_heads);
+        if (!s.pear_train.empty()) {
+            const pear::TrainedTau t = pear::read_trained_tau(s.pear_train);
+            for (size_t i = 0; i < t.heads.size(); ++i) heads_.push_back(HeadTau{t.heads[i].layer, t.heads[i].head, t.tau[i]});
+            std::sort(heads_.begin(), heads_.end(), [](const HeadTau& a, const HeadTau& b) {
+                return std::pair(a.layer, a.head) < std::pair(b.layer, b.head);
+            });
+        } else {
+            heads_ = parse_head_taus(s.pear_heads);
+        }
     }
     std::string name() const override { return name_; }
     std::string config() const override { return "pear mode=" + mode_ + " heads=" + format_head_taus(heads_); }

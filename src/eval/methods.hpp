@@ -63,6 +63,7 @@ Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& 
 // Settings of the built-in methods (from the command line).
 struct MethodSettings {
     std::string pear_heads;              // "l:h=tau,l:h=tau" (also "L24H4=0.5")
+    std::string pear_train;              // or: the heads and tau of a `headsweep train` output file
     std::string pear_mode = "fold";      // fold: tau folded into a copy of W_O; runtime: engine head_scale
     std::string pear_name = "pear";      // the record's method name (e.g. pear-placeholder)
 };

@@ -328,4 +328,15 @@ TrainState read_train_file(const std::string& path, const TrainOptions& o) {
     return s;
 }
 
+TrainedTau read_trained_tau(const std::string& path) {
+    h5::File f = h5::File::open(path);
+    check(f.has_attr("format") && f.attr_string("format") == kTrainFormat, path, ": not a headsweep train file");
+    TrainedTau t;
+    t.heads = parse_heads(f.attr_string("heads"));
+    t.tau = f.open_dataset("tau").read<float>();
+    t.step = f.attr<int32_t>("step");
+    check(t.tau.size() == t.heads.size(), path, ": ", t.tau.size(), " tau values for ", t.heads.size(), " heads");
+    return t;
+}
+
 }  // namespace hs::pear

@@ -108,4 +108,12 @@ void write_train_file(const std::string& path, const TrainOptions& o, const Trai
 // Reads a train file's state and checks that its heads and options agree with `o` (throws naming what differs).
 TrainState read_train_file(const std::string& path, const TrainOptions& o);
 
+// The heads and tau of a train output file (for export and evaluation); throws naming the file when it is not one.
+struct TrainedTau {
+    std::vector<HeadRef> heads;
+    std::vector<float> tau;
+    int64_t step = 0;  // steps trained
+};
+TrainedTau read_trained_tau(const std::string& path);
+
 }  // namespace hs::pear
