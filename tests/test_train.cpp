@@ -36,7 +36,7 @@ TrainOptions tiny_options() {
 
 }  // namespace
 
-TEST_CASE("heads parse and print; bad heads are refused", "[train]") {
+TEST_CASE("heads parse and print, bad heads are refused", "[train]") {
     auto h = parse_heads("3:1,0:7");
     REQUIRE(h.size() == 2);
     CHECK(h[0] == HeadRef{3, 1});
