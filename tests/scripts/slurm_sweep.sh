@@ -5,8 +5,8 @@
 #   1. slurm/submit --kind single -n 2: a 2-rank srun --mpi=pmix sweep; the files equal a single-process run's;
 #   2. a mis-launch (sbatch -n 2 without srun): refused, naming SLURM_NTASKS;
 #   3. slurm/submit --kind array: one task per model of the job, files equal the reference;
-#   4. slurm/submit --kind pipeline: sweep -> train -> eval with afterok; train fails (not implemented yet),
-#      so eval must never start (DependencyNeverSatisfied);
+#   4. slurm/submit --kind pipeline: sweep -> train -> eval with afterok, all three complete: train takes the top
+#      heads of the sweep's output, eval reads the learned tau from the train output (vanilla and PEAR records);
 #   5. slurm/submit refuses a bad job file before submitting, naming file, key and value.
 # The daemons are stopped (by PID) and the temp dir removed on every exit path. Exit 77 (skip) without root/SLURM.
 set -uo pipefail
@@ -78,20 +78,50 @@ n=$(ls hs-sweep-array-${id}_*.out 2>/dev/null | wc -l)
 [[ "$st" == "JobState=COMPLETED " && $n == 2 ]] && ok "array job $id: 2 tasks, $st" || { bad "array $id: $st ($n logs)"; cat hs-sweep-array-*.out; }
 same_dir arr && ok "array files equal the single-process run" || bad "array files differ"
 
-# 4. pipeline sweep -> train -> eval (afterok)
-ids=$("$ROOT/slurm/submit" --kind pipeline -n 2 --headsweep "$HS" job.toml -- -o "$W/pipe/{model}-{mode}.h5" 2>submit.err) \
-    || { cat submit.err; bad "submit pipeline"; }
+# 4. pipeline sweep -> train -> eval (afterok): each step reads the previous step's output.
+cat >train.toml <<TOML
+[train]
+model = "random:tiny"
+sweep = "$W/pipe/random-tiny-path.h5"
+top_k = 2
+output = "$W/pipe/train.h5"
+n = 6
+batch = 4
+steps = 2
+planned_steps = 10
+eval_batch = 0
+threads = 1
+TOML
+cat >eval.toml <<TOML
+model = "random:tiny"
+[eval]
+tasks = "mdqa-3docs,mmlu"
+methods = "vanilla,pear"
+pear_train = "$W/pipe/train.h5"
+data_dir = "$ROOT/tests/fixtures/eval_data"
+limit = 1
+max_new_tokens = 4
+output = "$W/pipe/eval.h5"
+TOML
+ids=$("$ROOT/slurm/submit" --kind pipeline -n 2 --headsweep "$HS" --train-job train.toml --eval-job eval.toml \
+      job.toml -- -o "$W/pipe/{model}-{mode}.h5" 2>submit.err) || { cat submit.err; bad "submit pipeline"; }
 read -r s t e <<<"$(echo $ids)"
-ss=$(wait_job "$s"); ts=$(wait_job "$t")
-for i in $(seq 50); do
-    r=$(squeue -h -j "$e" -o %r 2>/dev/null); [[ "$r" == DependencyNeverSatisfied ]] && break; sleep 0.2
-done
-[[ "$ss" == *COMPLETED* && "$ts" == *FAILED* && "$r" == DependencyNeverSatisfied ]] \
-    && ok "pipeline $s -> $t -> $e: sweep completed, train failed (not implemented yet), eval held ($r)" \
-    || bad "pipeline: sweep '$ss' train '$ts' eval '$r'"
-grep -q "not implemented yet" hs-train-$t.out && ok "train says it is not implemented yet" || { bad "train log"; ls; cat hs-train-$t.out; }
-scancel "$e" 2>/dev/null
+ss=$(wait_job "$s"); ts=$(wait_job "$t"); es=$(wait_job "$e")
+[[ "$ss" == *COMPLETED* && "$ts" == *COMPLETED* && "$es" == *COMPLETED* ]] \
+    && ok "pipeline $s -> $t -> $e: sweep, train and eval completed in order (afterok)" \
+    || { bad "pipeline: sweep '$ss' train '$ts' eval '$es'"; tail -5 hs-*.out 2>/dev/null; }
 same_dir pipe && ok "pipeline sweep files equal the single-process run" || bad "pipeline files differ"
+heads=$(/usr/bin/python3 -c "import h5py; f=h5py.File('$W/pipe/train.h5'); print(f.attrs['heads'])" 2>&1)
+top=$(/usr/bin/python3 -c "
+import h5py; f=h5py.File('$W/pipe/random-tiny-path.h5'); H = f['axes/head'].shape[0]
+print(','.join(f'{i // H}:{i % H}' for i in f['ranking'][:2]))" 2>&1)
+[[ -n "$heads" && "$heads" == "$top" ]] && ok "train used the sweep's top-2 heads ($heads)" \
+    || bad "train heads '$heads' vs sweep top-2 '$top'"
+methods=$(/usr/bin/python3 -c "
+import h5py; f=h5py.File('$W/pipe/eval.h5')
+print(' '.join(sorted(set(m.decode() if isinstance(m, bytes) else m for m in f['records/method'][:]))))" 2>&1)
+[[ "$methods" == "pear vanilla" ]] && ok "eval records for vanilla and PEAR (tau from the train file)" \
+    || bad "eval methods: '$methods'"
 
 # 5. a bad job file is refused before anything is queued
 printf 'models = ["random:tiny"]\nsettings = "4x0"\n' >bad.toml
