@@ -118,7 +118,11 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
                                               const DistSweepOptions& dopt) {
     const int rank = comm.rank(), W = comm.size();
     const bool root = rank == 0;
-    const bool coordinator_works = dopt.coordinator_works < 0 ? W <= 4 : dopt.coordinator_works != 0;
+    // Test hook beside HEADSWEEP_TEST_KILL_AT: HEADSWEEP_TEST_COORDINATOR_WORKS=0 keeps rank 0 from scoring items,
+    // so that a worker's kill point is always reached (otherwise rank 0 may finish the sweep first).
+    int32_t coord_opt = dopt.coordinator_works;
+    if (const char* v = std::getenv("HEADSWEEP_TEST_COORDINATOR_WORKS"); v && *v) coord_opt = std::atoi(v) != 0;
+    const bool coordinator_works = coord_opt < 0 ? W <= 4 : coord_opt != 0;
     const bool computes = !root || coordinator_works || W == 1;
     const int32_t threads = distributed_threads(job);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/scripts/dist_faults.sh BUILD_DIR: fault tests of the distributed sweep (ctest dist_faults).
 #
-#   1. SIGKILL a worker mid-sweep (test hook HEADSWEEP_TEST_KILL_AT=1:N): the job fails with a clear error,
+#   1. SIGKILL a worker mid-sweep (test hook HEADSWEEP_TEST_KILL_AT=1:N, with HEADSWEEP_TEST_COORDINATOR_WORKS=0 so
+#      that rank 0 cannot finish the sweep before the worker reaches item N): the job fails with a clear error,
 #      the file is readable and not complete; a --resume run completes it and equals an uninterrupted run.
 #   2. SIGKILL the coordinator just before its N-th write (hook 0:N): same.
 #   3. SIGKILL the coordinator from outside at random moments while it writes (twice): the file is readable
@@ -42,7 +43,9 @@ ok "reference run ($((SECONDS - t0)) s)"
 for who in 1 0; do
     name=$([[ $who == 0 ]] && echo coordinator || echo worker)
     out=kill$who.h5
-    HEADSWEEP_TEST_KILL_AT=$who:$([[ $who == 0 ]] && echo 9 || echo 3) mpirun -n 2 "$HS" sweep "${JOB[@]}" -o $out >run.out 2>run.err
+    # (worker case: rank 0 does not score items, so the worker surely reaches its 3rd item)
+    HEADSWEEP_TEST_KILL_AT=$who:$([[ $who == 0 ]] && echo 9 || echo 3) HEADSWEEP_TEST_COORDINATOR_WORKS=$who \
+        mpirun -x HEADSWEEP_TEST_KILL_AT -x HEADSWEEP_TEST_COORDINATOR_WORKS -n 2 "$HS" sweep "${JOB[@]}" -o $out >run.out 2>run.err
     rc=$?
     if [[ $rc != 0 ]] && grep -qiE "signal 9|killed" run.err; then ok "$name SIGKILL: job failed (rc $rc) naming the signal"
     else bad "$name SIGKILL: rc $rc"; tail -5 run.err; fi
