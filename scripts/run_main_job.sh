@@ -12,11 +12,6 @@ build="${HEADSWEEP_BUILD_DIR:-build}"
 
 "$ROOT/scripts/setup.sh"
 
-if ! "$build/headsweep" --help 2>&1 | grep -qE '^[[:space:]]+sweep([[:space:]]|$)'; then
-    echo "run_main_job.sh: '$build/headsweep sweep' is not available in this build yet;" \
-         "the sweep command has not landed. Nothing was run." >&2
-    exit 3
-fi
 [[ -f "$job" ]] || { echo "run_main_job.sh: job file $job not found" >&2; exit 2; }
 
 echo "+ $build/headsweep sweep $job"

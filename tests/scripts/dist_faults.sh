@@ -66,7 +66,7 @@ for delay in 0.3 0.6; do
     rank0=""
     for i in $(seq 100); do  # rank 0's pid: the headsweep child whose environment says rank 0
         for p in $(pgrep -P $BG headsweep 2>/dev/null); do
-            tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0 && rank0=$p
+            grep -qxz OMPI_COMM_WORLD_RANK=0 /proc/$p/environ 2>/dev/null && rank0=$p
         done
         [[ -n $rank0 ]] && break
         sleep 0.05

@@ -129,8 +129,10 @@ before=$(squeue -h | wc -l)
 "$ROOT/slurm/submit" --headsweep "$HS" bad.toml >/dev/null 2>bad.err && bad "bad job submitted" \
     || { grep -q "bad.toml" bad.err && ok "bad job refused: $(head -1 bad.err)" || bad "bad job message: $(cat bad.err)"; }
 bash -n "$ROOT/slurm/sweep_multi_node_gpu.sbatch" && ok "gpu script parses (no GPU nodes here to run it)" || bad "gpu script"
-"$ROOT/slurm/submit" --kind gpu --nodes 2 --gpus-per-node 4 --dry-run --headsweep "$HS" job.toml -- -o "$W/g/{model}.h5" 2>&1 \
-    | grep -q -- "--gres=gpu:4" && ok "submit --kind gpu builds --gres=gpu:4" || bad "submit gpu dry run"
+# (output captured first: `| grep -q` under pipefail fails whenever submit is still writing when grep exits)
+gpu_out=$("$ROOT/slurm/submit" --kind gpu --nodes 2 --gpus-per-node 4 --dry-run --headsweep "$HS" job.toml \
+          -- -o "$W/g/{model}.h5" 2>&1)
+grep -q -- "--gres=gpu:4" <<<"$gpu_out" && ok "submit --kind gpu builds --gres=gpu:4" || bad "submit gpu dry run: $gpu_out"
 
 echo "slurm_sweep: $fails failure(s) in $((SECONDS - t0)) s"
 [[ $fails == 0 ]]
