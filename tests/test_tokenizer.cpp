@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "gguf/gguf.hpp"
-#include "mini_json.hpp"
+#include "util/json.hpp"
 #include "tokenizer/pretokenizer.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
@@ -29,17 +29,17 @@ const hs::Tokenizer& smollm2() {
     return tok;
 }
 
-std::vector<mini_json::Value> load_cases() {
+std::vector<hs::json::Value> load_cases() {
     std::ifstream in(kCases);
     if (!in) FAIL("fixture " << kCases << " is missing: run tools/gen_tokenizer_fixtures.py");
-    std::vector<mini_json::Value> cases;
+    std::vector<hs::json::Value> cases;
     std::string line;
     while (std::getline(in, line))
-        if (!line.empty()) cases.push_back(mini_json::parse(line));
+        if (!line.empty()) cases.push_back(hs::json::parse(line));
     return cases;
 }
 
-std::vector<int32_t> ids_of(const mini_json::Value& arr) {
+std::vector<int32_t> ids_of(const hs::json::Value& arr) {
     std::vector<int32_t> ids;
     for (const auto& v : arr.arr) ids.push_back(static_cast<int32_t>(v.num));
     return ids;
@@ -112,11 +112,11 @@ TEST_CASE("tokenizer: ids identical to HF on every fixture string", "[tokenizer]
     const hs::Tokenizer& tok = smollm2();
     size_t n_checked = 0, n_failed = 0;
     for (const auto& c : load_cases()) {
-        if (c["kind"].str != "encode") continue;
+        if (c.at("kind").str != "encode") continue;
         ++n_checked;
-        const std::string& text = c["text"].str;
-        const bool parse_special = c["parse_special"].b;
-        const std::vector<int32_t> expected = ids_of(c["ids"]);
+        const std::string& text = c.at("text").str;
+        const bool parse_special = c.at("parse_special").b;
+        const std::vector<int32_t> expected = ids_of(c.at("ids"));
         const std::vector<int32_t> got = tok.encode(text, parse_special);
         if (got != expected) {
             ++n_failed;
@@ -155,10 +155,10 @@ TEST_CASE("tokenizer: decode(encode(s)) gives back the bytes", "[tokenizer]") {
     }
     size_t n_exact = 0;
     for (const auto& c : load_cases()) {
-        if (c["kind"].str != "encode") continue;
-        const std::string& text = c["text"].str;
+        if (c.at("kind").str != "encode") continue;
+        const std::string& text = c.at("text").str;
         // Special tokens come back only when rendered.
-        const std::string back = tok.decode(tok.encode(text, c["parse_special"].b), true);
+        const std::string back = tok.decode(tok.encode(text, c.at("parse_special").b), true);
         n_exact += back == text;
         if (back != without_unrepresentable(text))
             FAIL_CHECK("round trip changed \"" << escaped(text) << "\" into \"" << escaped(back) << "\"");
@@ -186,12 +186,12 @@ TEST_CASE("tokenizer: chat template renders as HF's apply_chat_template", "[toke
     const hs::Tokenizer& tok = smollm2();
     size_t n = 0;
     for (const auto& c : load_cases()) {
-        if (c["kind"].str != "chat") continue;
+        if (c.at("kind").str != "chat") continue;
         std::vector<hs::ChatMessage> messages;
-        for (const auto& m : c["messages"].arr) messages.push_back({m["role"].str, m["content"].str});
-        const std::string got = tok.apply_chat_template(messages, c["add_generation_prompt"].b);
-        INFO("case " << n << ": HF \"" << escaped(c["rendered"].str, 400) << "\"\n ours \"" << escaped(got, 400) << "\"");
-        CHECK(got == c["rendered"].str);
+        for (const auto& m : c.at("messages").arr) messages.push_back({m.at("role").str, m.at("content").str});
+        const std::string got = tok.apply_chat_template(messages, c.at("add_generation_prompt").b);
+        INFO("case " << n << ": HF \"" << escaped(c.at("rendered").str, 400) << "\"\n ours \"" << escaped(got, 400) << "\"");
+        CHECK(got == c.at("rendered").str);
         ++n;
     }
     CHECK(n >= 10);
@@ -229,13 +229,13 @@ TEST_CASE("tokenizer: every pre-tokenizer splits as HF's regex does", "[tokenize
     size_t n_failed = 0;
     std::string line;
     while (std::getline(in, line) && n_failed < 5) {
-        const mini_json::Value c = mini_json::parse(line);
-        const std::string& pre = c["pre"].str;
-        const std::string& text = c["text"].str;
+        const hs::json::Value c = hs::json::parse(line);
+        const std::string& pre = c.at("pre").str;
+        const std::string& text = c.at("text").str;
         std::vector<std::string_view> words;
         hs::pretok::split(hs::pretok::kind_from_name(pre, "test"), text, words);
         std::vector<std::string> got(words.begin(), words.end()), expected;
-        for (const auto& w : c["words"].arr) expected.push_back(w.str);
+        for (const auto& w : c.at("words").arr) expected.push_back(w.str);
         ++checked[pre];
         if (got != expected) {
             ++n_failed;

@@ -206,13 +206,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
 
         // 4. Distribute: rank 0 writes every result (single writer; SweepFile flushes after each write).
         PearExecutor exec(*engine, options, plan, root ? nullptr : &hook);  // rank 0's hook is in the sink
-        RunSummary sum;
-        sum.model = run.model;
-        sum.mode = score_mode_name(run.mode);
-        sum.output = run.output;
-        sum.n_layer = model->config.n_layer;
-        sum.n_head = model->config.n_head;
-        sum.resumed = resumed;
+        RunSummary sum = RunSummary::start(run, model->config, resumed);
         if (root) {
             std::vector<Task> tasks;
             for (int32_t i : todo) tasks.push_back(Task{i, plan[size_t(i)].setting});
@@ -286,12 +280,17 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
     return root ? out : std::vector<RunSummary>{};
 }
 
+bool started_by_mpi_launcher() {
+    auto set = [](const char* v) {
+        const char* e = std::getenv(v);
+        return e && *e;
+    };
+    return set("OMPI_COMM_WORLD_SIZE") || set("PMIX_RANK") || set("PMI_RANK") || set("PMI_SIZE") || set("SLURM_NTASKS");
+}
+
 bool sweep_if_distributed(const SweepJob& job, bool force, bool quiet, bool& is_root) {
     is_root = true;
-    auto set = [](const char* v) { const char* e = std::getenv(v); return e && *e; };
-    const bool launched = set("OMPI_COMM_WORLD_SIZE") || set("PMIX_RANK") || set("PMI_RANK") || set("PMI_SIZE") ||
-                          set("SLURM_NTASKS");
-    if (!launched && !force) return false;
+    if (!started_by_mpi_launcher() && !force) return false;
     // abort_on_exception = false: an hs::Error must reach main() and be printed, not turn into MPI_Abort.
     boost::mpi::environment env(boost::mpi::threading::funneled, false);
     boost::mpi::communicator world;

@@ -41,6 +41,9 @@ int32_t distributed_threads(const pear::SweepJob& job);
 // mis-launch (no srun --mpi=pmix, or a launcher without PMIx) silently makes N singletons otherwise.
 void check_world_matches_slurm(const boost::mpi::communicator& comm);
 
+// True when this process was started by an MPI launcher (mpirun / mpiexec / srun): its environment variables.
+bool started_by_mpi_launcher();
+
 // The entry of `headsweep sweep`: when the process was started by an MPI launcher (mpirun/mpiexec, srun with
 // PMIx, or inside a SLURM step), or when `force` is set, initialises MPI (threads: funneled), checks the launch
 // against SLURM_NTASKS and runs the job distributed if the world has more than one rank (or force); rank 0

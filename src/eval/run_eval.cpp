@@ -245,13 +245,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
 
 bool eval_if_distributed(const EvalJob& job, bool force, bool& is_root, EvalOutcome& out) {
     is_root = true;
-    auto set = [](const char* v) {
-        const char* e = std::getenv(v);
-        return e && *e;
-    };
-    const bool launched = set("OMPI_COMM_WORLD_SIZE") || set("PMIX_RANK") || set("PMI_RANK") || set("PMI_SIZE") ||
-                          set("SLURM_NTASKS");
-    if (!launched && !force) return false;
+    if (!dist::started_by_mpi_launcher() && !force) return false;
     boost::mpi::environment env(boost::mpi::threading::funneled, false);
     boost::mpi::communicator world;
     is_root = world.rank() == 0;

@@ -116,13 +116,7 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
         int64_t total_heads = 0;
         for (const WorkItem& it : todo) total_heads += it.n_heads();
 
-        RunSummary sum;
-        sum.model = run.model;
-        sum.mode = score_mode_name(run.mode);
-        sum.output = run.output;
-        sum.n_layer = model->config.n_layer;
-        sum.n_head = model->config.n_head;
-        sum.resumed = resumed;
+        RunSummary sum = RunSummary::start(run, model->config, resumed);
         {
             Progress progress({.label = "sweep " + model_stem(run.model) + " " + sum.mode,
                                .total = total_heads,
@@ -156,6 +150,17 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
         if (items_left == 0) break;
     }
     return out;
+}
+
+RunSummary RunSummary::start(const SweepRun& run, const ModelConfig& config, bool resumed) {
+    RunSummary sum;
+    sum.model = run.model;
+    sum.mode = score_mode_name(run.mode);
+    sum.output = run.output;
+    sum.n_layer = config.n_layer;
+    sum.n_head = config.n_head;
+    sum.resumed = resumed;
+    return sum;
 }
 
 }  // namespace hs::pear

@@ -31,6 +31,8 @@ struct RunSummary {
     bool resumed = false;
     std::vector<std::pair<int32_t, int32_t>> top;  // top-K (layer, head), best first
     std::string line() const;        // the one-line summary
+    // The fields known before scoring (model, mode, output, shape, resumed).
+    static RunSummary start(const SweepRun& run, const ModelConfig& config, bool resumed);
 };
 
 // Validates the whole job before any work (throws hs::Error naming file, key and value), then runs it.
