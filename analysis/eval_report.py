@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Turn `headsweep eval` output files into a Markdown table and accuracy-vs-gold-position plots.
 
-    /usr/bin/python3 analysis/eval_report.py results/smollm2/eval-*.h5 --md docs/eval-smollm2.md \
+    /usr/bin/python3 analysis/eval_report.py results/smollm2/eval-smollm2-trained-tau.h5 --md docs/eval-smollm2.md \
         --plots docs/img/eval-smollm2
 
 Reads each file's /summary (written by `headsweep eval`, see docs/file-formats.md "Evaluation output (HDF5)"):
