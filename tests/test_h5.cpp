@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "io/h5.hpp"
 #include "util/error.hpp"
 
@@ -20,22 +21,6 @@ using namespace hs::h5;
 
 namespace {
 
-// A fresh directory per test case, removed at the end.
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        static int counter = 0;
-        dir = fs::temp_directory_path() /
-              ("headsweep_h5_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    std::string file(const std::string& name) const { return (dir / name).string(); }
-};
 
 struct CmdResult {
     int status;
@@ -71,7 +56,7 @@ void round_trip_type(File& f, const std::string& name) {
 }  // namespace
 
 TEST_CASE("h5 numeric datasets round-trip for every element type", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("types.h5");
     {
         auto f = File::create(path);
@@ -99,7 +84,7 @@ TEST_CASE("h5 numeric datasets round-trip for every element type", "[h5]") {
 }
 
 TEST_CASE("h5 fill value shows in unwritten cells, hyperslabs write and read blocks", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     auto f = File::create(tmp.file("fill.h5"));
     DatasetOptions opt;
     opt.fill = -1.5;
@@ -133,7 +118,7 @@ TEST_CASE("h5 fill value shows in unwritten cells, hyperslabs write and read blo
 }
 
 TEST_CASE("h5 gzip + shuffle datasets round-trip", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("gz.h5");
     std::vector<double> v(10000);
     for (size_t i = 0; i < v.size(); ++i) v[i] = double(i % 17) * 0.5;
@@ -150,7 +135,7 @@ TEST_CASE("h5 gzip + shuffle datasets round-trip", "[h5]") {
 }
 
 TEST_CASE("h5 extendible datasets: append records and resize", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("ext.h5");
     {
         auto f = File::create(path);
@@ -186,7 +171,7 @@ TEST_CASE("h5 extendible datasets: append records and resize", "[h5]") {
 }
 
 TEST_CASE("h5 variable-length string datasets", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("str.h5");
     const std::vector<std::string> first{"alpha", "", "ünïcødé ✓", std::string(5000, 'x')};
     {
@@ -212,7 +197,7 @@ TEST_CASE("h5 variable-length string datasets", "[h5]") {
 }
 
 TEST_CASE("h5 attributes on files, groups and datasets", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("attrs.h5");
     {
         auto f = File::create(path);
@@ -254,7 +239,7 @@ TEST_CASE("h5 attributes on files, groups and datasets", "[h5]") {
 }
 
 TEST_CASE("h5 groups: nested creation, has, require, errors", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     auto f = File::create(tmp.file("groups.h5"));
     auto g = f.create_group("a/b/c");
     CHECK(f.has("a"));
@@ -278,7 +263,7 @@ TEST_CASE("h5 groups: nested creation, has, require, errors", "[h5]") {
 }
 
 TEST_CASE("h5 dimension scales are visible to h5py", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("scales.h5");
     {
         auto f = File::create(path);
@@ -317,7 +302,7 @@ TEST_CASE("h5 dimension scales are visible to h5py", "[h5]") {
 }
 
 TEST_CASE("h5 strings and attributes read back in h5py as str", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("py.h5");
     {
         auto f = File::create(path);
@@ -333,7 +318,7 @@ TEST_CASE("h5 strings and attributes read back in h5py as str", "[h5]") {
 }
 
 TEST_CASE("h5 refuses to overwrite unless asked, reports bad paths", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto path = tmp.file("once.h5");
     {
         auto f = File::create(path);
@@ -362,7 +347,7 @@ TEST_CASE("h5 refuses to overwrite unless asked, reports bad paths", "[h5]") {
 }
 
 TEST_CASE("h5 on a full disk fails with a clear error", "[h5]") {
-    TempDir tmp;
+    TempDir tmp{"h5"};
     const auto mnt = tmp.dir / "tiny";
     fs::create_directories(mnt);
     auto m = run("mount -t tmpfs -o size=64k headsweep_test " + mnt.string());

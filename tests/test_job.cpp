@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "temp_dir.hpp"
 #include "io/h5.hpp"
 #include "pear/job.hpp"
 #include "pear/run_job.hpp"
@@ -20,28 +21,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct JobTmp {
-    fs::path dir;
-    JobTmp() {
-        static int counter = 0;
-        dir = fs::temp_directory_path() /
-              ("headsweep_job_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-    }
-    ~JobTmp() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    std::string file(const std::string& name) const { return (dir / name).string(); }
-    std::string write(const std::string& name, const std::string& text) const {
-        std::ofstream(file(name)) << text;
-        return file(name);
-    }
-};
 
 // A small, fast job on random:tiny (2 layers x 4 heads).
-SweepJob tiny_job(const JobTmp& tmp, uint64_t seed = 5) {
+SweepJob tiny_job(const TempDir& tmp, uint64_t seed = 5) {
     SweepJob job = parse_job_text("model = \"random:tiny\"\nsettings = [{N = 4, n = 6}, {N = 6, n = 5}]\ntop_k = 3\n",
                                   "tiny.toml");
     job.options.seed = seed;
@@ -69,7 +51,7 @@ std::string job_error(const std::string& text, const std::string& name = "jobs/x
 }  // namespace
 
 TEST_CASE("job: every key parses, runs expand from the output template", "[sweep][job]") {
-    JobTmp tmp;
+    TempDir tmp{"job"};
     SweepJob job = parse_job_text(R"(
 models = ["models/a.gguf", "random:tiny:3"]
 modes = ["path", "total"]
@@ -112,7 +94,7 @@ device = "cpu"
 }
 
 TEST_CASE("job: bad job files fail with file, key and value named", "[sweep][job]") {
-    JobTmp tmp;
+    TempDir tmp{"job"};
     const std::string out = "output = \"" + tmp.file("o.h5") + "\"\n";
     const std::string tiny = "model = \"random:tiny\"\n" + out;
     // unknown key (a typo must not be ignored), also inside a setting
@@ -172,7 +154,7 @@ TEST_CASE("job: bad job files fail with file, key and value named", "[sweep][job
 }
 
 TEST_CASE("job: nothing is written when any run of the job is invalid", "[sweep][job]") {
-    JobTmp tmp;
+    TempDir tmp{"job"};
     SweepJob job = tiny_job(tmp);
     job.models = {"random:tiny", "random:tiny-mha"};
     job.options.settings = {{4, 6}, {4, 9000}};  // n too long for both
@@ -181,7 +163,7 @@ TEST_CASE("job: nothing is written when any run of the job is invalid", "[sweep]
 }
 
 TEST_CASE("sweep run on random:tiny: complete file, deterministic, seed matters", "[sweep][io][job]") {
-    JobTmp tmp;
+    TempDir tmp{"job"};
     SweepJob a = tiny_job(tmp, 5);
     auto sa = run_job(a, quiet());
     REQUIRE(sa.size() == 1);
@@ -232,7 +214,7 @@ TEST_CASE("sweep run on random:tiny: complete file, deterministic, seed matters"
 }
 
 TEST_CASE("sweep run: a run cut short leaves a partial file, resume completes it identically", "[sweep][io][job]") {
-    JobTmp tmp;
+    TempDir tmp{"job"};
     SweepJob full = tiny_job(tmp, 5);
     const std::string ref = run_job(full, quiet())[0].output;
 
@@ -257,7 +239,7 @@ TEST_CASE("sweep run: a run cut short leaves a partial file, resume completes it
 }
 
 TEST_CASE("sweep run: several models and modes, one file each", "[sweep][io][job]") {
-    JobTmp tmp;
+    TempDir tmp{"job"};
     const std::string path = tmp.write("multi.toml", R"(
 models = ["random:tiny", "random:tiny-mha"]
 modes = ["path", "total"]
@@ -284,7 +266,7 @@ TEST_CASE("analysis/plot_heads.py reads a sweep file", "[sweep][io][python]") {
         WARN("no /usr/bin/python3 with h5py and matplotlib: skipped");
         return;
     }
-    JobTmp tmp;
+    TempDir tmp{"job"};
     SweepJob job = tiny_job(tmp, 5);
     const std::string h5 = run_job(job, quiet())[0].output;
     const std::string script = std::string(HEADSWEEP_SOURCE_DIR) + "/analysis/plot_heads.py";

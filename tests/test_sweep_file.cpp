@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "temp_dir.hpp"
 #include "io/h5.hpp"
 #include "pear/sweep_file.hpp"
 #include "util/error.hpp"
@@ -16,21 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct SweepTmp {
-    fs::path dir;
-    SweepTmp() {
-        static int counter = 0;
-        dir = fs::temp_directory_path() / ("headsweep_sweepfile_" + std::to_string(::getpid()) + "_" +
-                                           std::to_string(counter++));
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-    }
-    ~SweepTmp() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    std::string file(const std::string& name) const { return (dir / name).string(); }
-};
 
 SweepFileInfo small_info() {
     SweepFileInfo info;
@@ -63,7 +49,7 @@ void write_layer(SweepFile& f, int s, int l) {
 }  // namespace
 
 TEST_CASE("sweep file: round trip of a complete sweep", "[sweep][io]") {
-    SweepTmp tmp;
+    TempDir tmp{"sweepfile"};
     const std::string path = tmp.file("full.h5");
     {
         SweepFile f = SweepFile::create(path, small_info());
@@ -128,7 +114,7 @@ TEST_CASE("sweep file: round trip of a complete sweep", "[sweep][io]") {
 }
 
 TEST_CASE("sweep file: done mask, partial file never complete, remaining items", "[sweep][io]") {
-    SweepTmp tmp;
+    TempDir tmp{"sweepfile"};
     const std::string path = tmp.file("partial.h5");
     {
         SweepFile f = SweepFile::create(path, small_info());
@@ -167,7 +153,7 @@ TEST_CASE("sweep file: done mask, partial file never complete, remaining items",
 }
 
 TEST_CASE("sweep file: an existing file is refused unless overwrite", "[sweep][io]") {
-    SweepTmp tmp;
+    TempDir tmp{"sweepfile"};
     const std::string path = tmp.file("exists.h5");
     SweepFile::create(path, small_info()).close();
     CHECK_THROWS_WITH(SweepFile::create(path, small_info()),
@@ -179,7 +165,7 @@ TEST_CASE("sweep file: an existing file is refused unless overwrite", "[sweep][i
 }
 
 TEST_CASE("sweep file: resume refuses each mismatched job parameter, naming it", "[sweep][io]") {
-    SweepTmp tmp;
+    TempDir tmp{"sweepfile"};
     const std::string path = tmp.file("resume.h5");
     {
         SweepFile f = SweepFile::create(path, small_info());
@@ -222,7 +208,7 @@ TEST_CASE("sweep file: resume refuses each mismatched job parameter, naming it",
 }
 
 TEST_CASE("sweep file: comparison ignores /run times and finds changed values", "[sweep][io]") {
-    SweepTmp tmp;
+    TempDir tmp{"sweepfile"};
     auto make = [&](const std::string& name, double pi) {
         SweepFile f = SweepFile::create(tmp.file(name), small_info());
         for (int s = 0; s < 2; ++s) {
