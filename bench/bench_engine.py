@@ -12,6 +12,9 @@ Usage: .venv-bench/bin/python bench/bench_engine.py [--model models/SmolLM2-135M
 """
 import argparse, json, os, subprocess, sys, textwrap
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run_json  # noqa: E402
+
 LLAMA_CHILD = textwrap.dedent(r"""
     import json, resource, sys, time, random
     from llama_cpp import Llama
@@ -36,10 +39,6 @@ LLAMA_CHILD = textwrap.dedent(r"""
 """)
 
 
-def run(cmd, env=None):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,12 +50,12 @@ def main():
     ap.add_argument("--ours", default="build/headsweep_bench_engine")
     a = ap.parse_args()
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-    ours = run([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1,16",
+    ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1,16",
                 "--decode", str(a.decode), "--reps", str(a.reps)], env)
     # Our memory figure at batch 1 (the 16 x 512 forward needs activations for 8192 tokens).
-    ours_b1 = run([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
+    ours_b1 = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
                    "--decode", "0", "--reps", "1"], env)
-    peer = run([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)], env)
+    peer = run_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)], env)
     get = lambda rows, **kw: next(r for r in rows if all(r.get(k) == v for k, v in kw.items()))
     lp = get(peer, test="prefill")["tokens_per_s"]
     print(f"model {a.model}, {a.threads} threads, machine {os.uname().nodename}, {os.cpu_count()} CPUs")

@@ -6,6 +6,9 @@ unmodified model, same engine, separate processes: prefill/decode throughput and
 Usage: .venv-bench/bin/python bench/bench_fold.py --train runs/smollm2-train.h5 [--model models/...gguf]"""
 import argparse, json, os, subprocess, sys, tempfile, textwrap
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run_json  # noqa: E402
+
 LLAMA_CHILD = textwrap.dedent(r"""
     import json, sys
     from llama_cpp import Llama
@@ -18,10 +21,6 @@ LLAMA_CHILD = textwrap.dedent(r"""
     print(json.dumps(out))
 """)
 
-
-def run(cmd, env=None):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 
 
 def main():
@@ -38,9 +37,9 @@ def main():
         subprocess.run([a.headsweep, "export", "--model", a.model, "--train", a.train, "-o", folded], check=True, env=env)
         rows = {}
         for tag, path in (("original", a.model), ("folded", folded)):
-            res = run([a.bench, path, "--threads", str(a.threads), "--batches", "1", "--decode", "32", "--reps", "3"], env)
+            res = run_json([a.bench, path, "--threads", str(a.threads), "--batches", "1", "--decode", "32", "--reps", "3"], env)
             rows[tag] = {r["test"]: r for r in res if "test" in r}
-        peer = run([sys.executable, "-c", LLAMA_CHILD, a.model, folded], env)[0]
+        peer = run_json([sys.executable, "-c", LLAMA_CHILD, a.model, folded], env)[0]
     print(f"{'':22s}{'original':>12s}{'folded':>12s}{'ratio':>8s}")
     for test, key, unit in (("prefill", "tokens_per_s", "tok/s"), ("decode", "tokens_per_s", "tok/s"),
                             ("memory", "peak_rss_mib", "MiB")):

@@ -8,10 +8,9 @@ ours times --ours-layers layers and extrapolates by downstream cost.
 Usage: .venv-bench/bin/python bench/bench_sweep.py [--threads 2] [--peer-layers 1] [--modes path,total]"""
 import argparse, json, os, subprocess, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run_json  # noqa: E402
 
-def run(cmd, env):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return [json.loads(l) for l in out.splitlines() if l.startswith("{")][-1]
 
 
 def main():
@@ -30,15 +29,15 @@ def main():
     rows = []
     for mode in a.modes.split(","):
         if mode == "path":
-            ours = run([a.ours, model, "--mode", "path", "--threads", str(a.threads)], env)
-            peer = run([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "path", "--layers", str(a.peer_layers),
+            ours = run_json([a.ours, model, "--mode", "path", "--threads", str(a.threads)], env)
+            peer = run_json([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "path", "--layers", str(a.peer_layers),
                         "--threads", str(a.threads)], env)
         else:
             cmd = [a.ours, model, "--mode", "total", "--settings", "16x64", "--mean-over", "sequence", "--threads", str(a.threads)]
             if a.ours_layers:
                 cmd += ["--layers", str(a.ours_layers)]
-            ours = run(cmd, env)
-            peer = run([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "total", "--B", "16", "--n", "64",
+            ours = run_json(cmd, env)
+            peer = run_json([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "total", "--B", "16", "--n", "64",
                         "--layers", str(a.peer_layers), "--threads", str(a.threads)], env)
         rows.append((mode, ours, peer))
     print(f"machine {os.uname().nodename}, {os.cpu_count()} CPUs, {a.threads} threads; ours on {model}")

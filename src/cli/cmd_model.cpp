@@ -28,10 +28,21 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
     cmd->add_option("-t,--threads", o.threads, "CPU threads for BLAS (0: OpenBLAS default)");
 }
 
-Model open(const ModelOptions& o) {
+// A model ready to run: the engine refers to the model and the backend, so all three live together.
+struct RunnableModel {
+    Model model;
+    std::unique_ptr<Backend> backend;
+    std::unique_ptr<Engine> engine;
+};
+
+std::unique_ptr<RunnableModel> open_runnable(const ModelOptions& o) {
     LoadOptions lo;
     lo.verbose = true;
-    return open_model(o.model, lo);
+    auto r = std::make_unique<RunnableModel>();
+    r->model = open_model(o.model, lo);
+    r->backend = make_backend(parse_device(o.device), o.threads);
+    r->engine = std::make_unique<Engine>(r->model, *r->backend);
+    return r;
 }
 
 std::string read_text(const std::string& text, const std::string& file) {
@@ -101,9 +112,9 @@ void add_generate_command(CLI::App& app) {
     cmd->add_flag("--ids", o->show_ids, "also print the generated token ids");
     cmd->callback([o] {
         std::string text = read_text(o->prompt, o->file);
-        Model m = open(*o);
-        auto be = make_backend(parse_device(o->device), o->threads);
-        Engine engine(m, *be);
+        auto run = open_runnable(*o);
+        const Model& m = run->model;
+        Engine& engine = *run->engine;
         if (o->chat) {
             std::vector<ChatMessage> msgs;
             if (!o->system.empty()) msgs.push_back({"system", o->system});
@@ -137,9 +148,9 @@ void add_score_command(CLI::App& app) {
     cmd->add_flag("--per-token", o->per_token, "print one line per token: position, id, text, log-probability");
     cmd->callback([o] {
         std::string text = read_text(o->text, o->file);
-        Model m = open(*o);
-        auto be = make_backend(parse_device(o->device), o->threads);
-        Engine engine(m, *be);
+        auto run = open_runnable(*o);
+        const Model& m = run->model;
+        Engine& engine = *run->engine;
         std::vector<int32_t> ids = m.tokenizer.encode(text, false, m.tokenizer.add_bos());
         auto t0 = std::chrono::steady_clock::now();
         std::vector<double> lp = token_logprobs(engine, ids);
