@@ -78,6 +78,12 @@ public:
     virtual void add(float* x, const float* y, int64_t n) = 0;
     // x[r, col0:col0+cols] *= s for every row (row stride `stride`)
     virtual void scale_columns(float* x, int64_t rows, int64_t stride, int64_t col0, int64_t cols, float s) = 0;
+    // x[offsets[i] .. offsets[i] + block) = values[i*block ..] for i < n_blocks (offsets and values are host arrays;
+    // one call writes every patch of a layer, so a GPU backend makes one transfer instead of one per patch).
+    virtual void write_blocks(float* x, const int64_t* offsets_host, int64_t n_blocks, int32_t block,
+                              const float* values_host) = 0;
+    // x[r, :] += a[r % a_rows, :] for r < rows (rows of n; a is device memory)
+    virtual void add_cyclic(float* x, int64_t rows, const float* a, int64_t a_rows, int64_t n) = 0;
 
     // ---- backward ops (gradients w.r.t. activations only; the weights are frozen). Training form of attention:
     // keys/values of the same T positions (AttentionArgs with pos0 = 0 and k_cache/v_cache [B, cache_len, kv_dim]).
@@ -107,10 +113,21 @@ public:
                            int32_t block, double* out_host);
 };
 
+struct BackendOptions {
+    int threads = 0;                          // CPU: OpenBLAS threads (<= 0: OpenBLAS's default)
+    int gpu = -1;                             // CUDA: device index; -1: the MPI local rank modulo the GPU count
+    WeightType gpu_weights = WeightType::BF16;  // CUDA: how weight matrices are stored (fp32 = exact fp32 compute)
+};
+
 // The CPU backend (OpenBLAS). threads <= 0: keep OpenBLAS's default.
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 // CPU or CUDA; CUDA throws hs::Error when the build has no CUDA or no device is present.
-std::unique_ptr<Backend> make_backend(Device device, int threads = 0);
+std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options);
+inline std::unique_ptr<Backend> make_backend(Device device, int threads = 0) {
+    BackendOptions o;
+    o.threads = threads;
+    return make_backend(device, o);
+}
 
 // RAII device array.
 class DeviceBuffer {

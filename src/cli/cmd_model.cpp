@@ -19,12 +19,15 @@ namespace {
 struct ModelOptions {
     std::string model = kDefaultModel;
     std::string device = "cpu";
+    std::string gpu_weights = "bf16";
     int threads = 0;
 };
 
 void add_model_options(CLI::App* cmd, ModelOptions& o) {
     cmd->add_option("-m,--model", o.model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
     cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+    cmd->add_option("--gpu-weights", o.gpu_weights, "cuda: weights as bf16 | fp16 | fp32 (fp32: exact fp32 compute)")
+        ->capture_default_str();
     cmd->add_option("-t,--threads", o.threads, "CPU threads for BLAS (0: OpenBLAS default)");
 }
 
@@ -40,7 +43,10 @@ std::unique_ptr<RunnableModel> open_runnable(const ModelOptions& o) {
     lo.verbose = true;
     auto r = std::make_unique<RunnableModel>();
     r->model = open_model(o.model, lo);
-    r->backend = make_backend(parse_device(o.device), o.threads);
+    BackendOptions bo;
+    bo.threads = o.threads;
+    bo.gpu_weights = parse_weight_type(o.gpu_weights);
+    r->backend = make_backend(parse_device(o.device), bo);
     r->engine = std::make_unique<Engine>(r->model, *r->backend);
     return r;
 }

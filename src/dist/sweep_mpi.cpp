@@ -155,7 +155,9 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             LoadOptions lo;
             lo.verbose = root && dopt.progress;
             model = std::make_unique<Model>(open_model(run.model, lo));
-            backend = make_backend(parse_device(job.device), threads);
+            BackendOptions bo = pear::backend_options(job);
+            bo.threads = threads;
+            backend = make_backend(parse_device(job.device), bo);
             engine = std::make_unique<Engine>(*model, *backend);
             loaded_spec = run.model;
             if (job.device == "cpu" && computes) {

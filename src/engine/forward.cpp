@@ -208,14 +208,21 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
                 const float s = hk.head_scale[size_t(l) * c.n_head + h];
                 if (s != 1.0f) backend_.scale_columns(z, rows, q_dim, int64_t(h) * c.d_head, c.d_head, s);
             }
+        // Every patch of the layer in one write: offsets into z and the d_head values of each.
+        std::vector<int64_t> patch_at;
+        std::vector<float> patch_values;
         for (const auto& p : hk.head_patches) {
             if (p.layer != l) continue;
             const bool one = p.values.size() == size_t(c.d_head);
             for (int64_t b = (p.sequence < 0 ? 0 : p.sequence); b < (p.sequence < 0 ? B : p.sequence + 1); ++b)
-                for (size_t i = 0; i < p.positions.size(); ++i)
-                    backend_.upload(p.values.data() + (one ? 0 : i * c.d_head),
-                                    z + (b * T + p.positions[i]) * q_dim + int64_t(p.head) * c.d_head, c.d_head);
+                for (size_t i = 0; i < p.positions.size(); ++i) {
+                    patch_at.push_back((b * T + p.positions[i]) * q_dim + int64_t(p.head) * c.d_head);
+                    const float* v = p.values.data() + (one ? 0 : i * c.d_head);
+                    patch_values.insert(patch_values.end(), v, v + c.d_head);
+                }
         }
+        if (!patch_at.empty())
+            backend_.write_blocks(z, patch_at.data(), int64_t(patch_at.size()), c.d_head, patch_values.data());
 
         // ---- output projection and residual add: x += z . W_O^T
         if (c.post_norms) {

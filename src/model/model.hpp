@@ -17,10 +17,18 @@
 
 namespace hs {
 
+// How a backend stores a weight matrix. Host weights (and the CPU backend's) are always F32; a GPU backend may keep
+// 16-bit copies (BF16 default on CUDA) and computes with fp32 accumulation.
+enum class WeightType : uint8_t { F32, BF16, F16 };
+const char* weight_type_name(WeightType t);       // "fp32" | "bf16" | "fp16"
+WeightType parse_weight_type(const std::string& s);  // the names above; throws hs::Error naming the choices
+
 struct Matrix {
-    float* data = nullptr;
-    int64_t rows = 0;  // output features
-    int64_t cols = 0;  // input features
+    float* data = nullptr;    // [rows, cols] row-major, when type == F32
+    int64_t rows = 0;         // output features
+    int64_t cols = 0;         // input features
+    WeightType type = WeightType::F32;
+    void* data16 = nullptr;   // [rows, cols] row-major 16-bit elements, when type is BF16 or F16
 };
 
 struct LayerWeights {

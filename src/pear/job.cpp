@@ -30,7 +30,7 @@ std::string SweepJob::where(const std::string& key) const {
 const std::vector<std::string>& job_keys() {
     static const std::vector<std::string> keys = {
         "model", "models", "mode", "modes", "settings", "seed", "top_k", "exclude_special", "mean_over",
-        "positions", "output", "overwrite", "resume", "threads", "device"};
+        "positions", "output", "overwrite", "resume", "threads", "device", "gpu_weights"};
     return keys;
 }
 
@@ -261,6 +261,7 @@ SweepJob parse_job_text(std::string_view text, const std::string& source) {
             fail(r.key_where("device"), " = \"", job.device, "\" is not a device (cpu, cuda)");
         }
     }
+    if (const toml::node* n = tbl.get("gpu_weights")) job.gpu_weights = r.string("gpu_weights", *n);
     check_output_template(job);
     return job;
 }
@@ -307,6 +308,13 @@ std::vector<SweepRun> expand_runs(const SweepJob& job) {
     return runs;
 }
 
+BackendOptions backend_options(const SweepJob& job) {
+    BackendOptions o;
+    o.threads = job.threads;
+    o.gpu_weights = parse_weight_type(job.gpu_weights);
+    return o;
+}
+
 void validate_job(const SweepJob& job) {
     check(!job.models.empty(), job.where("models"), " lists no model");
     check(!job.modes.empty(), job.where("modes"), " lists no mode");
@@ -319,6 +327,11 @@ void validate_job(const SweepJob& job) {
         parse_device(job.device);
     } catch (const Error&) {
         fail(job.where("device"), " = \"", job.device, "\" is not a device (cpu, cuda)");
+    }
+    try {
+        parse_weight_type(job.gpu_weights);
+    } catch (const Error&) {
+        fail(job.where("gpu_weights"), " = \"", job.gpu_weights, "\" is not a weight type (bf16, fp16, fp32)");
     }
     for (size_t i = 0; i < job.options.settings.size(); ++i) {
         const std::string ki = job.where("settings") + "[" + std::to_string(i) + "]";

@@ -33,12 +33,16 @@ struct SweepJob {
     bool resume = false;
     int32_t threads = 0;   // BLAS threads, 0: library default
     std::string device = "cpu";
+    std::string gpu_weights = "bf16";  // CUDA: bf16 | fp16 | fp32 weight copies (fp32: exact fp32 compute)
 
     // Where each key was set, for error messages: key -> "jobs/x.toml: key top_k" or "command line: --top-k".
     // Keys never set read "key top_k (default)".
     std::map<std::string, std::string> origin;
     std::string where(const std::string& key) const;
 };
+
+// The backend options a job asks for (threads, GPU weight type; the GPU index is chosen per MPI rank).
+BackendOptions backend_options(const SweepJob& job);
 
 // The TOML keys a job file may have (anything else is an error).
 const std::vector<std::string>& job_keys();

@@ -96,7 +96,7 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
             LoadOptions lo;
             lo.verbose = ro.progress;
             model = std::make_unique<Model>(open_model(run.model, lo));
-            backend = make_backend(parse_device(job.device), job.threads);
+            backend = make_backend(parse_device(job.device), backend_options(job));
             engine = std::make_unique<Engine>(*model, *backend);
             loaded_spec = run.model;
         }

@@ -224,12 +224,11 @@ struct SettingRun::Impl {
     void add_attention(float* x, int64_t rows, int32_t j) {
         const int32_t d = cfg().d_model;
         Backend& be = engine.backend();
-        std::vector<float> tiled(size_t(rows) * d);
-        for (int64_t r = 0; r < rows; ++r) std::copy_n(attn_p[j].data() + (r % N) * d, d, tiled.data() + r * d);
-        DeviceBuffer t(be, rows * d);
-        be.upload(tiled.data(), t.get(), rows * d);
-        be.add(x, t.get(), rows * d);
+        attn_dev.ensure(be, int64_t(N) * d);
+        be.upload(attn_p[j].data(), attn_dev.get(), int64_t(N) * d);
+        be.add_cyclic(x, rows, attn_dev.get(), N, d);
     }
+    DeviceBuffer attn_dev;  // [N, d] scratch for add_attention
 
     // ---------------------------------------------------------------- TOTAL
     // Ablation values of head (l,h) for sample b at the ablated positions: [positions, d_head].

@@ -17,6 +17,22 @@ namespace hs {
 
 const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
+const char* weight_type_name(WeightType t) {
+    switch (t) {
+        case WeightType::F32: return "fp32";
+        case WeightType::BF16: return "bf16";
+        case WeightType::F16: return "fp16";
+    }
+    return "?";
+}
+
+WeightType parse_weight_type(const std::string& s) {
+    if (s == "fp32" || s == "f32") return WeightType::F32;
+    if (s == "bf16") return WeightType::BF16;
+    if (s == "fp16" || s == "f16") return WeightType::F16;
+    fail("unknown weight type '", s, "' (use bf16, fp16 or fp32)");
+}
+
 Device parse_device(const std::string& name) {
     if (name == "cpu") return Device::CPU;
     if (name == "cuda") return Device::CUDA;
@@ -63,6 +79,7 @@ public:
         }
     }
     void matmul(const float* x, const Matrix& w, float* y, int64_t rows, bool acc) override {
+        check(w.type == WeightType::F32, "cpu backend: matmul needs fp32 weights, got ", weight_type_name(w.type));
         cpu::matmul_cpu(x, w, y, rows, acc);
     }
     void add_bias(float* y, const float* b, int64_t rows, int64_t n) override {
@@ -96,10 +113,22 @@ public:
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t c = 0; c < cols; ++c) x[r * stride + col0 + c] *= s;
     }
+    void write_blocks(float* x, const int64_t* offsets, int64_t n_blocks, int32_t block, const float* values) override {
+        for (int64_t i = 0; i < n_blocks; ++i)
+            std::memcpy(x + offsets[i], values + i * block, sizeof(float) * size_t(block));
+    }
+    void add_cyclic(float* x, int64_t rows, const float* a, int64_t a_rows, int64_t n) override {
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* ar = a + (r % a_rows) * n;
+            float* xr = x + r * n;
+            for (int64_t i = 0; i < n; ++i) xr[i] += ar[i];
+        }
+    }
 
     // ---- backward ops
     void matmul_dx(const float* dy, const Matrix& w, float* dx, int64_t rows, bool acc) override {
         if (rows == 0) return;
+        check(w.type == WeightType::F32, "cpu backend: matmul_dx needs fp32 weights, got ", weight_type_name(w.type));
         // dx[rows, in] = dy[rows, out] . W[out, in]
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(w.cols), int(w.rows), 1.0f, dy,
                     int(w.rows), w.data, int(w.cols), acc ? 1.0f : 0.0f, dx, int(w.cols));
@@ -148,10 +177,10 @@ private:
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
 
 #ifndef HEADSWEEP_HAVE_CUDA
-std::unique_ptr<Backend> make_backend(Device device, int threads) {
+std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options) {
     if (device == Device::CUDA)
         fail("this build of headsweep has no CUDA backend (configure with the CUDA toolkit installed)");
-    return make_cpu_backend(threads);
+    return make_cpu_backend(options.threads);
 }
 #endif
 
