@@ -181,7 +181,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             if (!root) return;
             info = describe_model(*model, run.model);
             info.options = options;
-            info.device = job.device;
+            info.device = pear::device_label(job);
             info.job_file = job.source;
             info.options.validate(model->config);
             resumed = job.resume && fs::exists(run.output);

@@ -43,9 +43,11 @@ struct ForwardHooks {
     // being computed; empty entries compute normally. With every layer frozen this is the path-patching
     // "attention frozen at clean values".
     const LayerActivations* frozen_attention = nullptr;
-    // Start at start_layer from a given residual (host [B*T, d_model], entering start_layer; tokens are ignored).
+    // Start at start_layer from a given residual ([B*T, d_model], entering start_layer; tokens are ignored): host
+    // memory, or the backend's own when start_residual_on_device (no transfer: sweeps keep it on the GPU).
     int32_t start_layer = 0;
     const float* start_residual = nullptr;
+    bool start_residual_on_device = false;
 
     // ---- reads (captured into ForwardResult)
     std::vector<int32_t> z_layers;               // capture z of these layers (before interventions)

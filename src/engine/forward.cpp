@@ -142,7 +142,9 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
     float *x = w.x.get(), *xn = w.xn.get(), *q = w.q.get(), *k = w.k.get(), *v = w.v.get(), *z = w.z.get();
 
     // ---- residual stream entering the first computed layer: x [B*T, d]
-    if (hk.start_residual)
+    if (hk.start_residual && hk.start_residual_on_device)
+        backend_.copy_2d(hk.start_residual, d, x, d, rows, d);
+    else if (hk.start_residual)
         backend_.upload(hk.start_residual, x, rows * d);
     else
         backend_.embed(weights_.token_embd, tokens.data(), rows, c.embed_scale, x);

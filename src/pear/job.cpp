@@ -315,6 +315,10 @@ BackendOptions backend_options(const SweepJob& job) {
     return o;
 }
 
+std::string device_label(const SweepJob& job) {
+    return job.device == "cuda" ? "cuda (" + job.gpu_weights + " weights)" : job.device;
+}
+
 void validate_job(const SweepJob& job) {
     check(!job.models.empty(), job.where("models"), " lists no model");
     check(!job.modes.empty(), job.where("modes"), " lists no mode");

@@ -43,6 +43,8 @@ struct SweepJob {
 
 // The backend options a job asks for (threads, GPU weight type; the GPU index is chosen per MPI rank).
 BackendOptions backend_options(const SweepJob& job);
+// What output files record as the device: "cpu" or "cuda (bf16 weights)".
+std::string device_label(const SweepJob& job);
 
 // The TOML keys a job file may have (anything else is an error).
 const std::vector<std::string>& job_keys();

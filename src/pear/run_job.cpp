@@ -32,7 +32,7 @@ SweepFileInfo expected_info(const SweepJob& job, const SweepRun& run, const Mode
     info.n_head = shape.n_head;
     info.options = job.options;
     info.options.mode = run.mode;
-    info.device = job.device;
+    info.device = device_label(job);
     info.job_file = job.source;
     return info;
 }
@@ -105,7 +105,7 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
         prep.sha[run.model] = info.model_sha256;
         info.options = job.options;
         info.options.mode = run.mode;
-        info.device = job.device;
+        info.device = device_label(job);
         info.job_file = job.source;
         info.options.validate(model->config);
 

@@ -267,13 +267,18 @@ struct SettingRun::Impl {
         const std::vector<int32_t> pos = total_positions();
         std::vector<double> out;
         for (int32_t l = it.layer_begin; l < it.layer_end; ++l) {
-            // All heads of the layer in one batch: sequences k*N + b, starting from the clean residual at layer l.
-            std::vector<float> start(size_t(nh) * N * T * d);
-            for (int32_t k = 0; k < nh; ++k)
-                std::copy(pre_all[l].begin(), pre_all[l].end(), start.begin() + size_t(k) * N * T * d);
+            // All heads of the layer in one batch: sequences k*N + b, starting from the clean residual at layer l,
+            // tiled nh times on the device (one upload of [N*T, d]).
+            Backend& be = engine.backend();
+            const int64_t rows = int64_t(N) * T;
+            DeviceBuffer pre(be, rows * d), start(be, int64_t(nh) * rows * d);
+            be.upload(pre_all[l].data(), pre.get(), rows * d);
+            be.fill(start.get(), int64_t(nh) * rows * d, 0.0f);
+            be.add_cyclic(start.get(), int64_t(nh) * rows, pre.get(), rows, d);
             ForwardHooks hk;
             hk.start_layer = l;
-            hk.start_residual = start.data();
+            hk.start_residual = start.get();
+            hk.start_residual_on_device = true;
             for (int32_t k = 0; k < nh; ++k)
                 for (int32_t b = 0; b < N; ++b)
                     hk.head_patches.push_back(
