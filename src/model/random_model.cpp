@@ -1,6 +1,9 @@
 // Random-weight models of named real shapes (tests and benchmarks: timing does not depend on weight values).
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include "model/model.hpp"
 #include "util/error.hpp"
@@ -31,7 +34,18 @@ constexpr Shape kShapes[] = {
 // Uniform in (0,1) from raw 64-bit draws: the standard's engines are portable, its distributions are not.
 double uniform01(std::mt19937_64& g) { return (double(g() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
-void fill_normal(float* p, int64_t n, float stddev, std::mt19937_64& g) {
+// N(0, stddev^2) values that depend only on (stream, element index): blocks of 2^16 elements each draw from their
+// own generator (seeded by SplitMix of stream and block), so the blocks fill in parallel and the result does not
+// depend on the thread count. Large shapes (llama3-8b: 8e9 values) would take minutes on one thread.
+uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+void fill_block(float* p, int64_t n, float stddev, uint64_t seed) {
+    std::mt19937_64 g(seed);
     for (int64_t i = 0; i + 1 < n; i += 2) {  // Box-Muller, two values per pair of draws
         double u1 = uniform01(g), u2 = uniform01(g);
         double r = std::sqrt(-2.0 * std::log(u1));
@@ -39,6 +53,20 @@ void fill_normal(float* p, int64_t n, float stddev, std::mt19937_64& g) {
         p[i + 1] = float(stddev * r * std::sin(2 * M_PI * u2));
     }
     if (n % 2) p[n - 1] = float(stddev * std::sqrt(-2.0 * std::log(uniform01(g))) * std::cos(2 * M_PI * uniform01(g)));
+}
+
+void fill_normal(float* p, int64_t n, float stddev, uint64_t stream) {
+    constexpr int64_t kBlock = int64_t(1) << 16;
+    const int64_t blocks = (n + kBlock - 1) / kBlock;
+    auto run = [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+            fill_block(p + b * kBlock, std::min(kBlock, n - b * kBlock), stddev, splitmix64(stream ^ splitmix64(uint64_t(b))));
+    };
+    const int64_t threads = std::min<int64_t>(blocks, std::max(1u, std::thread::hardware_concurrency()));
+    if (threads <= 1) return run(0, blocks);
+    std::vector<std::thread> pool;
+    for (int64_t t = 0; t < threads; ++t) pool.emplace_back(run, blocks * t / threads, blocks * (t + 1) / threads);
+    for (auto& th : pool) th.join();
 }
 
 void fill_const(float* p, int64_t n, float v) {
@@ -87,26 +115,28 @@ Model make_random_model(const std::string& shape, uint64_t seed) {
     m.config = random_model_config(shape);
     const ModelConfig& c = m.config;
     allocate_weights(c, m.weights);
-    std::mt19937_64 g(seed);
-    auto mat = [&](Matrix& w) { fill_normal(w.data, w.rows * w.cols, 0.02f, g); };
+    // Every tensor draws from its own stream, numbered in the order below.
+    uint64_t stream = splitmix64(seed);
+    auto next = [&] { return stream = splitmix64(stream + 1); };
+    auto mat = [&](Matrix& w) { fill_normal(w.data, w.rows * w.cols, 0.02f, next()); };
     // Embeddings larger than the other weights so that the residual stream has a realistic scale.
-    fill_normal(m.weights.token_embd.data, int64_t(c.n_vocab) * c.d_model, 1.0f, g);
+    fill_normal(m.weights.token_embd.data, int64_t(c.n_vocab) * c.d_model, 1.0f, next());
     fill_const(m.weights.output_norm, c.d_model, 1.0f);
     if (!c.tied_embeddings) mat(m.weights.output);
     for (auto& L : m.weights.layers) {
         // Norm weights near 1 but not exactly, so that tests notice a norm applied with the wrong weight.
-        fill_normal(L.attn_norm, c.d_model, 0.1f, g);
-        fill_normal(L.ffn_norm, c.d_model, 0.1f, g);
+        fill_normal(L.attn_norm, c.d_model, 0.1f, next());
+        fill_normal(L.ffn_norm, c.d_model, 0.1f, next());
         for (int i = 0; i < c.d_model; ++i) L.attn_norm[i] += 1.0f, L.ffn_norm[i] += 1.0f;
         // Larger q/k weights than 0.02 so attention patterns are not uniform (tests must see softmax at work).
-        fill_normal(L.wq.data, L.wq.rows * L.wq.cols, 0.15f, g);
-        fill_normal(L.wk.data, L.wk.rows * L.wk.cols, 0.15f, g);
+        fill_normal(L.wq.data, L.wq.rows * L.wq.cols, 0.15f, next());
+        fill_normal(L.wk.data, L.wk.rows * L.wk.cols, 0.15f, next());
         mat(L.wv);
         mat(L.wo);
         if (c.qkv_bias) {
-            fill_normal(L.bq, c.q_dim(), 0.1f, g);
-            fill_normal(L.bk, c.kv_dim(), 0.1f, g);
-            fill_normal(L.bv, c.kv_dim(), 0.1f, g);
+            fill_normal(L.bq, c.q_dim(), 0.1f, next());
+            fill_normal(L.bk, c.kv_dim(), 0.1f, next());
+            fill_normal(L.bv, c.kv_dim(), 0.1f, next());
         }
         if (c.qk_norm) {
             fill_const(L.q_norm, c.d_head, 1.0f);
