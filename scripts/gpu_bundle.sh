@@ -175,7 +175,8 @@ echo "payload: $(mib "$(stat -c %s "$out/payload.tar.xz")") packed, $(mib "$unpa
 if compgen -G "$peers_dir/*.py" >/dev/null; then cp "$peers_dir"/*.py "$out/peers/"; fi
 
 cublas_needed=0
-[[ ${#from_device[@]} -gt 0 ]] && cublas_needed=1
+device_libs=""
+if [[ ${#from_device[@]} -gt 0 ]]; then cublas_needed=1; device_libs="${!from_device[*]}"; fi
 cat > "$out/run.sh" <<'RUNSH'
 #!/usr/bin/env bash
 # .bundle/run.sh: run a program of this bundle (made by scripts/gpu_bundle.sh; see docs/gpu.md).
@@ -319,7 +320,7 @@ chmod +x "$out/run.sh"
     echo "CUDA sources in the build: $n_cuda_src"
     echo "glibc needed: >= $glibc_needed"
     echo "payload sha256: $payload_sha"
-    echo "cuBLAS from the device: ${!from_device[*]:-none (not linked)}"
+    echo "cuBLAS from the device: ${device_libs:-none (not linked)}"
     echo "bin/:"; (cd "$tree/bin" && ls -l | awk 'NR > 1 { printf "  %10d  %s\n", $5, $NF }')
     echo "lib/:"; (cd "$tree/lib" && ls -l | awk 'NR > 1 { printf "  %10d  %s\n", $5, $NF }')
     echo "peers/: $(ls "$out/peers" | tr '\n' ' ')"
