@@ -7,8 +7,8 @@
 #   scripts/gpu_bundle.sh --no-build        # re-pack from the existing build-gpu/
 #   scripts/gpu_bundle.sh --check-only      # check tools, inputs and the budget of the working tree; build nothing
 #   scripts/gpu_bundle.sh --verify-chroot   # also run the bundle in a chroot that holds only glibc (needs root)
-# Options: --build-dir DIR (build-gpu), --jobs N (2), --march ISA (x86-64-v3: the bundle runs on another CPU, so
-# not -march=native), --budget-mib N (64: what one device call carries, working tree included).
+# Options: --build-dir DIR (build-gpu), --out DIR (.bundle), --jobs N (2), --march ISA (x86-64-v3: the bundle runs
+# on another CPU, so not -march=native), --budget-mib N (64: what one device call carries, working tree included).
 #
 # .bundle/ holds run.sh (the entry point), payload.tar.xz (bin/: the executables, stripped; lib/: every shared
 # library they load except glibc, the NVIDIA driver and cuBLAS; libstdc++/libgcc_s included; libcudart of the
@@ -35,13 +35,14 @@ while [[ $# -gt 0 ]]; do
         --arch) arch="$2"; shift ;;
         --arch=*) arch="${1#*=}" ;;
         --build-dir) build="$2"; shift ;;
+        --out) out="$2"; shift ;;
         --jobs) jobs="$2"; shift ;;
         --march) march="$2"; shift ;;
         --budget-mib) budget_mib="$2"; shift ;;
         --no-build) do_build=0 ;;
         --check-only) check_only=1 ;;
         --verify-chroot) verify_chroot=1 ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "gpu_bundle.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -82,6 +83,7 @@ nvcc="$(command -v nvcc || true)"
 [[ -n "$nvcc" ]] || { [[ -x /usr/local/cuda/bin/nvcc ]] && nvcc=/usr/local/cuda/bin/nvcc; }
 [[ -n "$nvcc" ]] || die "no nvcc on PATH or at /usr/local/cuda/bin/nvcc: install the CUDA toolkit (13.x)"
 cuda_version="$("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+cuda_home="$(dirname "$(dirname "$(readlink -f "$nvcc")")")"
 echo "nvcc: $nvcc (CUDA $cuda_version); architectures: $arch; host ISA: -march=$march"
 for t in cmake ldd strip readelf tar xz sha256sum git; do
     command -v "$t" >/dev/null 2>&1 || die "missing tool: $t"
@@ -141,7 +143,12 @@ for t in "${targets[@]}"; do
         if is_glibc "$name" || is_driver "$name"; then continue; fi
         if is_cublas "$name"; then from_device[$name]=1; continue; fi
         [[ "$path" != "not" ]] || die "$t needs $name, which ldd does not find here"
-        [[ "$name" != libcudart.so* ]] || cudart="$name"
+        if [[ "$name" == libcudart.so* ]]; then   # the runtime of the toolkit we built with, wherever ldd looked
+            cudart="$name"
+            for d in "$cuda_home/lib64" "$cuda_home/lib" "$cuda_home/targets/x86_64-linux/lib"; do
+                [[ -e "$d/$name" ]] && { path="$d/$name"; break; }
+            done
+        fi
         libs[$name]="$path"
     done < <(ldd "$build/$t")
 done

@@ -48,7 +48,7 @@ done
 echo "chroot: $(cd "$root" && find . -type f | grep -v '^./b/' | tr '\n' ' ')+ the bundle"
 
 needs_cublas=0
-grep -q 'libcublas' "$root"/b/bin/headsweep 2>/dev/null && needs_cublas=1
+for f in "$root"/b/bin/*; do readelf -d "$f" | grep -q 'NEEDED.*libcublas' && needs_cublas=1; done
 cuda_lib="$(dirname "$(readlink -f /usr/local/cuda/lib64/libcublas.so.13 2>/dev/null || echo /nonexistent/x)")"
 
 run_in_root() {
