@@ -20,7 +20,8 @@ Ours is found as: $HEADSWEEP_BUNDLE_BIN (inside .bundle/run.sh), else .bundle/ru
 there); it needs nothing installed and does not import torch itself.
 
 Usage: python3 bench/bench_gpu.py [--only total-smollm2,...] [--quick] [--dry-run] [--json out.json]
-                                  [--device cuda] [--peer-layers 2] [--no-peer] [--prefill-tokens 512]"""
+                                  [--device cuda] [--gpu-weights bf16] [--peer-layers 2] [--no-peer]
+                                  [--prefill-tokens 512] [--prefill-batches 1,16]"""
 import argparse, json, os, re, shlex, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -177,11 +178,15 @@ def file_run_seconds(path):
         return None
 
 
+def gpu_weights(a):
+    return ["--gpu-weights", a.gpu_weights] if a.device == "cuda" else []
+
+
 def ours_sweep(a, ours, item, tmp):
     it = ITEMS[item]
     out = os.path.join(tmp, f"{item}.h5")
     cmd = ours.cmd("headsweep", "sweep", "--model", f"random:{it['shape']}", "--device", a.device, "--mode", it["mode"],
-                   "--settings", it["settings"], "--output", out, "--overwrite")
+                   "--settings", it["settings"], "--output", out, "--overwrite", *gpu_weights(a))
     if it["mode"] == "total":
         cmd += ["--mean-over", "sequence"]
     if a.dry_run:
@@ -229,7 +234,8 @@ def peer_sweep(a, item):
 def ours_prefill(a, ours, item):
     it = ITEMS[item]
     cmd = ours.cmd("headsweep_bench_engine", f"random:{it['shape']}", "--device", a.device, "--tokens",
-                   str(a.prefill_tokens), "--batches", a.prefill_batches, "--decode", "0", "--reps", str(a.reps))
+                   str(a.prefill_tokens), "--batches", a.prefill_batches, "--decode", "0", "--reps", str(a.reps),
+                   *gpu_weights(a))
     if a.dry_run:
         return cmd, None
     return cmd, [x for x in run_json(cmd) if x.get("test") == "prefill"]
@@ -267,6 +273,7 @@ def main():
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--device", default="cuda", help="ours: cuda (default) or cpu")
+    ap.add_argument("--gpu-weights", default="bf16", help="ours on cuda: bf16 (default, as the peers), fp16, fp32")
     ap.add_argument("--ours", default="auto", help="directory of our binaries, or .bundle/run.sh (default: auto)")
     ap.add_argument("--peers", default=None, help="directory with torch_sweep.py, torch_path_sweep.py")
     ap.add_argument("--no-peer", action="store_true", help="ours only")
@@ -288,6 +295,7 @@ def main():
 
     env_info = dict(host=os.uname().nodename, cpus=os.cpu_count(), gpu=None if a.dry_run else gpu_name(),
                     ours=ours.describe(), peers=None if a.no_peer else a.peers, device=a.device,
+                    gpu_weights=a.gpu_weights if a.device == "cuda" else None,
                     date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     results, failed = [], False
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
@@ -358,7 +366,7 @@ def g3(x):
 
 def print_table(results, env):
     print(f"\nheadsweep GPU benchmark, {env['date']}: {env['gpu'] or 'no nvidia-smi'}; ours {env['ours']} "
-          f"(--device {env['device']})")
+          f"(--device {env['device']}{', ' + env['gpu_weights'] + ' weights' if env['gpu_weights'] else ''})")
     print(f"{'item':16s}{'ours s':>10s}{'peer s':>10s}{'speed-up':>10s}  {'target':24s}{'met':>5s}  notes")
     for r in results:
         o, p = r.get("ours"), r.get("peer")

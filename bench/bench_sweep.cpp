@@ -1,7 +1,8 @@
 // bench/bench_sweep.cpp: time a PEAR sweep (path or total mode) through the pear API, as one JSON line.
 // Usage: headsweep_bench_sweep MODEL --mode path|total [--settings 20x50,40x25,...] [--threads 2]
-//        [--mean-over batch|sequence] [--device cpu|cuda] [--layers L]   (--layers: time only the first L layers'
-//        items and extrapolate the item time to all layers, for slow configurations)
+//        [--mean-over batch|sequence] [--device cpu|cuda] [--gpu-weights bf16|fp16|fp32] [--layers L]
+//        (--layers: time only the first L layers' items and extrapolate the item time to all layers, for slow
+//        configurations)
 // bench/bench_sweep.py runs this and the PyTorch peer in one invocation and prints the ratios.
 #include <chrono>
 #include <cstdio>
@@ -20,12 +21,12 @@ static double now() { return std::chrono::duration<double>(std::chrono::steady_c
 int main(int argc, char** argv) try {
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL --mode path|total [--settings NxN,...] [--threads T] [--mean-over M] "
-                             "[--device cpu|cuda] [--layers L]\n", argv[0]);
+                             "[--device cpu|cuda] [--gpu-weights W] [--layers L]\n", argv[0]);
         return 2;
     }
     SweepOptions o;
     int threads = 2, max_layers = 0;
-    std::string device = "cpu";
+    std::string device = "cpu", gpu_weights = "bf16";
     for (int i = 2; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
         if (k == "--mode") o.mode = parse_score_mode(v);
@@ -33,6 +34,7 @@ int main(int argc, char** argv) try {
         else if (k == "--mean-over") o.mean_over = parse_mean_over(v);
         else if (k == "--layers") max_layers = std::stoi(v);
         else if (k == "--device") device = v;
+        else if (k == "--gpu-weights") gpu_weights = v;
         else if (k == "--settings") {
             o.settings.clear();
             for (char* p = std::strtok(v.data(), ","); p; p = std::strtok(nullptr, ",")) {
@@ -43,7 +45,10 @@ int main(int argc, char** argv) try {
         } else fail("unknown option ", k);
     }
     Model m = open_model(argv[1]);
-    auto be = make_backend(parse_device(device), threads);
+    BackendOptions bo;
+    bo.threads = threads;
+    bo.gpu_weights = parse_weight_type(gpu_weights);
+    auto be = make_backend(parse_device(device), bo);
     Engine e(m, *be);
     const ModelConfig& c = m.config;
     o.validate(c);

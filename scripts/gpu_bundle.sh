@@ -5,6 +5,7 @@
 #   scripts/gpu_bundle.sh                   # build into build-gpu/ (Release, CUDA, sm_90), assemble .bundle/
 #   scripts/gpu_bundle.sh --arch "80;90"    # CUDA architectures (CMAKE_CUDA_ARCHITECTURES; default 90)
 #   scripts/gpu_bundle.sh --no-build        # re-pack from the existing build-gpu/
+#   scripts/gpu_bundle.sh --no-tests        # leave headsweep_tests out (build and bundle)
 #   scripts/gpu_bundle.sh --check-only      # check tools, inputs and the budget of the working tree; build nothing
 #   scripts/gpu_bundle.sh --verify-chroot   # also run the bundle in a chroot that holds only glibc (needs root)
 # Options: --build-dir DIR (build-gpu), --out DIR (.bundle), --jobs N (2), --march ISA (x86-64-v3: the bundle runs
@@ -27,6 +28,7 @@ jobs=2
 march=x86-64-v3
 budget_mib=64
 do_build=1
+with_tests=1
 check_only=0
 verify_chroot=0
 out=.bundle
@@ -40,6 +42,7 @@ while [[ $# -gt 0 ]]; do
         --march) march="$2"; shift ;;
         --budget-mib) budget_mib="$2"; shift ;;
         --no-build) do_build=0 ;;
+        --no-tests) with_tests=0 ;;
         --check-only) check_only=1 ;;
         --verify-chroot) verify_chroot=1 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
@@ -108,7 +111,8 @@ for src in "$ROOT"/bench/bench_*.cpp; do
     stem="$(basename "$src" .cpp)"
     bench_targets+=("headsweep_bench_${stem#bench_}")
 done
-targets=(headsweep headsweep_tests "${bench_targets[@]}")
+targets=(headsweep "${bench_targets[@]}")
+[[ $with_tests -eq 0 ]] || targets+=(headsweep_tests)
 if [[ $do_build -eq 1 ]]; then
     say "configure $build/ (Release, CUDA ON, CMAKE_CUDA_ARCHITECTURES=$arch, -march=$march)"
     log="$(mktemp)"
