@@ -76,5 +76,6 @@ step /b/bin/headsweep info random:tiny
 step /b/bin/headsweep sweep --model random:tiny --settings 4x6 --mode total -q -o /tmp/t.h5 --device cpu
 step /b/bin/headsweep sweep --model random:tiny --settings 4x6 --mode path -q -o /tmp/c.h5 --device cuda ||
     echo "(--device cuda fails where there is no GPU: expected here)"
+step /b/bin/headsweep_bench_engine random:tiny --tokens 8 --batches 1 --decode 2 --reps 1
 if [[ -x "$root/b/bin/headsweep_tests" ]]; then step /b/bin/headsweep_tests "${spec[@]}"; fi
 echo "chroot check: ok"
