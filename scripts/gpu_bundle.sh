@@ -251,33 +251,43 @@ fi
 # ---- cuBLAS
 has_cublas() { [[ -e "$1/libcublasLt.so.13" && -e "$1/libcublas.so.13" ]]; }
 cublas_dir=""
-if [[ "${HEADSWEEP_SKIP_CUBLAS:-0}" == 1 ]]; then
-    say "cuBLAS: search skipped (HEADSWEEP_SKIP_CUBLAS=1)"
-else
-    candidates=()
-    [[ -n "${HEADSWEEP_CUBLAS_DIR:-}" ]] && candidates+=("$HEADSWEEP_CUBLAS_DIR")
-    candidates+=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib)
-    for d in /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib; do [[ -d "$d" ]] && candidates+=("$d"); done
-    if command -v python3 >/dev/null 2>&1; then
+tried=()
+try_dir() {
+    tried+=("$1")
+    has_cublas "$1" || return 1
+    cublas_dir="$(cd "$1" && pwd)"
+}
+find_cublas() {  # the first directory with both libraries, in the order that docs/gpu.md gives
+    local d p
+    if [[ -n "${HEADSWEEP_CUBLAS_DIR:-}" ]]; then
+        try_dir "$HEADSWEEP_CUBLAS_DIR" && return 0
+        die "HEADSWEEP_CUBLAS_DIR=$HEADSWEEP_CUBLAS_DIR has no libcublas.so.13 and libcublasLt.so.13"
+    fi
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 \
+             /usr/local/cuda-13*/targets/x86_64-linux/lib; do
+        try_dir "$d" && return 0
+    done
+    if command -v python3 >/dev/null 2>&1; then   # PyTorch's nvidia-cublas wheel
         while IFS= read -r p; do
-            [[ -n "$p" ]] && candidates+=("$p/cu13/lib" "$p/cublas/lib")
+            [[ -n "$p" ]] || continue
+            try_dir "$p/cu13/lib" && return 0
+            try_dir "$p/cublas/lib" && return 0
         done < <(python3 -c 'import nvidia; print("\n".join(nvidia.__path__))' 2>/dev/null || true)
     fi
-    while IFS= read -r p; do candidates+=("$(dirname "$p")"); done \
-        < <(ldcache | awk '/libcublasLt\.so\.13 / { print $NF }')
-    for d in "${candidates[@]}"; do
-        if has_cublas "$d"; then cublas_dir="$(cd "$d" && pwd)"; break; fi
-    done
-    if [[ -n "$cublas_dir" ]]; then
-        say "cuBLAS: $cublas_dir"
-    elif [[ $CUBLAS_NEEDED == 1 ]]; then
-        die "no directory with libcublas.so.13 and libcublasLt.so.13 found; looked in: ${candidates[*]}" \
-            "(set HEADSWEEP_CUBLAS_DIR)"
-    else
-        say "cuBLAS: not found, and not needed (this build does not link it)"
-    fi
+    while IFS= read -r p; do
+        try_dir "$(dirname "$p")" && return 0
+    done < <(ldcache | awk '/libcublasLt\.so\.13 / { print $NF }')
+    return 1
+}
+if [[ "${HEADSWEEP_SKIP_CUBLAS:-0}" == 1 ]]; then
+    say "cuBLAS: search skipped (HEADSWEEP_SKIP_CUBLAS=1)"
+elif find_cublas; then
+    say "cuBLAS: $cublas_dir$([[ $CUBLAS_NEEDED == 1 ]] || echo ' (not linked by this build)')"
+elif [[ $CUBLAS_NEEDED == 1 ]]; then
+    die "no directory with libcublas.so.13 and libcublasLt.so.13; looked in: ${tried[*]} (set HEADSWEEP_CUBLAS_DIR)"
+else
+    say "cuBLAS: not found, and not needed (this build does not link it)"
 fi
-[[ $CUBLAS_NEEDED == 1 || -z "$cublas_dir" ]] || say "(the build does not link cuBLAS yet)"
 
 # ---- driver (information only)
 libcuda="$(ldcache | awk '/libcuda\.so\.1 / && !n++ { print $NF }')"
