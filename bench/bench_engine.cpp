@@ -1,5 +1,6 @@
 // bench/bench_engine.cpp: prefill and decode throughput and peak memory of the engine, as JSON lines.
 // Usage: headsweep_bench_engine MODEL [--threads N] [--tokens 512] [--batches 1,16] [--decode 64] [--reps 3]
+//        [--device cpu|cuda] [--gpu-weights bf16|fp16|fp32]
 // MODEL is a GGUF file or random:<shape>. bench/bench_engine.py runs this and llama.cpp in one invocation and
 // prints the ratios.
 #include <sys/resource.h>
@@ -28,11 +29,13 @@ static double peak_rss_mib() {
 
 int main(int argc, char** argv) try {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s MODEL [--threads N] [--tokens T] [--batches 1,16] [--decode N] [--reps R]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL [--threads N] [--tokens T] [--batches 1,16] [--decode N] [--reps R] "
+                             "[--device cpu|cuda] [--gpu-weights bf16|fp16|fp32]\n", argv[0]);
         return 2;
     }
     std::string model_spec = argv[1];
     int threads = 2, tokens = 512, decode = 64, reps = 3;
+    std::string device = "cpu", gpu_weights = "bf16";
     std::vector<int> batches = {1, 16};
     for (int i = 2; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
@@ -40,6 +43,8 @@ int main(int argc, char** argv) try {
         else if (k == "--tokens") tokens = std::stoi(v);
         else if (k == "--decode") decode = std::stoi(v);
         else if (k == "--reps") reps = std::stoi(v);
+        else if (k == "--device") device = v;
+        else if (k == "--gpu-weights") gpu_weights = v;
         else if (k == "--batches") {
             batches.clear();
             for (char* p = std::strtok(v.data(), ","); p; p = std::strtok(nullptr, ",")) batches.push_back(std::atoi(p));
@@ -49,7 +54,10 @@ int main(int argc, char** argv) try {
     Model m = open_model(model_spec);
     const double load_s = now() - t0;
     const double weights_mib = m.weights.n_floats * 4.0 / (1 << 20);
-    auto be = make_cpu_backend(threads);
+    BackendOptions bo;
+    bo.threads = threads;
+    bo.gpu_weights = parse_weight_type(gpu_weights);
+    auto be = make_backend(parse_device(device), bo);
     Engine e(m, *be);
     std::mt19937_64 g(1);
     auto random_ids = [&](int64_t n) {
@@ -57,8 +65,9 @@ int main(int argc, char** argv) try {
         for (auto& x : ids) x = int32_t(100 + g() % uint64_t(m.config.n_vocab - 100));
         return ids;
     };
-    std::printf("{\"engine\":\"headsweep\",\"model\":\"%s\",\"threads\":%d,\"load_s\":%.3f,\"weights_fp32_mib\":%.1f}\n",
-                model_spec.c_str(), threads, load_s, weights_mib);
+    std::printf("{\"engine\":\"headsweep\",\"model\":\"%s\",\"device\":\"%s\",\"backend\":\"%s\",\"threads\":%d,"
+                "\"load_s\":%.3f,\"weights_fp32_mib\":%.1f}\n",
+                model_spec.c_str(), device.c_str(), be->describe().c_str(), threads, load_s, weights_mib);
     for (int B : batches) {
         auto ids = random_ids(int64_t(B) * tokens);
         e.forward(ids, B, tokens);  // warm-up: workspace allocation, page faults

@@ -20,6 +20,7 @@
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
 #include "util/json.hpp"
+#include "test_model_path.hpp"
 
 namespace fs = std::filesystem;
 using namespace hs;
@@ -27,7 +28,7 @@ using namespace hs::eval;
 
 namespace {
 
-const std::string kData = std::string(HEADSWEEP_FIXTURES) + "/eval_data";
+const std::string kData = fixtures_dir() + "/eval_data";
 
 struct TmpDir {
     fs::path path;

@@ -18,13 +18,14 @@
 
 #include "gguf/gguf.hpp"
 #include "util/error.hpp"
+#include "test_model_path.hpp"
 
 using namespace hs;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kModel = HEADSWEEP_TEST_MODEL;
+const std::string kModel = test_model_file();
 
 void require_model() {
     if (!fs::exists(kModel))

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "temp_dir.hpp"
+#include "test_model_path.hpp"
 #include "io/h5.hpp"
 #include "pear/job.hpp"
 #include "pear/run_job.hpp"
@@ -269,7 +270,7 @@ TEST_CASE("analysis/plot_heads.py reads a sweep file", "[sweep][io][python]") {
     TempDir tmp{"job"};
     SweepJob job = tiny_job(tmp, 5);
     const std::string h5 = run_job(job, quiet())[0].output;
-    const std::string script = std::string(HEADSWEEP_SOURCE_DIR) + "/analysis/plot_heads.py";
+    const std::string script = repo_dir() + "/analysis/plot_heads.py";
     const std::string png = tmp.file("heat.png");
     const std::string cmd = "MPLBACKEND=Agg /usr/bin/python3 " + script + " " + h5 + " --png " + png + " --top 3 > " +
                             tmp.file("table.txt") + " 2>&1";

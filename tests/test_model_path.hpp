@@ -1,13 +1,36 @@
-// tests/test_model_path.hpp: where the tests find the real default model; a missing file fails loudly.
+// tests/test_model_path.hpp: where the tests find their files (the real default model, tests/fixtures/, the
+// source tree). The compile-time paths (HEADSWEEP_TEST_MODEL, HEADSWEEP_FIXTURES, HEADSWEEP_SOURCE_DIR) are those
+// of the build machine; a test binary run elsewhere (the GPU bundle, docs/gpu.md) is pointed at the copies there by
+// the environment, which wins when set: HEADSWEEP_TEST_MODEL_PATH, HEADSWEEP_FIXTURES_DIR, HEADSWEEP_REPO_DIR.
 #pragma once
 
+#include <cstdlib>
 #include <string>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 
+namespace hs_test_paths {
+inline std::string env_or(const char* var, const char* fallback) {
+    const char* v = std::getenv(var);
+    return v && *v ? std::string(v) : std::string(fallback);
+}
+}  // namespace hs_test_paths
+
+// tests/fixtures (no trailing slash).
+inline std::string fixtures_dir() { return hs_test_paths::env_or("HEADSWEEP_FIXTURES_DIR", HEADSWEEP_FIXTURES); }
+
+// The repository root (analysis/ scripts and the like).
+inline std::string repo_dir() { return hs_test_paths::env_or("HEADSWEEP_REPO_DIR", HEADSWEEP_SOURCE_DIR); }
+
+// The default model's path, unchecked.
+inline std::string test_model_file() {
+    return hs_test_paths::env_or("HEADSWEEP_TEST_MODEL_PATH", HEADSWEEP_TEST_MODEL);
+}
+
+// The default model's path; a missing file fails the test loudly.
 inline std::string test_model_path() {
-    const std::string path = HEADSWEEP_TEST_MODEL;
+    const std::string path = test_model_file();
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
         FAIL("the default model " << path << " is missing: run scripts/fetch_model.sh (scripts/setup.sh does it)");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gguf/quant.hpp"
+#include "test_model_path.hpp"
 
 using namespace hs;
 
@@ -27,7 +28,7 @@ struct FixtureRecord {
 };
 
 std::vector<FixtureRecord> load_fixtures() {
-    const std::string path = std::string(HEADSWEEP_FIXTURES) + "/quant/quant_fixtures.bin";
+    const std::string path = fixtures_dir() + "/quant/quant_fixtures.bin";
     std::ifstream in(path, std::ios::binary);
     REQUIRE(in.good());
     const std::vector<uint8_t> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -15,7 +15,7 @@ using namespace hs;
 
 namespace {
 
-const std::string kFixtures = std::string(HEADSWEEP_FIXTURES) + "/reference/";
+const std::string kFixtures = fixtures_dir() + "/reference/";
 
 struct Loaded {
     Model model;

@@ -13,11 +13,12 @@
 #include "tokenizer/pretokenizer.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
+#include "test_model_path.hpp"
 
 namespace {
 
-const std::string kModel = HEADSWEEP_TEST_MODEL;
-const std::string kCases = std::string(HEADSWEEP_FIXTURES) + "/tokenizer/smollm2_cases.jsonl";
+const std::string kModel = test_model_file();
+const std::string kCases = fixtures_dir() + "/tokenizer/smollm2_cases.jsonl";
 
 // The real model's tokenizer, loaded once. A missing model is a failure, never a silent skip.
 const hs::Tokenizer& smollm2() {
@@ -222,7 +223,7 @@ TEST_CASE("tokenizer: unknown pre-tokenizer, model or template is refused", "[to
 }
 
 TEST_CASE("tokenizer: every pre-tokenizer splits as HF's regex does", "[tokenizer]") {
-    const std::string path = std::string(HEADSWEEP_FIXTURES) + "/tokenizer/pretokenizer_splits.jsonl";
+    const std::string path = fixtures_dir() + "/tokenizer/pretokenizer_splits.jsonl";
     std::ifstream in(path);
     if (!in) FAIL("fixture " << path << " is missing: run tools/gen_tokenizer_fixtures.py");
     std::map<std::string, size_t> checked;
