@@ -32,17 +32,42 @@ struct SettingRun::Impl {
 
     const ModelConfig& cfg() const { return engine.config(); }
 
-    // pi contribution of one final hidden row (after the final norm) for sample b.
-    double readout(const float* h, int32_t b) const {
-        const Matrix& E = engine.model().weights.output;
-        const int32_t d = cfg().d_model;
-        const float* e = E.data + int64_t(batch.target(b)) * E.cols;
-        double target = 0, mean = 0;
-        for (int32_t i = 0; i < d; ++i) {
-            target += double(h[i]) * e[i];
-            mean += double(h[i]) * mean_unembed[i];
+    // pi of rows of final hidden states (after the final norm; backend memory [R, d], row r belongs to sample r % N):
+    // pi_r = h_r . (E[target_b] - mean_v E[v]), as one GEMM against U [N, d] (fp32 on every backend), so a sweep
+    // downloads R x N numbers instead of R x d. Clean and ablated pi go through this same readout.
+    DeviceBuffer readout_u;
+    std::vector<double> readout_rows(const float* x, int64_t R) {
+        const ModelConfig& c = cfg();
+        const int32_t d = c.d_model;
+        Backend& be = engine.backend();
+        if (!readout_u.get()) {
+            const Matrix& E = engine.model().weights.output;
+            std::vector<float> u(size_t(N) * d);
+            for (int32_t b = 0; b < N; ++b) {
+                const float* e = E.data + int64_t(batch.target(b)) * E.cols;
+                for (int32_t i = 0; i < d; ++i) u[size_t(b) * d + i] = float(double(e[i]) - mean_unembed[i]);
+            }
+            readout_u = DeviceBuffer(be, int64_t(N) * d);
+            be.upload(u.data(), readout_u.get(), int64_t(N) * d);
         }
-        return target - mean;
+        Matrix U;
+        U.data = readout_u.get();
+        U.rows = N;
+        U.cols = d;
+        DeviceBuffer dots(be, R * N);
+        be.matmul(x, U, dots.get(), R, false);
+        std::vector<float> all(size_t(R) * N);
+        be.download(dots.get(), all.data(), R * N);
+        std::vector<double> pi(static_cast<size_t>(R));
+        for (int64_t r = 0; r < R; ++r) pi[size_t(r)] = all[size_t(r) * N + size_t(r % N)];
+        return pi;
+    }
+    // The same for host rows.
+    std::vector<double> readout_host_rows(const float* h, int64_t R) {
+        Backend& be = engine.backend();
+        DeviceBuffer x(be, R * cfg().d_model);
+        be.upload(h, x.get(), R * cfg().d_model);
+        return readout_rows(x.get(), R);
     }
 
     // pi from full logits at p (the brute-force readout: no shortcut through the mean unembedding row).
@@ -94,8 +119,13 @@ struct SettingRun::Impl {
 
         // Clean pi through the same readout the cheap form uses (last logit position = p).
         const int32_t np = int32_t(r.logit_positions.size());
+        std::vector<float> at_p(size_t(N) * c.d_model);
+        for (int32_t b = 0; b < N; ++b)
+            std::copy_n(r.final_hidden.data() + (size_t(b) * np + (np - 1)) * c.d_model, c.d_model,
+                        at_p.data() + size_t(b) * c.d_model);
+        const std::vector<double> pis = readout_host_rows(at_p.data(), N);
         double sum = 0;
-        for (int32_t b = 0; b < N; ++b) sum += readout(r.final_hidden.data() + (size_t(b) * np + (np - 1)) * c.d_model, b);
+        for (double v : pis) sum += v;
         pi_clean = sum / N;
 
         if (opt.mode == ScoreMode::ATTRIBUTION) {
@@ -174,31 +204,35 @@ struct SettingRun::Impl {
         for (int32_t c0 = it.layer_begin; c0 < it.layer_end; c0 += layers_per_chunk) {
             const int32_t c1 = std::min(it.layer_end, c0 + layers_per_chunk);
             const int64_t R = int64_t(c1 - c0) * rows_per_layer;
-            DeviceBuffer x(be, R * d), dz(be, rows_per_layer * q_dim), delta(be, rows_per_layer * d);
-            std::vector<float> host_dz(size_t(rows_per_layer) * q_dim), host_x(size_t(rows_per_layer) * d);
+            DeviceBuffer x(be, R * d), dz(be, rows_per_layer * q_dim), mid(be, int64_t(N) * d);
+            // Only head h's block of a delta row is non-zero: those blocks go up (nh * N * d_head values, not the
+            // whole [nh * N, q_dim]), into a zeroed buffer.
+            std::vector<int64_t> block_at(static_cast<size_t>(rows_per_layer));
+            std::vector<float> block_val(size_t(rows_per_layer) * dh);
             int64_t active = 0;
             for (int32_t j = c0; j < L; ++j) {
                 // Rows already running: add layer j's clean attention output at p.
                 if (active > 0) add_attention(x.get(), active, j);
                 if (j < c1) {
                     // New rows for the heads of layer j: x = mid_p[j][b] + (zbar - z_b) . W_O^T
-                    std::fill(host_dz.begin(), host_dz.end(), 0.0f);
                     const float* zl = z_p[j].data();
                     for (int32_t k = 0; k < nh; ++k) {
                         const int32_t h = it.head_begin + k;
+                        for (int32_t b = 0; b < N; ++b) block_at[size_t(k) * N + b] = (int64_t(k) * N + b) * q_dim + h * dh;
                         for (int32_t a = 0; a < dh; ++a) {
                             double mean = 0;
                             for (int32_t b = 0; b < N; ++b) mean += zl[size_t(b) * q_dim + h * dh + a];
                             mean /= N;
                             for (int32_t b = 0; b < N; ++b)
-                                host_dz[(size_t(k) * N + b) * q_dim + h * dh + a] =
-                                    float(mean - zl[size_t(b) * q_dim + h * dh + a]);
+                                block_val[(size_t(k) * N + b) * dh + a] = float(mean - zl[size_t(b) * q_dim + h * dh + a]);
                         }
-                        for (int32_t b = 0; b < N; ++b)
-                            std::copy_n(mid_p[j].data() + size_t(b) * d, d, host_x.data() + (size_t(k) * N + b) * d);
                     }
-                    be.upload(host_dz.data(), dz.get(), rows_per_layer * q_dim);
-                    be.upload(host_x.data(), x.get() + active * d, rows_per_layer * d);
+                    be.fill(dz.get(), rows_per_layer * q_dim, 0.0f);
+                    be.write_blocks(dz.get(), block_at.data(), rows_per_layer, dh, block_val.data());
+                    // x rows = mid_p[j] tiled over the heads (one upload of [N, d]).
+                    be.upload(mid_p[j].data(), mid.get(), int64_t(N) * d);
+                    be.fill(x.get() + active * d, rows_per_layer * d, 0.0f);
+                    be.add_cyclic(x.get() + active * d, rows_per_layer, mid.get(), N, d);
                     // delta rows have only head h's block non-zero, so the full W_O product is the head's path.
                     be.matmul(dz.get(), engine.device_weights().layers[j].wo, x.get() + active * d, rows_per_layer,
                               /*accumulate=*/true);
@@ -208,13 +242,11 @@ struct SettingRun::Impl {
             }
             // Final norm and readout.
             engine.final_norm(x.get(), x.get(), R);
-            std::vector<float> h(size_t(R) * d);
-            be.download(x.get(), h.data(), R * d);
+            const std::vector<double> pis = readout_rows(x.get(), R);
             for (int64_t r = 0; r < R; ++r) {
                 const int64_t head_row = r / N;  // (layer - c0) * nh + k
-                const int32_t b = int32_t(r % N);
                 const int64_t li = (c0 - it.layer_begin) * int64_t(nh) + head_row;
-                out[size_t(li)] += readout(h.data() + r * d, b) / N;
+                out[size_t(li)] += pis[size_t(r)] / N;
             }
         }
         return out;
@@ -287,9 +319,10 @@ struct SettingRun::Impl {
             hk.logit_positions = {p};
             hk.final_hidden = true;
             ForwardResult r = engine.forward({}, int64_t(nh) * N, T, hk);
+            const std::vector<double> pis = readout_host_rows(r.final_hidden.data(), int64_t(nh) * N);
             for (int32_t k = 0; k < nh; ++k) {
                 double s = 0;
-                for (int32_t b = 0; b < N; ++b) s += readout(r.final_hidden.data() + (size_t(k) * N + b) * d, b);
+                for (int32_t b = 0; b < N; ++b) s += pis[size_t(k) * N + b];
                 out.push_back(s / N);
             }
         }
