@@ -215,13 +215,7 @@ public:
     // y[rows, out] = x[rows, in] . W^T. Column-major view: y^T (out x rows) = op_T(W as in x out) . x^T (in x rows).
     void matmul(const float* x, const Matrix& w, float* y, int64_t rows, bool acc) override {
         if (rows <= 0) return;
-        const float alpha = 1.0f, beta = acc ? 1.0f : 0.0f;
-        const void* b = gemm_input(x, rows * w.cols, w.type);
-        check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), int(rows), int(w.cols), &alpha,
-                                  weights_of(w), cuda_type(w.type), int(w.cols), b, cuda_type(w.type), int(w.cols),
-                                  &beta, y, CUDA_R_32F, int(w.rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                     "matmul");
-        after("matmul");
+        weight_gemm(CUBLAS_OP_T, w, x, w.cols, y, w.rows, rows, acc, "matmul");
     }
     void add_bias(float* y, const float* b, int64_t rows, int64_t n) override {
         if (rows * n <= 0) return;
@@ -313,13 +307,7 @@ public:
     void matmul_dx(const float* dy, const Matrix& w, float* dx, int64_t rows, bool acc) override {
         if (rows <= 0) return;
         // dx[rows, in] = dy[rows, out] . W[out, in]; column-major: dx^T (in x rows) = W (in x out) . dy^T.
-        const float alpha = 1.0f, beta = acc ? 1.0f : 0.0f;
-        const void* b = gemm_input(dy, rows * w.rows, w.type);
-        check_cublas(cublasGemmEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, int(w.cols), int(rows), int(w.rows), &alpha,
-                                  weights_of(w), cuda_type(w.type), int(w.cols), b, cuda_type(w.type), int(w.rows),
-                                  &beta, dx, CUDA_R_32F, int(w.cols), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                     "matmul_dx");
-        after("matmul_dx");
+        weight_gemm(CUBLAS_OP_N, w, dy, w.rows, dx, w.cols, rows, acc, "matmul_dx");
     }
     void rope_backward(float* dx, int64_t batch, int64_t seq, int64_t pos0, int32_t n_heads, int32_t d_head,
                        float base) override {
@@ -469,6 +457,21 @@ private:
             check_cuda(cudaStreamSynchronize(stream_), "upload weights");  // the stage is reused next step
         }
         return d;
+    }
+    // out[rows, n_out] (+)= in[rows, n_in] . op(W) with W [w.rows, w.cols] row-major, i.e. (w.cols x w.rows)
+    // column-major: op T gives in . W^T (n_in = w.cols, n_out = w.rows), op N gives in . W (n_in = w.rows,
+    // n_out = w.cols). In column-major terms out^T (n_out x rows) = op(W) . in^T, fp32 accumulation.
+    void weight_gemm(cublasOperation_t op, const Matrix& w, const float* in, int64_t n_in, float* out, int64_t n_out,
+                     int64_t rows, bool acc, const char* name) {
+        check(rows <= 0x7fffffff && n_in <= 0x7fffffff && n_out <= 0x7fffffff, "cuda backend: ", name,
+              ": a dimension exceeds cuBLAS's int range");
+        const float alpha = 1.0f, beta = acc ? 1.0f : 0.0f;
+        const void* b = gemm_input(in, rows * n_in, w.type);
+        check_cublas(cublasGemmEx(blas_, op, CUBLAS_OP_N, int(n_out), int(rows), int(n_in), &alpha, weights_of(w),
+                                  cuda_type(w.type), int(w.cols), b, cuda_type(w.type), int(n_in), &beta, out,
+                                  CUDA_R_32F, int(n_out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     name);
+        after(name);
     }
     // The B operand of a GEMM against weights of type t: x itself (fp32) or its 16-bit copy.
     const void* gemm_input(const float* x, int64_t n, WeightType t) {

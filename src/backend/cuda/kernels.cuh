@@ -30,7 +30,8 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 __device__ __forceinline__ int64_t global_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t global_stride() { return int64_t(gridDim.x) * blockDim.x; }
 
-__device__ __forceinline__ float warp_sum(float v) {
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
     for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
     return v;
 }
@@ -39,14 +40,16 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result. `scratch` is
-// 32 floats of shared memory; the trailing barrier lets the caller reuse it at once.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+// Sum over the block (blockDim.x a multiple of 32, at most 1024), in T (float, or double where the CPU sibling
+// sums in double); every thread gets the result. `scratch` is 32 T of shared memory; the trailing barrier lets the
+// caller reuse it at once.
+template <class T>
+__device__ __forceinline__ T block_sum(T v, T* scratch) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     v = warp_sum(v);
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    float total = lane < n_warps ? scratch[lane] : 0.0f;
+    T total = lane < n_warps ? scratch[lane] : T(0);
     total = warp_sum(total);
     __syncthreads();
     return total;
@@ -275,22 +278,6 @@ __global__ void attention_probs_kernel(const float* __restrict__ q, const float*
 // ---------------------------------------------------------------- backward kernels
 // The CUDA siblings of backend/cpu/backward_cpu.hpp (same formulas; see there for the derivations).
 
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
-    return v;
-}
-// Sum in double over the block; `scratch` is 32 doubles of shared memory.
-__device__ __forceinline__ double block_sum_d(double v, double* scratch) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    v = warp_sum_d(v);
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    double total = lane < n_warps ? scratch[lane] : 0.0;
-    total = warp_sum_d(total);
-    __syncthreads();
-    return total;
-}
-
 // dx (+)= inv * w * dy - x * inv^3 / n * sum_j w_j dy_j x_j, one block per row. dx must not alias x or dy.
 __global__ void rmsnorm_backward_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                         const float* __restrict__ dy, float* __restrict__ dx, int64_t n, float eps,
@@ -303,8 +290,8 @@ __global__ void rmsnorm_backward_kernel(const float* __restrict__ x, const float
         ss += xi * xi;
         dot += double(w[i]) * double(dy[off + i]) * xi;
     }
-    ss = block_sum_d(ss, scratch);
-    dot = block_sum_d(dot, scratch);
+    ss = block_sum(ss, scratch);
+    dot = block_sum(dot, scratch);
     const double inv = 1.0 / sqrt(ss / double(n) + double(eps));
     const float a = float(inv), c = float(dot * inv * inv * inv / double(n));
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
@@ -433,7 +420,7 @@ __global__ void softmax_cross_entropy_kernel(float* logits, const int32_t* __res
     const double mx = double(bv);
     double sum = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) sum += exp(double(x[j]) - mx);
-    sum = block_sum_d(sum, scratch);
+    sum = block_sum(sum, scratch);
     const double lse = mx + log(sum);
     if (threadIdx.x == 0) {
         if (loss) loss[blockIdx.x] = lse - double(x[tgt]);
@@ -457,7 +444,7 @@ __global__ void head_dots_kernel(const float* __restrict__ a, const float* __res
         const int64_t at = r * stride + int64_t(h) * block + c;
         s += double(a[at]) * double(b[at]);
     }
-    s = block_sum_d(s, scratch);
+    s = block_sum(s, scratch);
     if (threadIdx.x == 0) out[h] = s;
 }
 
