@@ -9,10 +9,22 @@
 #define HS_CUDA_EMULATION 1
 #include "backend/cuda/cuda_compat.cuh"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <bit>
+#include <cerrno>
 #include <chrono>
+#include <cinttypes>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -666,6 +678,236 @@ TEST_CASE("cuda_emu: stats count launches, allocations and copies", "[cuda_emu]"
     reset_stats();
     CHECK(stats().launches == 0);
     CHECK(stats().bytes_peak == s0.bytes_live);
+}
+
+// ---------------------------------------------------------------- the guard: device memory is off-limits to host code
+
+// What a forked child did: how it ended, and what it wrote to stderr.
+struct ChildOutcome {
+    bool exited = false;
+    int exit_code = -1;
+    bool signaled = false;
+    int signal = 0;
+    std::string err;
+};
+
+// Runs f in a forked child (stdout discarded, stderr captured); the child exits with 0 when f returns, 99 when it
+// throws. The host accesses that the guard must stop kill the process, so they can only be tested this way.
+template <class F>
+ChildOutcome run_in_child(F&& f) {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        // Catch2's SIGABRT handler would report into the parent's output: the default action, as in a plain program,
+        // without a core file.
+        std::signal(SIGABRT, SIG_DFL);
+        const struct rlimit no_core {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        const int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        try {
+            f();
+        } catch (...) {
+            _exit(99);
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    ChildOutcome out;
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = read(fds[0], buf, sizeof buf);
+        if (n > 0) {
+            out.err.append(buf, size_t(n));
+        } else if (n == 0 || errno != EINTR) {
+            break;
+        }
+    }
+    close(fds[0]);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    out.exited = WIFEXITED(status);
+    out.exit_code = out.exited ? WEXITSTATUS(status) : -1;
+    out.signaled = WIFSIGNALED(status);
+    out.signal = out.signaled ? WTERMSIG(status) : 0;
+    return out;
+}
+
+// The guard's report for an access at p, offset bytes into a block of size bytes.
+std::string guard_message(const void* p, size_t offset, size_t size) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "cuda emulator: host code touched device memory at 0x%" PRIxPTR
+                  " (offset %zu of a cudaMalloc'ed block of %zu bytes): a host/device pointer mix-up; on a GPU this "
+                  "is a segfault\n",
+                  reinterpret_cast<uintptr_t>(p), offset, size);
+    return buf;
+}
+
+// A host read of p in a child: it must die of SIGABRT with the guard's report.
+void check_host_read_dies(const float* p, size_t offset_floats, size_t block_bytes) {
+    const ChildOutcome r = run_in_child([&] {
+        const volatile float* v = p;
+        const float x = v[offset_floats];
+        std::fprintf(stderr, "host read %g\n", double(x));
+    });
+    INFO("child's stderr: " << r.err);
+    CHECK(r.signaled);
+    CHECK(r.signal == SIGABRT);
+    CHECK(r.err == guard_message(p + offset_floats, offset_floats * sizeof(float), block_bytes));
+}
+
+struct PointerPair {
+    const float* in;
+    float* out;
+};
+
+// Reaches its blocks only through a struct: the guard cannot know which blocks a kernel uses.
+__global__ void pair_copy_kernel(PointerPair p, int n) {
+    const int i = int(threadIdx.x);
+    if (i < n) p.out[i] = p.in[i] + 1.0f;
+}
+
+TEST_CASE("cuda_emu: host code reading or writing device memory dies with a clear message", "[cuda_emu]") {
+    clear_errors();
+    DeviceBuffer<float> a(1000);  // 4000 bytes in one page
+    check_host_read_dies(a.ptr, 3, 4000);
+
+    const ChildOutcome w = run_in_child([&] {
+        volatile unsigned char* bytes = reinterpret_cast<unsigned char*>(a.ptr);
+        bytes[100] = 1;
+        std::fprintf(stderr, "host write went through\n");
+    });
+    INFO("child's stderr: " << w.err);
+    CHECK(w.signaled);
+    CHECK(w.signal == SIGABRT);
+    CHECK(w.err == guard_message(reinterpret_cast<unsigned char*>(a.ptr) + 100, 100, 4000));
+
+    // Pages of a larger block, and the rounding after its end, are guarded alike.
+    DeviceBuffer<float> big(3 * 4096 / sizeof(float) + 10);
+    const size_t big_bytes = big.count * sizeof(float);
+    check_host_read_dies(big.ptr, big.count - 1, big_bytes);
+    check_host_read_dies(big.ptr, 2 * 4096 / sizeof(float) + 5, big_bytes);
+    check_host_read_dies(big.ptr, big.count + 3, big_bytes);  // past the end, in the block's last page
+    CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("cuda_emu: copies, memset, kernels and GEMM work on guarded memory, which stays guarded", "[cuda_emu]") {
+    clear_errors();
+    const int n = 256;
+    DeviceBuffer<float> x(iota_floats(n)), y(n);
+    HS_LAUNCH(scale_kernel, 2, 128, 0, nullptr, x.ptr, y.ptr, 2.0f, n);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    std::vector<float> host = y.download();
+    for (int i = 0; i < n; ++i) CHECK(host[size_t(i)] == 2.0f * iota_floats(n)[size_t(i)]);
+
+    // A kernel that reaches its blocks through a struct.
+    HS_LAUNCH(pair_copy_kernel, 1, 256, 0, nullptr, PointerPair{y.ptr, x.ptr}, n);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    host = x.download();
+    for (int i = 0; i < n; ++i) CHECK(host[size_t(i)] == 2.0f * iota_floats(n)[size_t(i)] + 1.0f);
+
+    // Copies within one block, between blocks, pitched; memset.
+    REQUIRE(cudaMemcpyAsync(y.ptr, y.ptr + 128, 128 * sizeof(float), cudaMemcpyDeviceToDevice, nullptr) ==
+            cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(x.ptr, y.ptr, n * sizeof(float), cudaMemcpyDefault, nullptr) == cudaSuccess);
+    REQUIRE(cudaMemcpy2DAsync(y.ptr, 8 * sizeof(float), x.ptr, 4 * sizeof(float), 4 * sizeof(float), 32,
+                              cudaMemcpyDeviceToDevice, nullptr) == cudaSuccess);
+    REQUIRE(cudaMemsetAsync(x.ptr + 200, 0, 56 * sizeof(float), nullptr) == cudaSuccess);
+    const std::vector<float> xs = x.download(), ys = y.download();
+    CHECK(xs[0] == 2.0f * iota_floats(n)[128]);
+    CHECK(xs[199] == ys[199]);
+    CHECK(xs[200] == 0.0f);
+    CHECK(ys[8 * 31 + 3] == xs[4 * 31 + 3]);
+
+    // GEMM: C (2x2) = A (2x3) * B (3x2), column-major, A and B in one block, C in another.
+    cublasHandle_t h = nullptr;
+    REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    const std::vector<float> ab = {1, 2, 3, 4, 5, 6, /* B: */ 1, 0, 1, 0, 1, 1};
+    DeviceBuffer<float> dab(ab), dc(4);
+    const float alpha = 1.0f, beta = 0.0f;
+    REQUIRE(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &alpha, dab.ptr, CUDA_R_32F, 2, dab.ptr + 6, CUDA_R_32F,
+                         3, &beta, dc.ptr, CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) ==
+            CUBLAS_STATUS_SUCCESS);
+    CHECK(dc.download() == std::vector<float>{1 + 5, 2 + 6, 3 + 5, 4 + 6});
+    REQUIRE(cublasDestroy(h) == CUBLAS_STATUS_SUCCESS);
+
+    // Every block is closed again afterwards.
+    check_host_read_dies(x.ptr, 0, n * sizeof(float));
+    check_host_read_dies(y.ptr, 5, n * sizeof(float));
+    check_host_read_dies(dab.ptr, 7, ab.size() * sizeof(float));
+    check_host_read_dies(dc.ptr, 1, 4 * sizeof(float));
+    CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("cuda_emu: HS_EMU_GUARD=0 leaves device memory readable by the host", "[cuda_emu]") {
+    clear_errors();
+    const ChildOutcome r = run_in_child([] {
+        setenv("HS_EMU_GUARD", "0", 1);
+        float* p = nullptr;
+        if (cudaMalloc(&p, 64 * sizeof(float)) != cudaSuccess) _exit(3);
+        const std::vector<float> host = iota_floats(64);
+        if (cudaMemcpyAsync(p, host.data(), 64 * sizeof(float), cudaMemcpyHostToDevice, nullptr)) _exit(4);
+        HS_LAUNCH(scale_kernel, 1, 64, 0, nullptr, p, p, 3.0f, 64);
+        if (cudaGetLastError() != cudaSuccess) _exit(5);
+        const volatile float* v = p;
+        std::fprintf(stderr, "host read %g\n", double(v[10]));
+        p[11] = 7.0f;  // and a write
+        if (cudaFree(p) != cudaSuccess) _exit(6);
+    });
+    INFO("child's stderr: " << r.err);
+    CHECK(r.exited);
+    CHECK(r.exit_code == 0);
+    CHECK(r.err == "host read " + std::to_string(int(3.0f * iota_floats(64)[10])) + "\n");
+}
+
+TEST_CASE("cuda_emu: other faults go to the previous SIGSEGV handler", "[cuda_emu]") {
+    clear_errors();
+    static void* own_page = nullptr;
+    own_page = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(own_page != MAP_FAILED);
+    DeviceBuffer<float> a(16);
+    // A handler of the program's own, installed before the emulator (re)installs its own in front of it.
+    const auto with_own_handler = [&](auto touch) {
+        return run_in_child([&] {
+            struct sigaction sa {};
+            sa.sa_flags = SA_SIGINFO;
+            sigemptyset(&sa.sa_mask);
+            sa.sa_sigaction = [](int, siginfo_t* info, void*) {
+                const char* what = info->si_addr == own_page ? "own page\n" : "elsewhere\n";
+                (void)!write(STDERR_FILENO, what, std::strlen(what));
+                _exit(42);
+            };
+            sigaction(SIGSEGV, &sa, nullptr);
+            if (cudaMemsetAsync(a.ptr, 0, 16, nullptr) != cudaSuccess) _exit(3);  // a device operation
+            touch();
+        });
+    };
+    ChildOutcome r = with_own_handler([] { *static_cast<volatile char*>(own_page) = 1; });
+    INFO("child's stderr: " << r.err);
+    CHECK(r.exited);
+    CHECK(r.exit_code == 42);
+    CHECK(r.err == "own page\n");
+    // A freed block is no longer device memory: its fault is not the guard's either.
+    float* freed = nullptr;
+    REQUIRE(cudaMalloc(&freed, 64) == cudaSuccess);
+    REQUIRE(cudaFree(freed) == cudaSuccess);
+    r = with_own_handler([freed] { (void)*static_cast<volatile float*>(freed); });
+    CHECK(r.exited);
+    CHECK(r.exit_code == 42);
+    CHECK(r.err == "elsewhere\n");
+    // And device memory, with that handler behind the guard's.
+    r = with_own_handler([&] { (void)*static_cast<volatile float*>(a.ptr + 2); });
+    CHECK(r.signaled);
+    CHECK(r.signal == SIGABRT);
+    CHECK(r.err == guard_message(a.ptr + 2, 8, 64));
+    munmap(own_page, 4096);
 }
 
 // ---------------------------------------------------------------- device, streams, events, device functions

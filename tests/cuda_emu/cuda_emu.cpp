@@ -4,7 +4,13 @@
 
 #include "cuda_emu.hpp"
 
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdarg>
@@ -137,10 +143,30 @@ struct Allocation {
     size_t size;
 };
 
+// One cudaMalloc: its own mapping of whole pages, of which the first `size` bytes are the caller's.
+struct Block {
+    size_t size;    // as asked for
+    size_t mapped;  // size rounded up to whole pages
+    int slot;       // its entry in the signal handler's table (-1: none)
+    bool guarded;   // PROT_NONE outside device operations
+};
+
+// A range of guarded blocks that lie next to each other in memory, protected with one mprotect call.
+struct Run {
+    uintptr_t base;
+    size_t bytes;
+};
+
 // Everything the device owns. Leaked on purpose: objects destroyed at exit may still free device memory.
+// Locks: work_mutex() (held by every device operation, and by cudaMalloc/cudaFree, which change the blocks' map)
+// is taken before mu (held briefly for the tables). Reading `allocations` needs either lock; changing it, both.
 struct Device {
     std::mutex mu;
-    std::map<uintptr_t, size_t> allocations;  // base -> bytes
+    std::map<uintptr_t, Block> allocations;  // base -> block
+    uint64_t generation = 0;                 // bumped whenever a guarded block comes or goes
+    uint64_t runs_generation = ~uint64_t(0);
+    std::vector<Run> runs;       // the guarded blocks as runs of adjacent mappings, as of runs_generation
+    std::vector<int> free_slots;  // entries of the signal handler's table to reuse
     std::set<StreamObject*> streams;
     std::set<EventObject*> events;
     std::set<CublasObject*> cublas_handles;
@@ -159,9 +185,10 @@ const Allocation* find_allocation(Device& d, const void* p, Allocation& out, boo
     auto it = d.allocations.upper_bound(a);
     if (it == d.allocations.begin()) return nullptr;
     --it;
-    const bool inside = include_end ? a <= it->first + it->second : a < it->first + it->second;
+    const size_t size = it->second.size;
+    const bool inside = include_end ? a <= it->first + size : a < it->first + size;
     if (!inside) return nullptr;
-    out = Allocation{it->first, it->second};
+    out = Allocation{it->first, size};
     return &out;
 }
 
@@ -186,9 +213,9 @@ std::string host_range_problem(Device& d, const void* p, size_t bytes) {
     auto it = d.allocations.lower_bound(begin + bytes);  // first allocation starting at or after the end
     if (it == d.allocations.begin()) return {};
     --it;
-    if (it->first + it->second > begin) {
+    if (it->first + it->second.size > begin) {
         return format("[%p, +%zu bytes) is device memory (the allocation at 0x%" PRIxPTR " of %zu bytes)", p, bytes,
-                      it->first, it->second);
+                      it->first, it->second.size);
     }
     return {};
 }
@@ -204,12 +231,260 @@ cudaError_t check_stream(Device& d, const char* api, cudaStream_t stream) {
                 format("%s: stream %p is not a live stream (destroyed, or never created)", api, (void*)stream));
 }
 
+// ---------------------------------------------------------------- the guard: device memory is off-limits to the host
+//
+// Every guarded block is PROT_NONE while no emulated device operation runs, so that host code reading or writing
+// device memory faults here as it would on a GPU. A device operation (a launch, a copy, a memset, a GEMM) holds
+// work_mutex() through a DeviceWork, which opens what it touches (a launch: every guarded block; a copy, memset
+// or GEMM: only the blocks of its operands) and protects exactly that again when it ends. One device operation
+// runs at a time, so the blocks are either all closed or opened by the one running operation. A fault on a
+// guarded block outside that is host code touching device memory: guard_signal reports it and aborts; any other
+// fault goes to the handler installed before it.
+
+// Held by every device operation and by cudaMalloc/cudaFree.
+std::mutex& work_mutex() {
+    static std::mutex* mu = new std::mutex;
+    return *mu;
+}
+
+size_t page_size() {
+    static const size_t bytes = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    return bytes;
+}
+
+// HS_EMU_GUARD=0 leaves the blocks allocated while it is set accessible to the host. Read at each allocation.
+bool guard_wanted() {
+    const char* v = std::getenv("HS_EMU_GUARD");
+    return !(v && std::strcmp(v, "0") == 0);
+}
+
+[[noreturn]] void guard_fatal(const char* what, uintptr_t base, size_t bytes) {
+    std::fprintf(stderr, "cuda emulator: %s(0x%" PRIxPTR ", %zu bytes) failed: %s\n", what, base, bytes,
+                 std::strerror(errno));
+    std::abort();
+}
+
+void set_access(uintptr_t base, size_t bytes, bool open) {
+    if (mprotect(reinterpret_cast<void*>(base), bytes, open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
+        guard_fatal("mprotect", base, bytes);
+    }
+}
+
+// The signal handler's view of the guarded blocks: a fixed table of atomics, which it can scan without locks or
+// allocation. Written under both device locks; a block gets its entry (base last) before it is first protected,
+// and loses it (base = 0) before it is unmapped. A block that finds no free entry is simply not guarded.
+struct GuardSlot {
+    std::atomic<uintptr_t> base{0};  // 0: a free entry
+    std::atomic<size_t> size{0}, mapped{0};
+};
+constexpr int kGuardSlots = 1 << 16;
+GuardSlot g_guard_slots[kGuardSlots];
+std::atomic<int> g_guard_slots_used{0};  // entries at and above this one were never used
+
+struct sigaction g_previous_action[2];  // for SIGSEGV and SIGBUS: what was installed before guard_signal
+volatile sig_atomic_t g_chained_sent_signal = 0;
+
+// Async-signal-safe formatting into a fixed buffer.
+struct SignalText {
+    char buf[320];
+    size_t len = 0;
+    void add(const char* s) {
+        while (*s && len < sizeof buf) buf[len++] = *s++;
+    }
+    void add_number(uint64_t v, unsigned base) {
+        char digits[24];
+        int n = 0;
+        do {
+            digits[n++] = "0123456789abcdef"[v % base];
+            v /= base;
+        } while (v);
+        while (n > 0 && len < sizeof buf) buf[len++] = digits[--n];
+    }
+};
+
+[[noreturn]] void report_host_access(uintptr_t address, size_t offset, size_t size) {
+    SignalText t;
+    t.add("cuda emulator: host code touched device memory at 0x");
+    t.add_number(address, 16);
+    t.add(" (offset ");
+    t.add_number(offset, 10);
+    t.add(" of a cudaMalloc'ed block of ");
+    t.add_number(size, 10);
+    t.add(" bytes): a host/device pointer mix-up; on a GPU this is a segfault\n");
+    for (size_t done = 0; done < t.len;) {
+        const ssize_t n = write(STDERR_FILENO, t.buf + done, t.len - done);
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+    }
+    std::abort();
+}
+
+// What a fault that is not ours gets: the previous handler, or the default action.
+void chain_signal(int sig, siginfo_t* info, void* context) {
+    const struct sigaction& prev = g_previous_action[sig == SIGBUS ? 1 : 0];
+    const bool fault = info && info->si_code > 0;  // raised by the kernel for an access, not sent by kill/raise
+    // A signal sent while a previous handler ran once already is most likely its re-raise after it restored its own
+    // predecessor, which may be this handler: from then on, the default action ends the loop.
+    const bool call_previous = fault || !g_chained_sent_signal;
+    if (call_previous && (prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction) {
+        if (!fault) g_chained_sent_signal = 1;
+        prev.sa_sigaction(sig, info, context);
+        return;
+    }
+    if (call_previous && !(prev.sa_flags & SA_SIGINFO) && prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+        if (!fault) g_chained_sent_signal = 1;
+        prev.sa_handler(sig);
+        return;
+    }
+    if (!fault && !(prev.sa_flags & SA_SIGINFO) && prev.sa_handler == SIG_IGN) return;
+    // The default action: reinstated, after which the faulting access repeats (a sent signal is sent again).
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, nullptr);
+    if (!fault) raise(sig);
+}
+
+void guard_signal(int sig, siginfo_t* info, void* context) {
+    if (info && info->si_code > 0) {
+        const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
+        const int used = g_guard_slots_used.load(std::memory_order_acquire);
+        for (int i = 0; i < used; ++i) {
+            const uintptr_t base = g_guard_slots[i].base.load(std::memory_order_acquire);
+            if (base == 0 || address < base) continue;
+            if (address - base >= g_guard_slots[i].mapped.load(std::memory_order_relaxed)) continue;
+            report_host_access(address, address - base, g_guard_slots[i].size.load(std::memory_order_relaxed));
+        }
+    }
+    chain_signal(sig, info, context);
+}
+
+// Puts guard_signal in front of whatever handles SIGSEGV and SIGBUS now; one system call when it already is (only
+// SIGSEGV is asked: whoever replaces one handler replaces both). Called whenever blocks were protected, because
+// test frameworks (Catch2 among them) install handlers of their own for each test and restore the old ones after
+// it, which drops this one.
+void install_guard_handler() {
+    struct sigaction current {};
+    if (sigaction(SIGSEGV, nullptr, &current) == 0 && (current.sa_flags & SA_SIGINFO) &&
+        current.sa_sigaction == guard_signal) {
+        return;
+    }
+    const int signals[2] = {SIGSEGV, SIGBUS};
+    for (int k = 0; k < 2; ++k) {
+        if (sigaction(signals[k], nullptr, &current) != 0) continue;
+        if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == guard_signal) continue;
+        struct sigaction action {};
+        action.sa_sigaction = guard_signal;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK;  // on the alternate stack where there is one (stack overflows)
+        sigemptyset(&action.sa_mask);
+        g_previous_action[k] = current;
+        sigaction(signals[k], &action, nullptr);
+    }
+}
+
+// A table entry for a new guarded block; -1 when the table is full. Under both device locks.
+int take_slot(Device& d, uintptr_t base, size_t size, size_t mapped) {
+    int slot = -1;
+    if (!d.free_slots.empty()) {
+        slot = d.free_slots.back();
+        d.free_slots.pop_back();
+    } else if (g_guard_slots_used.load(std::memory_order_relaxed) < kGuardSlots) {
+        slot = g_guard_slots_used.load(std::memory_order_relaxed);
+    } else {
+        return -1;
+    }
+    g_guard_slots[slot].size.store(size, std::memory_order_relaxed);
+    g_guard_slots[slot].mapped.store(mapped, std::memory_order_relaxed);
+    g_guard_slots[slot].base.store(base, std::memory_order_release);
+    if (slot == g_guard_slots_used.load(std::memory_order_relaxed)) {
+        g_guard_slots_used.store(slot + 1, std::memory_order_release);
+    }
+    return slot;
+}
+
+void give_slot(Device& d, int slot) {
+    if (slot < 0) return;
+    g_guard_slots[slot].base.store(0, std::memory_order_release);
+    d.free_slots.push_back(slot);
+}
+
+// The guarded blocks as runs of adjacent mappings (mmap tends to place new mappings next to each other), rebuilt
+// only when blocks came or went since the last time.
+const std::vector<Run>& guarded_runs(Device& d) {
+    if (d.runs_generation != d.generation) {
+        d.runs.clear();
+        for (const auto& [base, block] : d.allocations) {
+            if (!block.guarded) continue;
+            if (!d.runs.empty() && d.runs.back().base + d.runs.back().bytes == base) {
+                d.runs.back().bytes += block.mapped;
+            } else {
+                d.runs.push_back(Run{base, block.mapped});
+            }
+        }
+        d.runs_generation = d.generation;
+    }
+    return d.runs;
+}
+
+// One emulated device operation: holds work_mutex(), opens the guarded blocks the operation touches and, when it
+// ends, protects exactly those again.
+class DeviceWork {
+public:
+    DeviceWork() : lock_(work_mutex()) {}
+    DeviceWork(const DeviceWork&) = delete;
+    DeviceWork& operator=(const DeviceWork&) = delete;
+    ~DeviceWork() {
+        if (all_) {
+            for (const Run& r : device().runs) set_access(r.base, r.bytes, false);
+        }
+        for (int i = 0; i < count_; ++i) set_access(opened_[i].base, opened_[i].bytes, false);
+        if (all_ || count_ > 0) install_guard_handler();
+    }
+
+    // Opens the guarded block that holds p; nothing for nullptr, host memory or unguarded blocks.
+    void open(const void* p) {
+        if (all_ || !p) return;
+        Device& d = device();
+        const auto a = reinterpret_cast<uintptr_t>(p);
+        auto it = d.allocations.upper_bound(a);
+        if (it == d.allocations.begin()) return;
+        --it;
+        if (!it->second.guarded || a - it->first >= it->second.mapped) return;
+        for (int i = 0; i < count_; ++i) {
+            if (opened_[i].base == it->first) return;
+        }
+        if (count_ == kMaxOpened) {  // more operands than any operation has: open everything instead
+            open_all();
+            return;
+        }
+        set_access(it->first, it->second.mapped, true);
+        opened_[count_++] = Run{it->first, it->second.mapped};
+    }
+
+    // Opens every guarded block (a kernel may reach blocks through pointers that are not its arguments).
+    void open_all() {
+        if (all_) return;
+        for (int i = 0; i < count_; ++i) set_access(opened_[i].base, opened_[i].bytes, false);
+        count_ = 0;
+        for (const Run& r : guarded_runs(device())) set_access(r.base, r.bytes, true);
+        all_ = true;
+    }
+
+private:
+    static constexpr int kMaxOpened = 4;
+    std::lock_guard<std::mutex> lock_;
+    bool all_ = false;
+    int count_ = 0;
+    Run opened_[kMaxOpened];
+};
+
 cudaError_t allocate(const char* api, void** ptr, size_t bytes) {
     if (!ptr) return fail(cudaErrorInvalidValue, format("%s: devPtr is nullptr", api));
     *ptr = nullptr;
     if (no_device()) return fail_no_device(api);
     if (bytes == 0) return cudaSuccess;
     Device& d = device();
+    std::lock_guard work(work_mutex());
     std::lock_guard lock(d.mu);
     const size_t capacity = memory_capacity();
     if (bytes > capacity - std::min(capacity, size_t(d.stats.bytes_live))) {
@@ -218,11 +493,33 @@ cudaError_t allocate(const char* api, void** ptr, size_t bytes) {
                            "a smaller capacity)",
                            api, bytes, d.stats.bytes_live, capacity));
     }
-    // Exactly `bytes`, not rounded up: AddressSanitizer then flags an access one past the end.
-    void* p = ::operator new(bytes, std::align_val_t(kAllocationAlignment), std::nothrow);
-    if (!p) return fail(cudaErrorMemoryAllocation, format("%s of %zu bytes: host allocation failed", api, bytes));
-    std::memset(p, 0xFF, bytes);  // never-written device memory reads as NaN
-    d.allocations.emplace(reinterpret_cast<uintptr_t>(p), bytes);
+    // A mapping of its own, in whole pages (page-aligned, so beyond cudaMalloc's 256 bytes), which the guard can
+    // make inaccessible to the host.
+    const size_t unit = std::max(page_size(), kAllocationAlignment);
+    if (bytes > SIZE_MAX - unit) {
+        return fail(cudaErrorMemoryAllocation, format("%s of %zu bytes: too large", api, bytes));
+    }
+    const size_t mapped = (bytes + unit - 1) / unit * unit;
+    void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return fail(cudaErrorMemoryAllocation,
+                    format("%s of %zu bytes: mmap of %zu bytes failed: %s", api, bytes, mapped, std::strerror(errno)));
+    }
+    std::memset(p, 0xFF, mapped);  // never-written device memory reads as NaN
+#ifdef HS_EMU_ASAN
+    // AddressSanitizer flags accesses past `bytes` (one past the end, too), as it would for a heap block.
+    ASAN_UNPOISON_MEMORY_REGION(p, mapped);
+    ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + bytes, mapped - bytes);
+#endif
+    const auto base = reinterpret_cast<uintptr_t>(p);
+    const int slot = guard_wanted() ? take_slot(d, base, bytes, mapped) : -1;
+    const bool guarded = slot >= 0;
+    if (guarded) {
+        set_access(base, mapped, false);  // no device operation runs while work_mutex() is held here
+        d.generation += 1;
+    }
+    d.allocations.emplace(base, Block{bytes, mapped, slot, guarded});
+    if (guarded) install_guard_handler();
     d.stats.allocations_live += 1;
     d.stats.bytes_live += bytes;
     d.stats.bytes_peak = std::max(d.stats.bytes_peak, d.stats.bytes_live);
@@ -233,6 +530,7 @@ cudaError_t allocate(const char* api, void** ptr, size_t bytes) {
 cudaError_t release(const char* api, void* ptr) {
     if (!ptr) return cudaSuccess;
     Device& d = device();
+    std::lock_guard work(work_mutex());
     std::lock_guard lock(d.mu);
     auto it = d.allocations.find(reinterpret_cast<uintptr_t>(ptr));
     if (it == d.allocations.end()) {
@@ -247,9 +545,15 @@ cudaError_t release(const char* api, void* ptr) {
                     format("%s: %p is not a live device allocation (freed twice, or a host pointer?)", api, ptr));
     }
     d.stats.allocations_live -= 1;
-    d.stats.bytes_live -= it->second;
-    ::operator delete(ptr, std::align_val_t(kAllocationAlignment));
+    const Block block = it->second;
+    d.stats.bytes_live -= block.size;
+    give_slot(d, block.slot);  // before the unmapping: a fault at this address is no longer ours
+    if (block.guarded) d.generation += 1;
     d.allocations.erase(it);
+#ifdef HS_EMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(ptr, block.mapped);  // the address range may be mapped again for something else
+#endif
+    if (munmap(ptr, block.mapped) != 0) guard_fatal("munmap", reinterpret_cast<uintptr_t>(ptr), block.mapped);
     return cudaSuccess;
 }
 
@@ -396,11 +700,6 @@ struct Launch {
     std::string fault;  // why the launch stopped
 };
 Launch* g_launch = nullptr;
-
-std::mutex& launch_mutex() {
-    static std::mutex* mu = new std::mutex;
-    return *mu;
-}
 
 void push_ready(Launch& L, unsigned i) {
     L.ready[(L.ready_head + L.ready_count) % L.nthreads] = i;
@@ -733,8 +1032,9 @@ cudaError_t func_set_attribute(const void* kernel, cudaFuncAttribute attr, int v
 
 void run_launch(const LaunchRequest& r) {
     if (g_thread) throw std::logic_error("hs_emu: HS_LAUNCH inside a kernel (dynamic parallelism) is not emulated");
-    std::lock_guard launch_lock(launch_mutex());
+    DeviceWork work;  // one device operation at a time; launches are serialised as before
     if (!validate_launch(r)) return;
+    work.open_all();  // kernels may reach blocks through pointers that are not their arguments (structs)
 
     thread_local Launch L;  // reused across launches: its vectors keep their capacity
     L.request = &r;
@@ -970,6 +1270,7 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, vo
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
     Device& d = device();
+    DeviceWork work;
     std::lock_guard lock(d.mu);
     if (const cudaError_t e = check_stream(d, "cudaMemcpyAsync", stream)) return e;
     if (!valid_kind(kind)) {
@@ -983,6 +1284,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
         return fail(cudaErrorInvalidValue,
                     format("cudaMemcpyAsync(%s, %zu bytes): %s", kind_name(asked), bytes, why.c_str()));
     }
+    work.open(dst);
+    work.open(src);
     std::memmove(dst, src, bytes);
     d.stats.bytes_copied += bytes;
     return cudaSuccess;
@@ -991,6 +1294,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width_bytes,
                               size_t height, cudaMemcpyKind kind, cudaStream_t stream) {
     Device& d = device();
+    DeviceWork work;
     std::lock_guard lock(d.mu);
     if (const cudaError_t e = check_stream(d, "cudaMemcpy2DAsync", stream)) return e;
     if (!valid_kind(kind)) {
@@ -1011,6 +1315,8 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
         return fail(cudaErrorInvalidValue, format("cudaMemcpy2DAsync(%s, %zu x %zu bytes): %s", kind_name(asked),
                                                   height, width_bytes, why.c_str()));
     }
+    work.open(dst);
+    work.open(src);
     for (size_t row = 0; row < height; ++row) {
         std::memmove(static_cast<char*>(dst) + row * dpitch, static_cast<const char*>(src) + row * spitch,
                      width_bytes);
@@ -1021,12 +1327,14 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
 
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
     Device& d = device();
+    DeviceWork work;
     std::lock_guard lock(d.mu);
     if (const cudaError_t e = check_stream(d, "cudaMemsetAsync", stream)) return e;
     if (bytes == 0) return cudaSuccess;
     if (const std::string why = device_range_problem(d, ptr, bytes); !why.empty()) {
         return fail(cudaErrorInvalidValue, format("cudaMemsetAsync of %zu bytes: %s", bytes, why.c_str()));
     }
+    work.open(ptr);
     std::memset(ptr, value, bytes);
     return cudaSuccess;
 }
@@ -1266,6 +1574,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                             int k, const void* alpha, const void* A, cudaDataType Atype, int lda, const void* B,
                             cudaDataType Btype, int ldb, const void* beta, void* C, cudaDataType Ctype, int ldc,
                             cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+    DeviceWork work;
     if (!live_handle(handle)) return blas_fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasGemmEx: not a live handle");
     const bool ta = transa == CUBLAS_OP_T, tb = transb == CUBLAS_OP_T;
     if ((transa != CUBLAS_OP_N && !ta) || (transb != CUBLAS_OP_N && !tb)) {
@@ -1296,7 +1605,13 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                                    matrix_problem("C", C, Ctype, m, n, ldc)}) {
         if (!why.empty()) return blas_fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: " + why);
     }
+    // alpha and beta are host pointers (CUBLAS_POINTER_MODE_HOST): read before any block is opened.
     const double a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
+    if (k > 0) {
+        work.open(A);
+        work.open(B);
+    }
+    work.open(C);
     // op(A) as m rows of k, op(B) transposed as n rows of k, so that each C element is a contiguous dot product.
     // Widening to float is exact for every supported type, and float products are exact in double.
     std::vector<float> ap, bp;

@@ -10,7 +10,7 @@
 //     their threads in ascending order, odd blocks in descending order, so a missing barrier shows up as a wrong
 //     result in one direction or the other.
 //   - __shared__ is `static`: blocks run one at a time, so one static copy is the block's shared memory.
-//   - Device memory is host memory, one aligned allocation per cudaMalloc, in a table of live allocations.
+//   - Device memory is host memory: one mmap'ed block of whole pages per cudaMalloc, in a table of live blocks.
 //   - cuBLAS is a naive GEMM that accumulates in double.
 // What it does NOT emulate: timing or performance of any kind, concurrency between blocks or streams (streams and
 // events are synchronous; cudaEventElapsedTime measures the emulator), memory coalescing, bank conflicts, caches,
@@ -20,6 +20,12 @@
 // How it catches bugs that a GPU would show (or hide) at run time:
 //   - every pointer argument of a kernel must be nullptr or point into a live device allocation (host/device
 //     pointer mix-ups); memcpy/memset ranges are checked against their kind and the allocation they lie in;
+//   - the other way round, HOST code touching device memory (reading engine.device_weights()...data[i], say): every
+//     block is PROT_NONE except while an emulated device operation (launch, memcpy, memset, cublasGemmEx) runs,
+//     which opens what it touches and closes it again; a host access faults, and a SIGSEGV handler (in front of
+//     any earlier one, to which other faults go) prints "cuda emulator: host code touched device memory at 0x...
+//     (offset N of a cudaMalloc'ed block of M bytes): ..." and aborts. HS_EMU_GUARD=0 (read at each cudaMalloc)
+//     leaves the blocks allocated meanwhile open. Fiber stacks and dynamic shared memory are not guarded;
 //   - cudaMalloc'd memory and dynamic shared memory (per block) are filled with 0xFF bytes, NaN as floats, so reads
 //     of never-written memory poison the results; static __shared__ arrays are NOT poisoned (they keep the
 //     previous block's values);
@@ -30,8 +36,8 @@
 //   - launch configurations are validated as CUDA does; errors are CUDA's sticky last error, with a human-readable
 //     reason in hs_emu::last_error_detail();
 //   - a stack overflow in a kernel hits a guard page (SIGSEGV) instead of corrupting another thread's stack.
-// Built with -fsanitize=address, out-of-bounds accesses to device allocations are reported too: each cudaMalloc is
-// its own heap block.
+// Built with -fsanitize=address, out-of-bounds accesses to device allocations are reported too: the bytes after the
+// requested size, up to the block's page end, are poisoned.
 #pragma once
 
 #include <cmath>
