@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -57,6 +58,15 @@ public:
     virtual void embed(const Matrix& table, const int32_t* ids, int64_t rows, float scale, float* out) = 0;
     // y[rows, w.rows] = x[rows, w.cols] . W^T  (+ y when accumulate)
     virtual void matmul(const float* x, const Matrix& w, float* y, int64_t rows, bool accumulate) = 0;
+    // One input, several weight matrices (q/k/v, gate/up): y_i[rows, W_i.rows] = x . W_i^T. The matrices share
+    // their input width and storage type; a GPU backend converts x to the GEMM input type once. Default: matmul each.
+    struct MatmulOut {
+        const Matrix* w;
+        float* y;
+    };
+    virtual void matmul_many(const float* x, int64_t rows, std::initializer_list<MatmulOut> outs) {
+        for (const MatmulOut& o : outs) matmul(x, *o.w, o.y, rows, false);
+    }
     // y[r, :] += b for every row
     virtual void add_bias(float* y, const float* b, int64_t rows, int64_t n) = 0;
     // out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w   (rows of n; out may equal x)

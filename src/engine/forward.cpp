@@ -61,8 +61,7 @@ void Engine::mlp_block(int32_t l, float* x, int64_t rows) {
     w.gate.ensure(backend_, rows * c.d_ff);
     w.up.ensure(backend_, rows * c.d_ff);
     backend_.rmsnorm(x, L.ffn_norm, w.xn.get(), rows, c.d_model, c.rms_eps);
-    backend_.matmul(w.xn.get(), L.w_gate, w.gate.get(), rows, false);
-    backend_.matmul(w.xn.get(), L.w_up, w.up.get(), rows, false);
+    backend_.matmul_many(w.xn.get(), rows, {{&L.w_gate, w.gate.get()}, {&L.w_up, w.up.get()}});
     backend_.gated_activation(w.gate.get(), w.up.get(), w.gate.get(), rows * c.d_ff, c.activation);
     if (c.post_norms) {
         backend_.matmul(w.gate.get(), L.w_down, w.xn.get(), rows, false);
@@ -162,9 +161,8 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
             backend_.upload((*hk.frozen_attention)[l].data(), z, rows * q_dim);
         } else {
             backend_.rmsnorm(x, W.attn_norm, xn, rows, d, c.rms_eps);
-            backend_.matmul(xn, W.wq, q, rows, false);            // q [B*T, q_dim]
-            backend_.matmul(xn, W.wk, k, rows, false);            // k [B*T, kv_dim]
-            backend_.matmul(xn, W.wv, v, rows, false);            // v [B*T, kv_dim]
+            // q [B*T, q_dim], k and v [B*T, kv_dim]
+            backend_.matmul_many(xn, rows, {{&W.wq, q}, {&W.wk, k}, {&W.wv, v}});
             if (c.qkv_bias) {
                 backend_.add_bias(q, W.bq, rows, q_dim);
                 backend_.add_bias(k, W.bk, rows, kv_dim);

@@ -217,6 +217,15 @@ public:
         if (rows <= 0) return;
         weight_gemm(CUBLAS_OP_T, w, x, w.cols, y, w.rows, rows, acc, "matmul");
     }
+    void matmul_many(const float* x, int64_t rows, std::initializer_list<MatmulOut> outs) override {
+        if (rows <= 0 || outs.size() == 0) return;
+        const Matrix& first = *outs.begin()->w;
+        for (const MatmulOut& o : outs)
+            check(o.w->cols == first.cols && o.w->type == first.type,
+                  "cuda backend: matmul_many needs matrices of one input width and type");
+        const void* b = gemm_input(x, rows * first.cols, first.type);  // converted once for all of them
+        for (const MatmulOut& o : outs) weight_gemm_on(CUBLAS_OP_T, *o.w, b, o.w->cols, o.y, o.w->rows, rows, false, "matmul");
+    }
     void add_bias(float* y, const float* b, int64_t rows, int64_t n) override {
         if (rows * n <= 0) return;
         HS_LAUNCH(add_bias_kernel, grid_for(rows * n), kThreads, 0, stream_, y, b, rows, n);
@@ -463,10 +472,14 @@ private:
     // n_out = w.cols). In column-major terms out^T (n_out x rows) = op(W) . in^T, fp32 accumulation.
     void weight_gemm(cublasOperation_t op, const Matrix& w, const float* in, int64_t n_in, float* out, int64_t n_out,
                      int64_t rows, bool acc, const char* name) {
+        weight_gemm_on(op, w, gemm_input(in, rows * n_in, w.type), n_in, out, n_out, rows, acc, name);
+    }
+    // The same with the input already in the weights' type (b: [rows, n_in]).
+    void weight_gemm_on(cublasOperation_t op, const Matrix& w, const void* b, int64_t n_in, float* out, int64_t n_out,
+                        int64_t rows, bool acc, const char* name) {
         check(rows <= 0x7fffffff && n_in <= 0x7fffffff && n_out <= 0x7fffffff, "cuda backend: ", name,
               ": a dimension exceeds cuBLAS's int range");
         const float alpha = 1.0f, beta = acc ? 1.0f : 0.0f;
-        const void* b = gemm_input(in, rows * n_in, w.type);
         check_cublas(cublasGemmEx(blas_, op, CUBLAS_OP_N, int(n_out), int(rows), int(n_in), &alpha, weights_of(w),
                                   cuda_type(w.type), int(w.cols), b, cuda_type(w.type), int(n_in), &beta, out,
                                   CUDA_R_32F, int(n_out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
