@@ -60,6 +60,9 @@ public:
     explicit CudaBackend(const BackendOptions& o) : weights_type_(o.gpu_weights), gpu_(o.gpu) {
         int count = 0;
         const cudaError_t e = cudaGetDeviceCount(&count);
+        // The runtime's last error is per thread and sticky: drop whatever an earlier failure (a backend that could
+        // not start, say) left there, so that the first op's launch check does not report it as its own.
+        cudaGetLastError();
         if (e != cudaSuccess || count == 0)
             fail("cuda backend: no CUDA device is available (", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices",
                  "); use --device cpu");
@@ -252,16 +255,23 @@ public:
     }
     void attention(const AttentionArgs& a) override {
         check_attention(a, "attention");
-        const dim3 grid(unsigned((a.seq + kAttnWarps - 1) / kAttnWarps), unsigned(a.batch * a.n_head));
         const int dpl = (a.d_head + 31) / 32;
+        // Head dims up to 128 (every model we run): keys staged in shared memory per block of 8 query rows.
+        // Larger heads: the kernel that reads keys per row.
+        const bool tiled = a.d_head <= kTileHeadDim;
+        const int rows_per_block = tiled ? kTileWarps : kAttnWarps;
+        const dim3 grid(unsigned((a.seq + rows_per_block - 1) / rows_per_block), unsigned(a.batch * a.n_head));
         auto launch = [&](auto kernel) {
-            HS_LAUNCH(kernel, grid, kAttnWarps * 32, 0, stream_, a.q, a.k_cache, a.v_cache, a.z, a.seq, a.pos0,
+            HS_LAUNCH(kernel, grid, rows_per_block * 32, 0, stream_, a.q, a.k_cache, a.v_cache, a.z, a.seq, a.pos0,
                       a.cache_len, a.n_head, a.n_head_kv, a.d_head, a.scale, a.window);
         };
-        if (dpl <= 1) launch(attention_kernel<1>);
-        else if (dpl <= 2) launch(attention_kernel<2>);
-        else if (dpl <= 4) launch(attention_kernel<4>);
-        else launch(attention_kernel<8>);
+        if (tiled) {
+            if (dpl <= 1) launch(attention_tiled_kernel<1>);
+            else if (dpl <= 2) launch(attention_tiled_kernel<2>);
+            else launch(attention_tiled_kernel<4>);
+        } else {
+            launch(attention_kernel<8>);
+        }
         after("attention");
     }
     void attention_probs(const AttentionArgs& a, const int32_t* rows, int64_t n_rows, float* out_host) override {

@@ -237,6 +237,90 @@ attention_kernel(const float* __restrict__ q, const float* __restrict__ k_cache,
     }
 }
 
+// The same attention for d_head <= kTileHeadDim, with the keys and values a block needs staged in shared memory:
+// a block is kTileWarps consecutive query rows of one (sequence, head), one warp per row; every tile of 32 keys is
+// loaded once per block with coalesced reads (instead of once per row, one key row per lane) and each warp scores
+// its row against the tile (lane = key; K rows padded to kTileHeadDim + 1 floats so the lanes hit different banks).
+// Warps whose row is past the end still load tiles and meet every barrier. grid (ceil(T / kTileWarps), B * n_head),
+// block kTileWarps * 32.
+constexpr int kTileWarps = 8;
+constexpr int kTileHeadDim = 128;
+
+template <int DPL>
+__global__ void __launch_bounds__(kTileWarps * 32)
+attention_tiled_kernel(const float* __restrict__ q, const float* __restrict__ k_cache,
+                       const float* __restrict__ v_cache, float* __restrict__ z, int64_t seq, int64_t pos0,
+                       int64_t cache_len, int32_t n_head, int32_t n_head_kv, int32_t d_head, float scale,
+                       int32_t window) {
+    __shared__ float k_s[32][kTileHeadDim + 1];
+    __shared__ float v_s[32][kTileHeadDim];
+    __shared__ float q_s[kTileWarps][kTileHeadDim];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t t0 = int64_t(blockIdx.x) * kTileWarps, t = t0 + warp;
+    const bool active = t < seq;
+    const int64_t b = blockIdx.y / n_head;
+    const int32_t h = int32_t(blockIdx.y % n_head), kvh = h / (n_head / n_head_kv);
+    const int64_t q_dim = int64_t(n_head) * d_head, kv_dim = int64_t(n_head_kv) * d_head;
+    if (active) {
+        const float* qr = q + (b * seq + t) * q_dim + int64_t(h) * d_head;
+        for (int d = lane; d < d_head; d += 32) q_s[warp][d] = qr[d] * scale;
+    }
+    const float* K = k_cache + b * cache_len * kv_dim + int64_t(kvh) * d_head;
+    const float* V = v_cache + b * cache_len * kv_dim + int64_t(kvh) * d_head;
+    // Keys of this row, and of the whole block.
+    const int64_t qpos = pos0 + t, hi = qpos + 1;
+    const int64_t lo = window > 0 ? (qpos - window + 1 > 0 ? qpos - window + 1 : 0) : 0;
+    const int64_t t_last = (t0 + kTileWarps < seq ? t0 + kTileWarps : seq) - 1;
+    const int64_t block_hi = pos0 + t_last + 1;
+    const int64_t block_lo = window > 0 ? (pos0 + t0 - window + 1 > 0 ? pos0 + t0 - window + 1 : 0) : 0;
+
+    float m = -INFINITY, l = 0.0f, acc[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) acc[i] = 0.0f;
+    for (int64_t j0 = block_lo; j0 < block_hi; j0 += 32) {
+        const int n_tile = int(block_hi - j0 < 32 ? block_hi - j0 : 32);
+        __syncthreads();  // the previous tile is used up (and q_s is written, on the first pass)
+        for (int e = threadIdx.x; e < n_tile * d_head; e += blockDim.x) {
+            const int r = e / d_head, c = e - r * d_head;
+            k_s[r][c] = K[(j0 + r) * kv_dim + c];
+            v_s[r][c] = V[(j0 + r) * kv_dim + c];
+        }
+        __syncthreads();
+        if (!active || j0 >= hi || j0 + n_tile <= lo) continue;  // warp-uniform: this row sees none of the tile
+        const int64_t j = j0 + lane;
+        const bool valid = lane < n_tile && j >= lo && j < hi;
+        float s = -INFINITY;
+        if (valid) {
+            float dot = 0.0f;
+            for (int d = 0; d < d_head; ++d) dot += q_s[warp][d] * k_s[lane][d];
+            s = dot;
+        }
+        const float m_new = fmaxf(m, warp_max(s));  // finite: the tile holds at least one key of this row
+        const float p = valid ? __expf(s - m_new) : 0.0f;
+        const float corr = __expf(m - m_new);
+        l = l * corr + warp_sum(p);
+#pragma unroll
+        for (int i = 0; i < DPL; ++i) acc[i] *= corr;
+        for (int jj = 0; jj < n_tile; ++jj) {
+            const float pj = __shfl_sync(0xffffffffu, p, jj);
+#pragma unroll
+            for (int i = 0; i < DPL; ++i) {
+                const int d = lane + 32 * i;
+                if (d < d_head) acc[i] += pj * v_s[jj][d];
+            }
+        }
+        m = m_new;
+    }
+    if (!active) return;
+    float* zr = z + (b * seq + t) * q_dim + int64_t(h) * d_head;
+    const float inv = 1.0f / l;
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) {
+        const int d = lane + 32 * i;
+        if (d < d_head) zr[d] = acc[i] * inv;
+    }
+}
+
 // Softmax probabilities of chosen query rows: out [B, n_head, n_rows, n_keys], zero where masked.
 // grid (n_rows, B * n_head), block kThreads; one block per (sequence, head, row).
 __global__ void attention_probs_kernel(const float* __restrict__ q, const float* __restrict__ k_cache,
