@@ -84,6 +84,28 @@ TEST_CASE("total mode: batched heads from the cached residual equal per-head ful
     }
 }
 
+TEST_CASE("total mode: heads in groups per pass give the scores of one pass", "[pear]") {
+    Fixture f(make_random_model("tiny", 6));
+    const auto& c = f.model.config;
+    SweepOptions o;
+    o.mode = ScoreMode::TOTAL;
+    o.settings = {{3, 5}};
+    SettingRun whole(*f.engine, o, 0);
+    SweepOptions grouped = o;
+    grouped.max_tokens_per_pass = 2 * 3 * 10;  // two heads (3 sequences of 10 tokens each) per pass: 4 = 2 + 2
+    SettingRun parts(*f.engine, grouped, 0);
+    SweepOptions single = o;
+    single.max_tokens_per_pass = 1;            // below one head: still one head per pass
+    SettingRun ones(*f.engine, single, 0);
+    const WorkItem all{0, 0, c.n_layer, 0, c.n_head};
+    const auto a = whole.score(all), b = parts.score(all), s = ones.score(all);
+    REQUIRE(a.size() == size_t(c.n_layer * c.n_head));
+    for (size_t i = 0; i < a.size(); ++i) {
+        REQUIRE(b[i] == Approx(a[i]).epsilon(1e-6).margin(1e-6));
+        REQUIRE(s[i] == Approx(a[i]).epsilon(1e-6).margin(1e-6));
+    }
+}
+
 TEST_CASE("scores do not depend on how the sweep is cut into items", "[pear]") {
     Fixture f(make_random_model("tiny", 5));
     const auto& c = f.model.config;

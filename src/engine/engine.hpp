@@ -57,6 +57,7 @@ struct ForwardHooks {
     std::vector<int32_t> attn_prob_layers;       // capture attention probabilities of these layers
     std::vector<int32_t> attn_prob_rows;         // ... for these query t (empty: all)
     bool final_hidden = false;                   // capture the final hidden state at the logit positions
+    bool hidden_only = false;                    // with final_hidden: skip the output head (no logits computed)
 
     // ---- output
     LogitsMode logits = LogitsMode::LAST;

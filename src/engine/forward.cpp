@@ -261,10 +261,12 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
             res.final_hidden.resize(size_t(out_rows * d));
             backend_.download(w.hidden.get(), res.final_hidden.data(), out_rows * d);
         }
-        w.logits.ensure(backend_, out_rows * c.n_vocab);
-        unembed(w.hidden.get(), w.logits.get(), out_rows);
-        res.logits.resize(size_t(out_rows) * c.n_vocab);
-        backend_.download(w.logits.get(), res.logits.data(), out_rows * c.n_vocab);
+        if (!(hk.hidden_only && hk.final_hidden)) {
+            w.logits.ensure(backend_, out_rows * c.n_vocab);
+            unembed(w.hidden.get(), w.logits.get(), out_rows);
+            res.logits.resize(size_t(out_rows) * c.n_vocab);
+            backend_.download(w.logits.get(), res.logits.data(), out_rows * c.n_vocab);
+        }
     }
     return res;
 }

@@ -298,32 +298,38 @@ struct SettingRun::Impl {
         const int32_t d = c.d_model, nh = it.head_end - it.head_begin;
         const std::vector<int32_t> pos = total_positions();
         std::vector<double> out;
+        // Heads of a layer go through in groups of up to max_tokens_per_pass tokens (all of them on small models):
+        // sequences k*N + b start from the clean residual at layer l, tiled on the device (one upload of [N*T, d]).
+        Backend& be = engine.backend();
+        const int64_t rows = int64_t(N) * T;
+        const int32_t group = int32_t(std::clamp<int64_t>(opt.max_tokens_per_pass / rows, 1, nh));
         for (int32_t l = it.layer_begin; l < it.layer_end; ++l) {
-            // All heads of the layer in one batch: sequences k*N + b, starting from the clean residual at layer l,
-            // tiled nh times on the device (one upload of [N*T, d]).
-            Backend& be = engine.backend();
-            const int64_t rows = int64_t(N) * T;
-            DeviceBuffer pre(be, rows * d), start(be, int64_t(nh) * rows * d);
+            DeviceBuffer pre(be, rows * d), start(be, int64_t(group) * rows * d);
             be.upload(pre_all[l].data(), pre.get(), rows * d);
-            be.fill(start.get(), int64_t(nh) * rows * d, 0.0f);
-            be.add_cyclic(start.get(), int64_t(nh) * rows, pre.get(), rows, d);
-            ForwardHooks hk;
-            hk.start_layer = l;
-            hk.start_residual = start.get();
-            hk.start_residual_on_device = true;
-            for (int32_t k = 0; k < nh; ++k)
-                for (int32_t b = 0; b < N; ++b)
-                    hk.head_patches.push_back(
-                        HeadPatch{l, it.head_begin + k, k * N + b, pos, total_values(l, it.head_begin + k, b, pos)});
-            hk.logits = LogitsMode::POSITIONS;
-            hk.logit_positions = {p};
-            hk.final_hidden = true;
-            ForwardResult r = engine.forward({}, int64_t(nh) * N, T, hk);
-            const std::vector<double> pis = readout_host_rows(r.final_hidden.data(), int64_t(nh) * N);
-            for (int32_t k = 0; k < nh; ++k) {
-                double s = 0;
-                for (int32_t b = 0; b < N; ++b) s += pis[size_t(k) * N + b];
-                out.push_back(s / N);
+            for (int32_t k0 = 0; k0 < nh; k0 += group) {
+                const int32_t g = std::min(group, nh - k0);
+                be.fill(start.get(), int64_t(g) * rows * d, 0.0f);
+                be.add_cyclic(start.get(), int64_t(g) * rows, pre.get(), rows, d);
+                ForwardHooks hk;
+                hk.start_layer = l;
+                hk.start_residual = start.get();
+                hk.start_residual_on_device = true;
+                for (int32_t k = 0; k < g; ++k) {
+                    const int32_t h = it.head_begin + k0 + k;
+                    for (int32_t b = 0; b < N; ++b)
+                        hk.head_patches.push_back(HeadPatch{l, h, k * N + b, pos, total_values(l, h, b, pos)});
+                }
+                hk.logits = LogitsMode::POSITIONS;
+                hk.logit_positions = {p};
+                hk.final_hidden = true;
+                hk.hidden_only = true;  // pi comes from the readout GEMM, not from the output head
+                ForwardResult r = engine.forward({}, int64_t(g) * N, T, hk);
+                const std::vector<double> pis = readout_host_rows(r.final_hidden.data(), int64_t(g) * N);
+                for (int32_t k = 0; k < g; ++k) {
+                    double s = 0;
+                    for (int32_t b = 0; b < N; ++b) s += pis[size_t(k) * N + b];
+                    out.push_back(s / N);
+                }
             }
         }
         return out;

@@ -55,6 +55,7 @@ void SweepOptions::validate(const ModelConfig& c) const {
             check(t >= 0 && t < 2 * s.half_len, "sweep: ablation position ", t, " is outside the input of setting (",
                   s.n_samples, ", ", s.half_len, ")");
     check(max_rows_per_chunk >= 1, "sweep: max_rows_per_chunk must be positive");
+    check(max_tokens_per_pass >= 1, "sweep: max_tokens_per_pass must be positive");
 }
 
 namespace {

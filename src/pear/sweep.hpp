@@ -46,6 +46,7 @@ struct SweepOptions {
     std::vector<int32_t> total_positions;     // TOTAL mode: ablated positions t (empty: all 2n positions)
     int32_t top_k = 0;                        // 0: default_top_k(n_heads)
     int32_t max_rows_per_chunk = 8192;        // PATH mode: rows per batched MLP pass (memory bound)
+    int32_t max_tokens_per_pass = 65536;      // TOTAL mode: heads of a layer per forward pass, as tokens (memory)
 
     // Throws hs::Error naming the problem (n that does not fit the context, bad K, empty settings, ...).
     void validate(const ModelConfig& config) const;
