@@ -171,6 +171,17 @@ __global__ void rope_kernel(float* x, int64_t rows, int64_t seq, int64_t pos0, i
 
 // ---------------------------------------------------------------- attention
 
+// z row of one head = acc / l; lane owns dims lane + 32 i.
+template <int DPL>
+__device__ __forceinline__ void store_head_row(float* zr, const float* acc, float l, int lane, int d_head) {
+    const float inv = 1.0f / l;
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) {
+        const int d = lane + 32 * i;
+        if (d < d_head) zr[d] = acc[i] * inv;
+    }
+}
+
 // Causal (sliding-window) GQA attention, one warp per query row, online softmax over chunks of 32 keys:
 // lane i scores key j0 + i against the query (held in shared memory, pre-scaled), the chunk's max and sum come
 // from warp reductions, then every lane accumulates its dims (d = lane + 32 k) of p_j * v_j with p_j broadcast
@@ -228,13 +239,7 @@ attention_kernel(const float* __restrict__ q, const float* __restrict__ k_cache,
         }
         m = m_new;
     }
-    float* zr = z + (b * seq + t) * q_dim + int64_t(h) * d_head;
-    const float inv = 1.0f / l;
-#pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-        const int d = lane + 32 * i;
-        if (d < d_head) zr[d] = acc[i] * inv;
-    }
+    store_head_row<DPL>(z + (b * seq + t) * q_dim + int64_t(h) * d_head, acc, l, lane, d_head);
 }
 
 // The same attention for d_head <= kTileHeadDim, with the keys and values a block needs staged in shared memory:
@@ -312,13 +317,7 @@ attention_tiled_kernel(const float* __restrict__ q, const float* __restrict__ k_
         m = m_new;
     }
     if (!active) return;
-    float* zr = z + (b * seq + t) * q_dim + int64_t(h) * d_head;
-    const float inv = 1.0f / l;
-#pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-        const int d = lane + 32 * i;
-        if (d < d_head) zr[d] = acc[i] * inv;
-    }
+    store_head_row<DPL>(z + (b * seq + t) * q_dim + int64_t(h) * d_head, acc, l, lane, d_head);
 }
 
 // Softmax probabilities of chosen query rows: out [B, n_head, n_rows, n_keys], zero where masked.
