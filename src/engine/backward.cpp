@@ -16,21 +16,10 @@
 
 #include "engine/engine.hpp"
 #include "engine/grad_workspace.hpp"
+#include "engine/rows.hpp"
 #include "util/error.hpp"
 
 namespace hs {
-
-namespace {
-
-void gather_rows(Backend& be, const float* x, int64_t width, int64_t B, int64_t T, const std::vector<int32_t>& pos,
-                 std::vector<float>& out) {
-    out.resize(size_t(B) * pos.size() * width);
-    for (int64_t b = 0; b < B; ++b)
-        for (size_t i = 0; i < pos.size(); ++i)
-            be.download(x + (b * T + pos[i]) * width, out.data() + (b * pos.size() + i) * width, width);
-}
-
-}  // namespace
 
 GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B, int64_t T, const GradRequest& rq) {
     const ModelConfig& c = model_.config;
@@ -224,8 +213,8 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
         be.matmul_dx(dmid, W.wo, dz, rows, false);
         be.head_dots(dz, tp.z.get(), rows, q_dim, H, dh, res.head_grad.data() + size_t(l) * H);
         if (rq.capture) {
-            gather_rows(be, tp.z.get(), q_dim, B, T, res.capture_positions, res.z[l]);
-            gather_rows(be, dz, q_dim, B, T, res.capture_positions, res.dz[l]);
+            download_rows(be, tp.z.get(), q_dim, B, T, res.capture_positions, res.z[l]);
+            download_rows(be, dz, q_dim, B, T, res.capture_positions, res.dz[l]);
         }
         if (l == L0 && !rq.residual_grad) break;
         if (layer_scaled(l))

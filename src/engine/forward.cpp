@@ -4,6 +4,7 @@
 
 #include "engine/engine.hpp"
 #include "engine/grad_workspace.hpp"
+#include "engine/rows.hpp"
 #include "util/error.hpp"
 
 namespace hs {
@@ -41,17 +42,19 @@ std::vector<int32_t> resolve_positions(const std::vector<int32_t>& given, int64_
     return given;
 }
 
-// out (host) [B, positions, width] <- x (device) [B*T, width] at the given t.
-void read_rows(Backend& be, const float* x, int64_t width, int64_t B, int64_t T, const std::vector<int32_t>& pos,
-               std::vector<float>& out) {
-    out.resize(size_t(B) * pos.size() * width);
-    if (int64_t(pos.size()) == T) return be.download(x, out.data(), B * T * width);
-    for (int64_t b = 0; b < B; ++b)
-        for (size_t i = 0; i < pos.size(); ++i)
-            be.download(x + (b * T + pos[i]) * width, out.data() + (b * pos.size() + i) * width, width);
-}
-
 }  // namespace
+
+void download_rows(Backend& be, const float* x, int64_t width, int64_t B, int64_t T, const std::vector<int32_t>& pos,
+                   std::vector<float>& out) {
+    const int64_t P = int64_t(pos.size());
+    out.resize(size_t(B * P * width));
+    if (P == 0) return;
+    if (P == T) return be.download(x, out.data(), B * T * width);
+    DeviceBuffer rows(be, B * P * width);
+    for (int64_t i = 0; i < P; ++i)  // rows (b, pos[i]) of every b: B rows, source stride T*width
+        be.copy_2d(x + pos[size_t(i)] * width, T * width, rows.get() + i * width, P * width, B, width);
+    be.download(rows.get(), out.data(), B * P * width);
+}
 
 void Engine::mlp_block(int32_t l, float* x, int64_t rows) {
     const ModelConfig& c = model_.config;
@@ -128,7 +131,7 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
     auto capture_residual = [&](int32_t l, ResidualPoint pt, const float* x) {
         for (const auto& r : hk.residuals)
             if (r.first == l && r.second == pt)
-                read_rows(backend_, x, d, B, T, res.residual_positions, res.residuals[r]);
+                download_rows(backend_, x, d, B, T, res.residual_positions, res.residuals[r]);
     };
 
     w.x.ensure(backend_, rows * d);
@@ -200,7 +203,7 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
                 backend_.attention_probs(a, r.data(), int64_t(r.size()), res.attn_probs[l].data());
             }
         }
-        if (want_z[l]) read_rows(backend_, z, q_dim, B, T, res.z_positions, res.z[l]);
+        if (want_z[l]) download_rows(backend_, z, q_dim, B, T, res.z_positions, res.z[l]);
 
         // ---- interventions on head outputs
         if (!hk.head_scale.empty())
@@ -252,10 +255,8 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
     if (np > 0 && (hk.logits != LogitsMode::NONE || hk.final_hidden)) {
         const int64_t out_rows = B * np;
         w.hidden.ensure(backend_, out_rows * d);
-        for (int64_t b = 0; b < B; ++b)
-            for (int64_t i = 0; i < np; ++i)
-                backend_.copy_2d(x + (b * T + res.logit_positions[i]) * d, d, w.hidden.get() + (b * np + i) * d, d, 1,
-                                 d);
+        for (int64_t i = 0; i < np; ++i)  // position i of every sequence: B rows, source stride T*d
+            backend_.copy_2d(x + res.logit_positions[size_t(i)] * d, T * d, w.hidden.get() + i * d, np * d, B, d);
         final_norm(w.hidden.get(), w.hidden.get(), out_rows);
         if (hk.final_hidden) {
             res.final_hidden.resize(size_t(out_rows * d));
