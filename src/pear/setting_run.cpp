@@ -254,13 +254,15 @@ struct SettingRun::Impl {
 
     // x[r] += attn_p[j][r % N] for the first `rows` rows.
     void add_attention(float* x, int64_t rows, int32_t j) {
-        const int32_t d = cfg().d_model;
+        const int32_t d = cfg().d_model, L = cfg().n_layer;
         Backend& be = engine.backend();
-        attn_dev.ensure(be, int64_t(N) * d);
-        be.upload(attn_p[j].data(), attn_dev.get(), int64_t(N) * d);
-        be.add_cyclic(x, rows, attn_dev.get(), N, d);
+        if (!attn_dev.get()) {  // every layer's clean attention output at p, uploaded once per setting: [L, N, d]
+            attn_dev = DeviceBuffer(be, int64_t(L) * N * d);
+            for (int32_t l = 0; l < L; ++l) be.upload(attn_p[l].data(), attn_dev.get() + int64_t(l) * N * d, int64_t(N) * d);
+        }
+        be.add_cyclic(x, rows, attn_dev.get() + int64_t(j) * N * d, N, d);
     }
-    DeviceBuffer attn_dev;  // [N, d] scratch for add_attention
+    DeviceBuffer attn_dev;
 
     // ---------------------------------------------------------------- TOTAL
     // Ablation values of head (l,h) for sample b at the ablated positions: [positions, d_head].
