@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "cli/commands.hpp"
+#include "backend/backend.hpp"
 #include "eval/run_eval.hpp"
 #include "util/error.hpp"
 
@@ -23,6 +24,7 @@ struct EvalFlags {
     std::string job_file;
     std::vector<std::string> models;
     std::string tasks = "mdqa,kv,nq,longbench,mmlu", methods, data_dir, output = "results/eval.h5";
+    std::string device = "cpu", gpu_weights = "bf16";
     eval::MethodSettings ms;
     int64_t limit = -1, max_prompt_tokens = 0, threads = 0;
     int32_t max_new_tokens = 0, mmlu_shots = 5, mmlu_per_subject = 5;
@@ -39,8 +41,8 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Job file (TOML): `model = "..."` or `models = [...]` at the top level (the sweep job's keys) and an [eval] table
-// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, data_dir, limit, max_new_tokens, max_prompt_tokens,
-// output. A flag given on the command line wins over the file.
+// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, data_dir, device, gpu_weights, limit,
+// max_new_tokens, max_prompt_tokens, output. A flag given on the command line wins over the file.
 void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
     toml::table t;
     try {
@@ -77,6 +79,8 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
         else if (key == "pear_name") str("--pear-name", f.ms.pear_name);
         else if (key == "data_dir") str("--data-dir", f.data_dir);
         else if (key == "output") str("--output", f.output);
+        else if (key == "device") str("--device", f.device);
+        else if (key == "gpu_weights") str("--gpu-weights", f.gpu_weights);
         else if (key == "limit") num("--limit", f.limit);
         else if (key == "max_new_tokens") num("--max-new-tokens", f.max_new_tokens);
         else if (key == "max_prompt_tokens") num("--max-prompt-tokens", f.max_prompt_tokens);
@@ -121,6 +125,9 @@ void add_eval_command(CLI::App& app) {
     cmd->add_flag("--overwrite", f->overwrite, "replace an existing output file");
     cmd->add_option("-t,--threads", f->threads, "BLAS threads (0: OpenBLAS default; 1 per rank under MPI)")
         ->capture_default_str();
+    cmd->add_option("--device", f->device, "cpu or cuda (under MPI: rank i of a node uses GPU i mod count)")
+        ->capture_default_str();
+    cmd->add_option("--gpu-weights", f->gpu_weights, "cuda: weights as bf16 | fp16 | fp32")->capture_default_str();
     cmd->add_flag("-q,--quiet", f->quiet, "no progress lines");
     cmd->add_flag("--mpi", f->mpi, "use the MPI coordinator even with one rank");
     cmd->add_flag("--list-tasks", f->list, "list the tasks and methods, then exit");
@@ -156,6 +163,10 @@ void add_eval_command(CLI::App& app) {
         job.resume = f->resume;
         job.overwrite = f->overwrite;
         job.threads = int32_t(f->threads);
+        parse_device(f->device);  // bad names fail here, before any rank loads a model
+        parse_weight_type(f->gpu_weights);
+        job.device = f->device;
+        job.gpu_weights = f->gpu_weights;
         job.progress = !f->quiet;
         job.summary_only = f->summary_only;
         eval::EvalOutcome out;

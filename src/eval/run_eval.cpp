@@ -140,7 +140,10 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
             LoadOptions lo;
             lo.verbose = root && job.progress;
             model = std::make_unique<Model>(open_model(spec, lo));
-            backend = make_backend(parse_device(job.device), threads);
+            BackendOptions bo;
+            bo.threads = threads;
+            bo.gpu_weights = parse_weight_type(job.gpu_weights);
+            backend = make_backend(parse_device(job.device), bo);
             ctx = std::make_unique<EvalContext>(*model, spec, *backend);
             TaskBuildOptions to = job.task_options;
             to.n_ctx = model->config.n_ctx;
