@@ -281,6 +281,7 @@ void check_engine(Backend& dev, WeightType t) {
         hk.head_scale[size_t(c.n_head) + 2] = 1.7f;
         hk.head_patches.push_back(HeadPatch{1, 1, 1, {3, 7}, randn(size_t(2 * c.d_head), 31)});
         hk.head_patches.push_back(HeadPatch{0, 0, -1, {5}, randn(size_t(c.d_head), 32)});
+        hk.head_patches.push_back(HeadPatch{1, 1, -1, {7}, randn(size_t(c.d_head), 33)});  // overlaps the first
         hk.z_layers = {0, 1};
         hk.z_positions = {2, 18};
         hk.residuals = {{0, ResidualPoint::AFTER_ATTENTION}, {1, ResidualPoint::BLOCK_OUTPUT}};

@@ -195,6 +195,22 @@ TEST_CASE("patches can target one sequence of a batch", "[engine][hooks]") {
     }
 }
 
+TEST_CASE("overlapping patches: the later one wins", "[engine][hooks]") {
+    Fixture f("tiny");
+    const auto& c = f.model.config;
+    auto ids = random_ids(24, c.n_vocab, 3);
+    std::vector<float> ones(c.d_head, 1.0f), twos(c.d_head, 2.0f);
+    ForwardHooks both, later;
+    both.logits = later.logits = LogitsMode::ALL;
+    both.head_patches = {HeadPatch{1, 2, 1, {5, 9}, ones}, HeadPatch{1, 2, -1, {9}, twos}};
+    later.head_patches = {HeadPatch{1, 2, 1, {5}, ones}, HeadPatch{1, 2, -1, {9}, twos}};
+    const ForwardResult a = f.engine->forward(ids, 2, 12, both), b = f.engine->forward(ids, 2, 12, later);
+    REQUIRE(a.logits == b.logits);
+    ForwardHooks reversed = both;
+    std::swap(reversed.head_patches[0], reversed.head_patches[1]);  // now the ones win at (1, 9)
+    REQUIRE(f.engine->forward(ids, 2, 12, reversed).logits != a.logits);
+}
+
 TEST_CASE("a forward with attention frozen at clean values equals the plain forward", "[engine][hooks]") {
     Fixture f("tiny-mha");
     const auto& c = f.model.config;

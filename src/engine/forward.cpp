@@ -1,6 +1,7 @@
 // The forward pass: one function that reads top to bottom, every step a named backend op.
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 
 #include "engine/engine.hpp"
 #include "engine/grad_workspace.hpp"
@@ -211,17 +212,25 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
                 const float s = hk.head_scale[size_t(l) * c.n_head + h];
                 if (s != 1.0f) backend_.scale_columns(z, rows, q_dim, int64_t(h) * c.d_head, c.d_head, s);
             }
-        // Every patch of the layer in one write: offsets into z and the d_head values of each.
+        // Every patch of the layer in one write: offsets into z and the d_head values of each. Where patches
+        // overlap the later one wins (one entry per offset, so no backend writes a block twice in parallel).
         std::vector<int64_t> patch_at;
         std::vector<float> patch_values;
+        std::unordered_map<int64_t, size_t> patch_slot;
         for (const auto& p : hk.head_patches) {
             if (p.layer != l) continue;
             const bool one = p.values.size() == size_t(c.d_head);
             for (int64_t b = (p.sequence < 0 ? 0 : p.sequence); b < (p.sequence < 0 ? B : p.sequence + 1); ++b)
                 for (size_t i = 0; i < p.positions.size(); ++i) {
-                    patch_at.push_back((b * T + p.positions[i]) * q_dim + int64_t(p.head) * c.d_head);
+                    const int64_t at = (b * T + p.positions[i]) * q_dim + int64_t(p.head) * c.d_head;
                     const float* v = p.values.data() + (one ? 0 : i * c.d_head);
-                    patch_values.insert(patch_values.end(), v, v + c.d_head);
+                    auto [it, fresh] = patch_slot.try_emplace(at, patch_at.size());
+                    if (fresh) {
+                        patch_at.push_back(at);
+                        patch_values.insert(patch_values.end(), v, v + c.d_head);
+                    } else {
+                        std::copy(v, v + c.d_head, patch_values.begin() + int64_t(it->second) * c.d_head);
+                    }
                 }
         }
         if (!patch_at.empty())
