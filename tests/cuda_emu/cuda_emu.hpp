@@ -343,23 +343,10 @@ T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = warpSize) {
 }
 
 // Plain read-modify-writes: all GPU threads run on one OS thread and switch only at barriers, so they are atomic.
-inline float atomicAdd(float* address, float value) {
-    const float old = *address;
-    *address = old + value;
-    return old;
-}
-inline double atomicAdd(double* address, double value) {
-    const double old = *address;
-    *address = old + value;
-    return old;
-}
-inline int atomicAdd(int* address, int value) {
-    const int old = *address;
-    *address = old + value;
-    return old;
-}
-inline unsigned atomicAdd(unsigned* address, unsigned value) {
-    const unsigned old = *address;
+// One template for CUDA's float, double, int and unsigned overloads (the value's type must match the pointer's).
+template <class T>
+inline T atomicAdd(T* address, T value) {
+    const T old = *address;
     *address = old + value;
     return old;
 }
