@@ -728,26 +728,25 @@ GgufValue GgufWriter::string(std::string v) {
     x.scalar = std::move(v);
     return x;
 }
-GgufValue GgufWriter::string_array(const std::vector<std::string>& v) {
+namespace {
+// An ARRAY value of elem_type from the items, each made by make (one of the writer's scalar constructors).
+template <class T, class Make>
+GgufValue make_array(GgufValueType elem_type, const std::vector<T>& items, Make make) {
     GgufValue x;
     x.type = GgufValueType::ARRAY;
-    x.elem_type = GgufValueType::STRING;
-    for (const std::string& s : v) x.array.push_back(string(s));
+    x.elem_type = elem_type;
+    for (const T& e : items) x.array.push_back(make(e));
     return x;
+}
+}  // namespace
+GgufValue GgufWriter::string_array(const std::vector<std::string>& v) {
+    return make_array(GgufValueType::STRING, v, [](const std::string& e) { return string(e); });
 }
 GgufValue GgufWriter::i32_array(const std::vector<int32_t>& v) {
-    GgufValue x;
-    x.type = GgufValueType::ARRAY;
-    x.elem_type = GgufValueType::I32;
-    for (int32_t e : v) x.array.push_back(i32(e));
-    return x;
+    return make_array(GgufValueType::I32, v, [](int32_t e) { return i32(e); });
 }
 GgufValue GgufWriter::f32_array(const std::vector<float>& v) {
-    GgufValue x;
-    x.type = GgufValueType::ARRAY;
-    x.elem_type = GgufValueType::F32;
-    for (float e : v) x.array.push_back(f32(e));
-    return x;
+    return make_array(GgufValueType::F32, v, [](float e) { return f32(e); });
 }
 
 }  // namespace hs

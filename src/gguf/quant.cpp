@@ -222,6 +222,18 @@ inline void k_scale_min(int s, const uint8_t* scales, uint8_t* sc, uint8_t* mn) 
     }
 }
 
+// Scale and min of chunk c's two sub-blocks (2c: low nibbles, 2c+1: high nibbles), times the super-block's d, dmin.
+inline void k_chunk_scales(int c, float d, float dmin, const uint8_t* scales, float& d1, float& m1, float& d2,
+                           float& m2) {
+    uint8_t sc, mn;
+    k_scale_min(2 * c, scales, &sc, &mn);
+    d1 = d * static_cast<float>(sc);
+    m1 = dmin * static_cast<float>(mn);
+    k_scale_min(2 * c + 1, scales, &sc, &mn);
+    d2 = d * static_cast<float>(sc);
+    m2 = dmin * static_cast<float>(mn);
+}
+
 // Q4_K super-block (144 B, 256 elements): d f16 | dmin f16 | scales[12] | qs[128].
 // Four chunks of 64 outputs; chunk c reads qs[32c..32c+31]: low nibbles -> sub-block 2c, high -> 2c+1.
 // y = d*sc*q - dmin*mn (the min is subtracted).
@@ -231,11 +243,8 @@ void dequant_q4_k(const uint8_t* b, float* y) {
     const uint8_t* scales = b + 4;
     const uint8_t* qs = b + 16;
     for (int c = 0; c < 4; ++c) {
-        uint8_t sc, mn;
-        k_scale_min(2 * c, scales, &sc, &mn);
-        const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(mn);
-        k_scale_min(2 * c + 1, scales, &sc, &mn);
-        const float d2 = d * static_cast<float>(sc), m2 = dmin * static_cast<float>(mn);
+        float d1, m1, d2, m2;
+        k_chunk_scales(c, d, dmin, scales, d1, m1, d2, m2);
         const uint8_t* q = qs + 32 * c;
         float* out = y + 64 * c;
         for (int l = 0; l < 32; ++l) out[l] = d1 * static_cast<float>(q[l] & 0x0F) - m1;
@@ -252,11 +261,8 @@ void dequant_q5_k(const uint8_t* b, float* y) {
     const uint8_t* qh = b + 16;
     const uint8_t* qs = b + 48;
     for (int c = 0; c < 4; ++c) {
-        uint8_t sc, mn;
-        k_scale_min(2 * c, scales, &sc, &mn);
-        const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(mn);
-        k_scale_min(2 * c + 1, scales, &sc, &mn);
-        const float d2 = d * static_cast<float>(sc), m2 = dmin * static_cast<float>(mn);
+        float d1, m1, d2, m2;
+        k_chunk_scales(c, d, dmin, scales, d1, m1, d2, m2);
         const uint8_t* q = qs + 32 * c;
         float* out = y + 64 * c;
         for (int l = 0; l < 32; ++l) {

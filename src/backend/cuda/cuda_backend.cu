@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/ops_cpu.hpp"
 #include "backend/cuda/kernels.cuh"
 #include "util/error.hpp"
 
@@ -112,15 +113,10 @@ public:
         if (p) check_cuda(cudaFreeAsync(p, stream_), "release");
     }
     void upload(const float* host, float* dev, int64_t n) override {
-        if (n <= 0) return;
-        check_cuda(cudaMemcpyAsync(dev, host, size_t(n) * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
-        // The host buffer may be reused as soon as we return.
-        check_cuda(cudaStreamSynchronize(stream_), "upload");
+        if (n > 0) copy_in(dev, host, size_t(n) * sizeof(float), "upload");
     }
     void download(const float* dev, float* host, int64_t n) override {
-        if (n <= 0) return;
-        check_cuda(cudaMemcpyAsync(host, dev, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
-        check_cuda(cudaStreamSynchronize(stream_), "download");
+        if (n > 0) copy_out(host, dev, size_t(n) * sizeof(float), "download");
     }
     void copy_2d(const float* src, int64_t ss, float* dst, int64_t ds, int64_t rows, int64_t cols) override {
         if (rows <= 0 || cols <= 0) return;
@@ -524,28 +520,20 @@ private:
                   static_cast<const float*>(t.cos), static_cast<const float*>(t.sin), inverse ? 1 : 0);
         after(op);
     }
-    // cos/sin of (pos * base^(-2j/d_head)) for pos < n_pos, computed in double on the host as the CPU backend does
-    // (so both backends rotate by the same rounded values), uploaded once and grown by doubling.
+    // The CPU backend's cos/sin table (computed in double and rounded once, so both backends rotate by the same
+    // values), uploaded whenever it grows (it grows by doubling).
     const RopeTableDev& rope_table(float base, int32_t d_head, int64_t n_pos) {
         RopeTableDev& t = rope_[{base, d_head}];
         if (t.n_pos >= n_pos) return t;
-        const int64_t n = std::max<int64_t>(n_pos, std::max<int64_t>(2 * t.n_pos, 256));
-        const int32_t half = d_head / 2;
-        std::vector<float> c(size_t(n) * half), s(size_t(n) * half);
-        for (int32_t j = 0; j < half; ++j) {
-            const double inv_freq = 1.0 / std::pow(double(base), double(2 * j) / double(d_head));
-            for (int64_t p = 0; p < n; ++p) {
-                c[size_t(p) * half + j] = float(std::cos(double(p) * inv_freq));
-                s[size_t(p) * half + j] = float(std::sin(double(p) * inv_freq));
-            }
-        }
+        cpu::RopeTable host;
+        cpu::rope_table_extend(host, base, d_head, std::max<int64_t>(n_pos, 2 * t.n_pos));
         if (t.cos) check_cuda(cudaFreeAsync(t.cos, stream_), "rope table");
         if (t.sin) check_cuda(cudaFreeAsync(t.sin, stream_), "rope table");
-        t.cos = static_cast<float*>(raw_alloc(c.size() * 4, "rope table"));
-        t.sin = static_cast<float*>(raw_alloc(s.size() * 4, "rope table"));
-        copy_in(t.cos, c.data(), c.size() * 4, "rope table");
-        copy_in(t.sin, s.data(), s.size() * 4, "rope table");
-        t.n_pos = n;
+        t.cos = static_cast<float*>(raw_alloc(host.cos.size() * 4, "rope table"));
+        t.sin = static_cast<float*>(raw_alloc(host.sin.size() * 4, "rope table"));
+        copy_in(t.cos, host.cos.data(), host.cos.size() * 4, "rope table");
+        copy_in(t.sin, host.sin.data(), host.sin.size() * 4, "rope table");
+        t.n_pos = host.n_pos;
         return t;
     }
 

@@ -171,6 +171,31 @@ __global__ void rope_kernel(float* x, int64_t rows, int64_t seq, int64_t pos0, i
 
 // ---------------------------------------------------------------- attention
 
+// One chunk of up to 32 keys of an online softmax, for one query row held by a warp: lane i brings the score s
+// of key i (valid: the key is visible), v_rows[jj * v_stride ..] is key jj's value row. Updates the running max m,
+// the sum l and the lane's dims (d = lane + 32 i) of the unnormalised output acc.
+template <int DPL>
+__device__ __forceinline__ void online_softmax_step(float s, bool valid, int n_keys, const float* v_rows,
+                                                    int64_t v_stride, int lane, int d_head, float& m, float& l,
+                                                    float* acc) {
+    const float m_new = fmaxf(m, warp_max(s));
+    const float p = valid ? __expf(s - m_new) : 0.0f;
+    const float corr = __expf(m - m_new);  // 0 on the first chunk (m = -inf)
+    l = l * corr + warp_sum(p);
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) acc[i] *= corr;
+    for (int jj = 0; jj < n_keys; ++jj) {
+        const float pj = __shfl_sync(0xffffffffu, p, jj);
+        const float* vr = v_rows + jj * v_stride;
+#pragma unroll
+        for (int i = 0; i < DPL; ++i) {
+            const int d = lane + 32 * i;
+            if (d < d_head) acc[i] += pj * vr[d];
+        }
+    }
+    m = m_new;
+}
+
 // z row of one head = acc / l; lane owns dims lane + 32 i.
 template <int DPL>
 __device__ __forceinline__ void store_head_row(float* zr, const float* acc, float l, int lane, int d_head) {
@@ -221,23 +246,8 @@ attention_kernel(const float* __restrict__ q, const float* __restrict__ k_cache,
             for (int d = 0; d < d_head; ++d) dot += q_s[warp][d] * kr[d];
             s = dot;
         }
-        const float m_new = fmaxf(m, warp_max(s));
-        const float p = j < hi ? __expf(s - m_new) : 0.0f;
-        const float corr = __expf(m - m_new);  // 0 on the first chunk (m = -inf)
-        l = l * corr + warp_sum(p);
-#pragma unroll
-        for (int i = 0; i < DPL; ++i) acc[i] *= corr;
-        const int n_valid = int(hi - j0 < 32 ? hi - j0 : 32);
-        for (int jj = 0; jj < n_valid; ++jj) {
-            const float pj = __shfl_sync(0xffffffffu, p, jj);
-            const float* vr = V + (j0 + jj) * kv_dim;
-#pragma unroll
-            for (int i = 0; i < DPL; ++i) {
-                const int d = lane + 32 * i;
-                if (d < d_head) acc[i] += pj * vr[d];
-            }
-        }
-        m = m_new;
+        online_softmax_step<DPL>(s, j < hi, int(hi - j0 < 32 ? hi - j0 : 32), V + j0 * kv_dim, kv_dim, lane, d_head, m,
+                                 l, acc);
     }
     store_head_row<DPL>(z + (b * seq + t) * q_dim + int64_t(h) * d_head, acc, l, lane, d_head);
 }
@@ -300,21 +310,8 @@ attention_tiled_kernel(const float* __restrict__ q, const float* __restrict__ k_
             for (int d = 0; d < d_head; ++d) dot += q_s[warp][d] * k_s[lane][d];
             s = dot;
         }
-        const float m_new = fmaxf(m, warp_max(s));  // finite: the tile holds at least one key of this row
-        const float p = valid ? __expf(s - m_new) : 0.0f;
-        const float corr = __expf(m - m_new);
-        l = l * corr + warp_sum(p);
-#pragma unroll
-        for (int i = 0; i < DPL; ++i) acc[i] *= corr;
-        for (int jj = 0; jj < n_tile; ++jj) {
-            const float pj = __shfl_sync(0xffffffffu, p, jj);
-#pragma unroll
-            for (int i = 0; i < DPL; ++i) {
-                const int d = lane + 32 * i;
-                if (d < d_head) acc[i] += pj * v_s[jj][d];
-            }
-        }
-        m = m_new;
+        // the tile holds at least one key of this row, so the running max stays finite
+        online_softmax_step<DPL>(s, valid, n_tile, &v_s[0][0], kTileHeadDim, lane, d_head, m, l, acc);
     }
     if (!active) return;
     store_head_row<DPL>(z + (b * seq + t) * q_dim + int64_t(h) * d_head, acc, l, lane, d_head);
