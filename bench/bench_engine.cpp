@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/engine.hpp"
+#include "backend/cpu/cpu_runtime.hpp"
 #include "util/error.hpp"
 
 using namespace hs;
@@ -28,6 +29,7 @@ static double peak_rss_mib() {
 }
 
 int main(int argc, char** argv) try {
+    hs::prepare_cpu_runtime(argv);
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL [--threads N] [--tokens T] [--batches 1,16] [--decode N] [--reps R] "
                              "[--device cpu|cuda] [--gpu-weights bf16|fp16|fp32]\n", argv[0]);

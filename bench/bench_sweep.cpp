@@ -11,6 +11,7 @@
 #include <string>
 
 #include "pear/sweep.hpp"
+#include "backend/cpu/cpu_runtime.hpp"
 #include "util/error.hpp"
 
 using namespace hs;
@@ -19,6 +20,7 @@ using namespace hs::pear;
 static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 int main(int argc, char** argv) try {
+    hs::prepare_cpu_runtime(argv);
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL --mode path|total [--settings NxN,...] [--threads T] [--mean-over M] "
                              "[--device cpu|cuda] [--gpu-weights W] [--layers L]\n", argv[0]);
@@ -74,9 +76,9 @@ int main(int argc, char** argv) try {
                      o.settings[s].n_samples, o.settings[s].half_len, clean_s, L, ts, run.pi_clean(), run.copy_accuracy());
     }
     std::printf("{\"engine\":\"headsweep\",\"mode\":\"%s\",\"model\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"clean_s\":%.3f,"
-                "\"items_timed_s\":%.3f,\"full_sweep_secs_est\":%.2f,\"layers_timed\":%d}\n",
+                "\"items_timed_s\":%.3f,\"full_sweep_secs_est\":%.2f,\"layers_timed\":%d,\"blas\":\"%s\"}\n",
                 score_mode_name(o.mode), argv[1], device.c_str(), threads, clean_s, items_s, clean_s + extrapolated,
-                max_layers > 0 ? max_layers : c.n_layer);
+                max_layers > 0 ? max_layers : c.n_layer, cpu_runtime_tag().c_str());
     return 0;
 } catch (const std::exception& ex) {
     std::fprintf(stderr, "headsweep_bench_sweep: error: %s\n", ex.what());

@@ -10,6 +10,7 @@
 
 #include <boost/mpi.hpp>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "dist/protocol.hpp"
 
 namespace {
@@ -27,6 +28,7 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
+    hs::prepare_cpu_runtime(argv);  // before MPI_Init: may re-execute
     boost::mpi::environment env(argc, argv, boost::mpi::threading::funneled);
     boost::mpi::communicator world;
     const int64_t items = argc > 1 ? std::atoll(argv[1]) : 200000;

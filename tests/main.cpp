@@ -2,4 +2,9 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
-int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }
+#include "backend/cpu/cpu_runtime.hpp"
+
+int main(int argc, char** argv) {
+    hs::prepare_cpu_runtime(argv);  // the tests run the kernels the program would (tests/test_cpu_runtime.cpp)
+    return Catch::Session().run(argc, argv);
+}

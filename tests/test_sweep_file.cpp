@@ -65,6 +65,10 @@ TEST_CASE("sweep file: round trip of a complete sweep", "[sweep][io]") {
         CHECK(f.complete());
         f.close();
     }
+    {  // provenance of the machine: the CPU and the BLAS kernels that computed the scores
+        h5::File raw = h5::File::open(path);
+        for (const char* key : {"cpu", "cpu_features", "blas", "blas_core"}) CHECK(raw.has_attr(key));
+    }
     SweepFile f = SweepFile::open(path);
     CHECK(f.complete());
     const SweepFileInfo& info = f.info();

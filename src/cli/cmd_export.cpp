@@ -8,6 +8,7 @@
 #include <memory>
 #include <numeric>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "cli/commands.hpp"
 #include "engine/engine.hpp"
 #include "io/h5.hpp"
@@ -166,6 +167,7 @@ void add_rank_heads_command(CLI::App& app) {
             h5::File f = h5::File::create(o->output, h5::Overwrite::yes);
             f.set_attr("model", o->model);
             f.set_attr("top_k", o->top_k);
+            for (const auto& [key, value] : cpu_runtime_provenance()) f.set_attr(key, value);
             for (size_t i = 0; i < modes.size(); ++i) {
                 const auto& hs = results[i];
                 const std::string g = i == 0 ? "" : std::string(pear::score_mode_name(modes[i])) + "/";

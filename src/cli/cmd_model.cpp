@@ -7,6 +7,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "cli/commands.hpp"
 #include "engine/engine.hpp"
 #include "model/model.hpp"
@@ -65,13 +66,32 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The machine as the CPU backend sees it: which kernels run, and whether the CPU would allow better ones.
+void print_machine() {
+    const CpuRuntime r = describe_cpu_runtime();
+    const CpuFeatures& c = r.cpu;
+    std::printf("cpu            %s (%s family %d model %d stepping %d)\n", c.brand.c_str(), c.vendor.c_str(), c.family,
+                c.model, c.stepping);
+    std::printf("cpu features   %s\n", c.summary().c_str());
+    std::printf("amx tile state %s\n", amx_state_name(r.amx));
+    std::printf("blas           %s\n", r.blas.library.c_str());
+    std::printf("blas core      %s\n", r.blas.describe().c_str());
+}
+
 }  // namespace
 
 void add_info_command(CLI::App& app) {
-    auto o = std::make_shared<ModelOptions>();
-    CLI::App* cmd = app.add_subcommand("info", "Describe a model: architecture, sizes, heads, tensor types, tokenizer");
+    struct Opts {
+        std::string model = kDefaultModel;
+        bool machine_only = false;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* cmd = app.add_subcommand(
+        "info", "Describe a model (architecture, sizes, heads, tensor types, tokenizer) and the machine (CPU, BLAS)");
     cmd->add_option("model", o->model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
+    cmd->add_flag("--machine", o->machine_only, "describe the machine only: CPU features, BLAS library and core");
     cmd->callback([o] {
+        if (o->machine_only) return print_machine();
         Model m = open_model(o->model);
         const ModelConfig& c = m.config;
         std::printf("model          %s\n", m.source.path.c_str());
@@ -95,6 +115,7 @@ void add_info_command(CLI::App& app) {
         const Tokenizer& tk = m.tokenizer;
         std::printf("tokenizer      %d tokens, pre-tokenizer %s, bos %d, eos %d, add_bos %s\n", tk.n_vocab(),
                     tk.pre_tokenizer().c_str(), tk.bos_id(), tk.eos_id(), tk.add_bos() ? "yes" : "no");
+        print_machine();
     });
 }
 

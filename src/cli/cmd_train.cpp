@@ -14,6 +14,7 @@
 
 #include <toml++/toml.h>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "cli/commands.hpp"
 #include "engine/engine.hpp"
 #include "io/h5.hpp"
@@ -106,9 +107,9 @@ void run_training(TrainCli& opt, const boost::mpi::communicator& world) {
         if (root) std::fprintf(stderr, "train: resuming %s at step %d\n", o->output.c_str(), tr.state().step);
     }
     if (root)
-        std::fprintf(stderr, "train: %zu heads (%s), %d ranks, batch %d, n %d, steps %d of %d planned\n",
+        std::fprintf(stderr, "train: %zu heads (%s), %d ranks, batch %d, n %d, steps %d of %d planned [%s]\n",
                      o->opt.heads.size(), pear::heads_string(o->opt.heads).c_str(), world.size(), o->opt.batch,
-                     o->opt.half_len, o->opt.steps, o->opt.planned_steps);
+                     o->opt.half_len, o->opt.steps, o->opt.planned_steps, cpu_runtime_tag().c_str());
     if (o->opt.eval_batch > 0 && extra.empty()) {
         const auto ev = tr.evaluate(std::vector<float>(o->opt.heads.size(), 1.0f));
         extra = {{"loss_before", ev.loss}, {"accuracy_before", ev.accuracy}};

@@ -2,10 +2,12 @@
 #include <cstdio>
 #include <exception>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "cli/commands.hpp"
 #include "util/error.hpp"
 
 int main(int argc, char** argv) {
+    hs::prepare_cpu_runtime(argv);  // first: may re-execute with the BLAS core this CPU allows
     CLI::App app{"headsweep " HEADSWEEP_VERSION ": find and re-weight the attention heads of language models"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "headsweep " HEADSWEEP_VERSION);

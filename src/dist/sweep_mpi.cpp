@@ -16,6 +16,7 @@
 #include <boost/serialization/vector.hpp>
 #include <boost/mpi/environment.hpp>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "engine/engine.hpp"
 #include "model/model.hpp"
 #include "pear/sweep_file.hpp"
@@ -218,7 +219,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             co.target_batch_seconds = 0.05;
             co.progress = dopt.progress;
             co.progress_interval_s = dopt.progress_interval_s;
-            co.label = "sweep " + model_stem(run.model) + " " + sum.mode;
+            co.label = "sweep " + model_stem(run.model) + " " + sum.mode + " [" + cpu_runtime_tag() + "]";
             auto sink = [&](const TaskResult& r) {
                 const WorkItem& item = plan[size_t(r.index)];
                 const size_t s = size_t(item.setting);

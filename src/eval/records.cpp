@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "util/error.hpp"
 
 namespace hs::eval {
@@ -107,6 +108,7 @@ RecordsFile RecordsFile::create(const std::string& path, const std::string& sett
     f.file_.set_attr("headsweep_version", HEADSWEEP_VERSION);
     f.file_.set_attr("settings", settings);
     f.file_.set_attr("data_dir", data_dir);
+    for (const auto& [key, value] : cpu_runtime_provenance()) f.file_.set_attr(key, value);
     f.file_.create_group("methods");
     h5::Group g = f.file_.create_group("records");
     for (const char* c : kStringCols) g.create_string_dataset(c, 0, 256);

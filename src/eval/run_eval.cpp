@@ -13,6 +13,7 @@
 #include <boost/serialization/vector.hpp>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/cpu_runtime.hpp"
 #include "dist/protocol.hpp"
 #include "dist/sweep_mpi.hpp"
 #include "model/model.hpp"
@@ -189,7 +190,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
 
         EvalExecutor exec(plan, *ctx);
         if (!comm) {
-            Progress p({.label = "eval " + fs::path(spec).filename().string(), .total = int64_t(todo.size()),
+            Progress p({.label = "eval " + fs::path(spec).filename().string() + " [" + cpu_runtime_tag() + "]", .total = int64_t(todo.size()),
                         .interval_s = 10, .enabled = job.progress});
             for (int32_t i : todo) {
                 dist::TaskResult r;
@@ -209,7 +210,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
             co.target_batch_seconds = 0.5;
             co.progress = job.progress;
             co.progress_interval_s = 10;
-            co.label = "eval " + fs::path(spec).filename().string();
+            co.label = "eval " + fs::path(spec).filename().string() + " [" + cpu_runtime_tag() + "]";
             co.unit = "answers";
             auto sink = [&](const dist::TaskResult& r) {
                 file->append(to_record(plan, spec, r));

@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "engine/engine.hpp"
 #include "model/model.hpp"
 #include "pear/sweep_file.hpp"
@@ -118,7 +119,7 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
 
         RunSummary sum = RunSummary::start(run, model->config, resumed);
         {
-            Progress progress({.label = "sweep " + model_stem(run.model) + " " + sum.mode,
+            Progress progress({.label = "sweep " + model_stem(run.model) + " " + sum.mode + " [" + cpu_runtime_tag() + "]",
                                .total = total_heads,
                                .interval_s = ro.progress_interval_s,
                                .enabled = ro.progress && total_heads > 0,

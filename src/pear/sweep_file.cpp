@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "io/h5.hpp"
 #include "util/error.hpp"
 #include "util/sha256.hpp"
@@ -156,6 +157,7 @@ struct SweepFile::Impl {
         f.set_attr("top_k", int32_t(0));
         f.set_attr("device", info.device);
         f.set_attr("engine_version", info.engine_version);
+        for (const auto& [key, value] : cpu_runtime_provenance()) f.set_attr(key, value);
     }
 
     void read_info() {

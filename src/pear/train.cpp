@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "io/h5.hpp"
 #include "util/error.hpp"
 
@@ -275,6 +276,7 @@ void write_train_file(const std::string& path, const TrainOptions& o, const Trai
         f.set_attr("steps", int32_t(o.steps));
         f.set_attr("rng_state", s.rng_state);
         f.set_attr("engine_version", HEADSWEEP_VERSION);
+        for (const auto& [key, value] : cpu_runtime_provenance()) f.set_attr(key, value);
         for (const auto& [k, v] : numeric_options(o)) f.set_attr("option_" + k, v);
         const uint64_t K = o.heads.size();
         f.create_dataset<float>("tau", {K}).write(s.tau);

@@ -5,7 +5,10 @@
 
 #include <boost/mpi.hpp>
 
+#include "backend/cpu/cpu_runtime.hpp"
+
 int main(int argc, char** argv) {
+    hs::prepare_cpu_runtime(argv);  // before MPI_Init: may re-execute
     boost::mpi::environment env(argc, argv, boost::mpi::threading::funneled, false);
     boost::mpi::communicator world;
     Catch::Session session;

@@ -10,12 +10,14 @@
 #include <cstdio>
 #include <cstring>
 
+#include "backend/cpu/cpu_runtime.hpp"
 #include "engine/engine.hpp"
 #include "pear/train.hpp"
 
 using namespace hs;
 
 int main(int argc, char** argv) {
+    hs::prepare_cpu_runtime(argv);  // before MPI_Init: may re-execute
     boost::mpi::environment env(argc, argv);
     boost::mpi::communicator world;
     try {

@@ -8,6 +8,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/backward_cpu.hpp"
+#include "backend/cpu/cpu_runtime.hpp"
 #include "backend/cpu/ops_cpu.hpp"
 #include "util/error.hpp"
 
@@ -48,7 +49,7 @@ public:
     }
     Device device() const override { return Device::CPU; }
     std::string describe() const override {
-        return "cpu (OpenBLAS" + (threads_ > 0 ? ", " + std::to_string(threads_) + " threads" : std::string()) + ")";
+        return "cpu (" + cpu_runtime_tag() + ")";
     }
 
     float* allocate(int64_t n) override {
