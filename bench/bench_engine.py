@@ -9,11 +9,14 @@ llama.cpp has no batch of independent sequences in llama-cpp-python's high-level
 16 sequential 512-token prefills (the same throughput as batch 1). Our batch 16 is one forward of 16 x 512 tokens.
 
 Usage: .venv-bench/bin/python bench/bench_engine.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--threads 2]
+       python3 bench/bench_engine.py --smoke   (CI: a few tokens; llama.cpp stubbed where llama_cpp is absent)
+The header names the CPU, the BLAS core ours ran, and how llama.cpp was built (bench/setup_bench_venv.sh records
+its instruction sets in the venv).
 """
 import argparse, json, os, subprocess, sys, textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import run_json  # noqa: E402
+from benchlib import have, machine, one, peer_json, run_json  # noqa: E402
 
 LLAMA_CHILD = textwrap.dedent(r"""
     import json, resource, sys, time, random
@@ -40,6 +43,15 @@ LLAMA_CHILD = textwrap.dedent(r"""
 
 
 
+def llama_cpp_build():
+    """How the bench venv's llama.cpp was compiled (written by bench/setup_bench_venv.sh next to the venv)."""
+    path = os.path.join(sys.prefix, "llama_cpp_build.txt")
+    if not os.path.exists(path):
+        return "build unknown (not made by bench/setup_bench_venv.sh)" if have("llama_cpp") else "absent (stub)"
+    with open(path) as f:
+        return f.read().strip()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -48,26 +60,36 @@ def main():
     ap.add_argument("--decode", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--ours", default="build/headsweep_bench_engine")
+    ap.add_argument("--smoke", action="store_true", help="32 tokens, 4 decode steps, 1 repetition; stub llama.cpp "
+                                                         "where llama_cpp is absent")
     a = ap.parse_args()
+    if a.smoke:
+        a.tokens, a.decode, a.reps = 32, 4, 1
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1,16",
                 "--decode", str(a.decode), "--reps", str(a.reps)], env)
     # Our memory figure at batch 1 (the 16 x 512 forward needs activations for 8192 tokens).
     ours_b1 = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
                    "--decode", "0", "--reps", "1"], env)
-    peer = run_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)], env)
-    get = lambda rows, **kw: next(r for r in rows if all(r.get(k) == v for k, v in kw.items()))
-    lp = get(peer, test="prefill")["tokens_per_s"]
-    print(f"model {a.model}, {a.threads} threads, machine {os.uname().nodename}, {os.cpu_count()} CPUs")
+    stub = [dict(engine="llama.cpp", test="prefill", tokens_per_s=1.0), dict(engine="llama.cpp", test="decode", tokens_per_s=1.0),
+            dict(engine="llama.cpp", test="memory", peak_rss_mib=1.0)]
+    peer = peer_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)],
+                     "llama_cpp", stub, a.smoke, env)
+    lp = one(peer, test="prefill")["tokens_per_s"]
+    print(f"model {a.model}; machine: {machine(a.threads)}")
+    print(f"headsweep: {next(r['backend'] for r in ours if 'backend' in r)}")
+    print(f"llama.cpp: {llama_cpp_build()}")
+    if any(r.get("stub") for r in peer):
+        print("(smoke test: llama.cpp is a stub, its figures mean nothing)")
     print(f"{'':28s}{'headsweep':>12s}{'llama.cpp':>12s}{'ratio':>8s}")
     for b in (1, 16):
-        o = get(ours, test="prefill", batch=b)["tokens_per_s"]
+        o = one(ours, test="prefill", batch=b)["tokens_per_s"]
         print(f"prefill {a.tokens} tok, batch {b:<2d} tok/s{o:12.1f}{lp:12.1f}{o / lp:8.2f}")
-    od, ld = get(ours, test="decode")["tokens_per_s"], get(peer, test="decode")["tokens_per_s"]
+    od, ld = one(ours, test="decode")["tokens_per_s"], one(peer, test="decode")["tokens_per_s"]
     print(f"decode at {a.tokens} ctx     tok/s{od:12.1f}{ld:12.1f}{od / ld:8.2f}")
-    m1 = get(ours_b1, test="memory")
-    mb16 = get(ours, test="memory")
-    print(f"peak RSS batch 1      MiB{m1['peak_rss_mib']:14.1f}{get(peer, test='memory')['peak_rss_mib']:12.1f}"
+    m1 = one(ours_b1, test="memory")
+    mb16 = one(ours, test="memory")
+    print(f"peak RSS batch 1      MiB{m1['peak_rss_mib']:14.1f}{one(peer, test='memory')['peak_rss_mib']:12.1f}"
           f"   ours / fp32 weights = {m1['ratio']:.2f}")
     print(f"peak RSS batch 16     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / fp32 weights = {mb16['ratio']:.2f}")
     print(json.dumps(dict(ours=ours, ours_batch1=ours_b1, llama_cpp=peer)))

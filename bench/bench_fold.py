@@ -3,11 +3,12 @@
 unmodified model, same engine, separate processes: prefill/decode throughput and peak memory. Then llama.cpp
 (llama-cpp-python in the bench venv) loads the exported GGUF and generates from it, next to the original.
 
-Usage: .venv-bench/bin/python bench/bench_fold.py --train runs/smollm2-train.h5 [--model models/...gguf]"""
+Usage: .venv-bench/bin/python bench/bench_fold.py --train runs/smollm2-train.h5 [--model models/...gguf]
+       python3 bench/bench_fold.py --smoke   (CI: one head, tau 0.5, few tokens; llama.cpp stubbed where absent)"""
 import argparse, json, os, subprocess, sys, tempfile, textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import run_json  # noqa: E402
+from benchlib import machine, peer_json, run_json  # noqa: E402
 
 LLAMA_CHILD = textwrap.dedent(r"""
     import json, sys
@@ -26,20 +27,35 @@ LLAMA_CHILD = textwrap.dedent(r"""
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    ap.add_argument("--train", required=True, help="a `headsweep train` output file (heads and tau)")
+    ap.add_argument("--train", help="a `headsweep train` output file (heads and tau)")
+    ap.add_argument("--heads", help="instead of --train: heads \"l:h,...\" (with --tau)")
+    ap.add_argument("--tau", help="instead of --train: tau values \"t1,...\" (with --heads)")
+    ap.add_argument("--smoke", action="store_true", help="heads 24:4 tau 0.5 unless given, 32 tokens, 1 repetition; "
+                                                         "stub llama.cpp where llama_cpp is absent")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--headsweep", default="build/headsweep")
     ap.add_argument("--bench", default="build/headsweep_bench_engine")
     a = ap.parse_args()
+    if a.smoke and not a.train and not a.heads:
+        a.heads, a.tau = "24:4", "0.5"
+    if bool(a.train) == bool(a.heads and a.tau):
+        ap.error("give --train, or --heads with --tau")
+    fold = ["--train", a.train] if a.train else ["--heads", a.heads, "--tau", a.tau]
+    sizes = ["--tokens", "32", "--decode", "4", "--reps", "1"] if a.smoke else ["--decode", "32", "--reps", "3"]
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
     with tempfile.TemporaryDirectory() as d:
         folded = os.path.join(d, "folded.gguf")
-        subprocess.run([a.headsweep, "export", "--model", a.model, "--train", a.train, "-o", folded], check=True, env=env)
+        subprocess.run([a.headsweep, "export", "--model", a.model, *fold, "-o", folded], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
         rows = {}
         for tag, path in (("original", a.model), ("folded", folded)):
-            res = run_json([a.bench, path, "--threads", str(a.threads), "--batches", "1", "--decode", "32", "--reps", "3"], env)
+            res = run_json([a.bench, path, "--threads", str(a.threads), "--batches", "1", *sizes], env)
             rows[tag] = {r["test"]: r for r in res if "test" in r}
-        peer = run_json([sys.executable, "-c", LLAMA_CHILD, a.model, folded], env)[0]
+        stub = dict(original=dict(text="(stub)", pear_heads=None), folded=dict(text="(stub)", pear_heads=a.heads), stub=True)
+        peer = peer_json([sys.executable, "-c", LLAMA_CHILD, a.model, folded], "llama_cpp", [stub], a.smoke, env)[0]
+    print(f"machine: {machine(a.threads)}")
+    if peer.get("stub"):
+        print("(smoke test: llama.cpp is a stub)")
     print(f"{'':22s}{'original':>12s}{'folded':>12s}{'ratio':>8s}")
     for test, key, unit in (("prefill", "tokens_per_s", "tok/s"), ("decode", "tokens_per_s", "tok/s"),
                             ("memory", "peak_rss_mib", "MiB")):

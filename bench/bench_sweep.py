@@ -5,11 +5,12 @@ Path mode: the paper's 4 settings on the SmolLM2-135M shape; ours runs the whole
 random:smollm2-135m with --random), the peer times --peer-layers layers and extrapolates.
 Total mode: mean over the sequence at all positions, 16 samples x n = 64 ([X, X], 128 tokens), the same for both;
 ours times --ours-layers layers and extrapolates by downstream cost.
-Usage: .venv-bench/bin/python bench/bench_sweep.py [--threads 2] [--peer-layers 1] [--modes path,total]"""
+Usage: .venv-bench/bin/python bench/bench_sweep.py [--threads 2] [--peer-layers 1] [--modes path,total]
+       python3 bench/bench_sweep.py --smoke   (CI: random:tiny for ours; the peer stubbed where torch is absent)"""
 import argparse, json, os, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import run_json  # noqa: E402
+from benchlib import machine, peer_json, run_json  # noqa: E402
 
 
 
@@ -22,25 +23,37 @@ def main():
     ap.add_argument("--ours-layers", type=int, default=0, help="total mode: layers to time (0: all)")
     ap.add_argument("--modes", default="path,total")
     ap.add_argument("--ours", default="build/headsweep_bench_sweep")
+    ap.add_argument("--smoke", action="store_true", help="tiny random model and settings; stub the peer without torch")
     a = ap.parse_args()
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-    model = "random:smollm2-135m" if a.random else a.model
+    model = "random:tiny" if a.smoke else "random:smollm2-135m" if a.random else a.model
     here = os.path.dirname(os.path.abspath(__file__))
+    peer_cmd = [sys.executable, os.path.join(here, "torch_peers_cpu.py")]
+    # ours prints a row per setting, then the summary row with the (extrapolated) whole-sweep time.
+    summary = lambda rows: next(r for r in rows if "full_sweep_secs_est" in r)
     rows = []
     for mode in a.modes.split(","):
+        stub = [dict(engine="torch", mode=mode, full_sweep_secs_est=1.0)]
         if mode == "path":
-            ours = run_json([a.ours, model, "--mode", "path", "--threads", str(a.threads)], env)
-            peer = run_json([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "path", "--layers", str(a.peer_layers),
-                        "--threads", str(a.threads)], env)
+            cmd = [a.ours, model, "--mode", "path", "--threads", str(a.threads)]
+            if a.smoke:
+                cmd += ["--settings", "4x6"]
+            ours = run_json(cmd, env)
+            peer = peer_json(peer_cmd + ["path", "--layers", str(a.peer_layers), "--threads", str(a.threads)],
+                             "torch", stub, a.smoke, env)
         else:
-            cmd = [a.ours, model, "--mode", "total", "--settings", "16x64", "--mean-over", "sequence", "--threads", str(a.threads)]
+            B, n = ("4", "6") if a.smoke else ("16", "64")
+            cmd = [a.ours, model, "--mode", "total", "--settings", f"{B}x{n}", "--mean-over", "sequence",
+                   "--threads", str(a.threads)]
             if a.ours_layers:
                 cmd += ["--layers", str(a.ours_layers)]
             ours = run_json(cmd, env)
-            peer = run_json([sys.executable, os.path.join(here, "torch_peers_cpu.py"), "total", "--B", "16", "--n", "64",
-                        "--layers", str(a.peer_layers), "--threads", str(a.threads)], env)
-        rows.append((mode, ours, peer))
-    print(f"machine {os.uname().nodename}, {os.cpu_count()} CPUs, {a.threads} threads; ours on {model}")
+            peer = peer_json(peer_cmd + ["total", "--B", B, "--n", n, "--layers", str(a.peer_layers),
+                                         "--threads", str(a.threads)], "torch", stub, a.smoke, env)
+        rows.append((mode, summary(ours), summary(peer)))
+    print(f"machine: {machine(a.threads)}; ours on {model}, {rows[0][1].get('blas', 'blas ?')}")
+    if any(p.get("stub") for _, _, p in rows):
+        print("(smoke test: the torch peer is a stub, its times mean nothing)")
     print(f"{'mode':8s}{'headsweep s':>14s}{'torch s':>12s}{'speed-up':>10s}")
     for mode, o, p in rows:
         print(f"{mode:8s}{o['full_sweep_secs_est']:14.1f}{p['full_sweep_secs_est']:12.1f}"
