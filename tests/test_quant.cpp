@@ -4,6 +4,7 @@
 // every type with gguf-py's dequantisation, and random rows with gguf-py's Q8_0/Q4_0/Q4_1 encodings.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -265,4 +266,66 @@ TEST_CASE("bf16 conversions", "[quant]") {
         const float f = bf16_to_fp32(static_cast<uint16_t>(h));
         if (!std::isnan(f) && fp32_to_bf16(f) != h) FAIL_CHECK("bf16 0x" << std::hex << h);
     }
+}
+
+// scale_block folds a head scale into a block without re-quantising. Two properties, on every type's random blocks
+// from the gguf-py fixtures: s = 2 multiplies every decoded value exactly (a power of two scales d, dmin and every
+// product exactly); any s changes only the fp16 scale fields, each to fp16(old * s), and leaves the quants alone.
+TEST_CASE("scale_block multiplies a block's values through its scale fields only, for every type", "[quant]") {
+    auto scale_fields = [](GgmlType t) -> std::vector<size_t> {
+        switch (t) {
+            case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0: return {0};
+            case GgmlType::Q4_1: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K: return {0, 2};
+            case GgmlType::Q6_K: return {208};
+            default: return {};  // float types: every element is its own value
+        }
+    };
+    auto f16_at = [](const uint8_t* p) {
+        uint16_t h;
+        std::memcpy(&h, p, 2);
+        return h;
+    };
+    int n_types = 0;
+    for (const FixtureRecord& r : load_fixtures()) {
+        if (r.kind != 0) continue;
+        ++n_types;
+        INFO("type " << ggml_type_name(r.type));
+        const int64_t bs = ggml_block_size(r.type), bb = ggml_block_bytes(r.type);
+        const int64_t n_blocks = int64_t(r.floats.size()) / bs;
+        int exact_blocks = 0;
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            const uint8_t* orig = r.bytes.data() + b * bb;
+            std::vector<float> y(size_t(bs), 0.0f), y2(size_t(bs), 0.0f);
+            dequantize_row(r.type, orig, y.data(), bs);
+            bool finite = true;
+            for (float v : y) finite &= std::isfinite(v) && std::fabs(v) < 1e30f;
+            for (size_t off : scale_fields(r.type)) finite &= std::fabs(fp16_to_fp32(f16_at(orig + off))) < 16384.0f;
+            if (r.type == GgmlType::F16) finite &= std::fabs(y[0]) < 16384.0f;  // 2x stays below fp16's max
+            // s = 2: exact.
+            std::vector<uint8_t> blk(orig, orig + bb);
+            scale_block(r.type, blk.data(), 2.0f);
+            if (finite) {
+                dequantize_row(r.type, blk.data(), y2.data(), bs);
+                for (int64_t i = 0; i < bs; ++i) REQUIRE(same_bits(y2[size_t(i)], 2.0f * y[size_t(i)]));
+                ++exact_blocks;
+            }
+            // s = 0.73: only the scale fields change, each to its rounded product.
+            const std::vector<size_t> fields = scale_fields(r.type);
+            if (fields.empty()) continue;
+            blk.assign(orig, orig + bb);
+            scale_block(r.type, blk.data(), 0.73f);
+            for (int64_t i = 0; i < bb; ++i) {
+                const bool in_field = std::any_of(fields.begin(), fields.end(),
+                                                  [&](size_t off) { return size_t(i) >= off && size_t(i) < off + 2; });
+                if (!in_field) REQUIRE(blk[size_t(i)] == orig[i]);
+            }
+            for (size_t off : fields) {
+                const float old = fp16_to_fp32(f16_at(orig + off));
+                if (std::isnan(old)) continue;
+                CHECK(f16_at(blk.data() + off) == fp32_to_fp16(old * 0.73f));
+            }
+        }
+        CHECK(exact_blocks > 0);
+    }
+    CHECK(n_types == 11);
 }

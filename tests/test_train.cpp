@@ -167,8 +167,8 @@ TEST_CASE("export writes a GGUF with tau folded in that our loader reads back", 
     CHECK(b.get_string("headsweep.pear.heads") == "5:2,5:7,20:0");
     CHECK(b.get_float_array("headsweep.pear.tau") == tau);
 
-    // logits: exported model vs runtime scaling of the original. The re-encoded Q4_1 blocks of the scaled heads
-    // carry a fresh quantisation error, so the agreement is that of Q4_1 noise on 3 heads, not fp32 rounding.
+    // logits: exported model vs runtime scaling of the original. The scaled heads' Q4_1 blocks carry tau * d and
+    // tau * m rounded to fp16 (quants unchanged), so the agreement is that of fp16 scale rounding on 3 heads.
     Model ma = load_model(src), mb = load_model(dst);
     auto be = make_cpu_backend(2);
     Engine ea(ma, *be), eb(mb, *be);

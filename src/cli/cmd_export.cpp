@@ -56,9 +56,9 @@ void add_export_command(CLI::App& app) {
             }
         }
         const auto rep = pear::export_folded_gguf(o->model, o->output, heads, tau);
-        std::printf("wrote %s: %zu attn_output tensors folded (%s, %lld blocks re-encoded), %lld tensors copied "
+        std::printf("wrote %s: %zu attn_output tensors folded (%s, %lld blocks rescaled), %lld tensors copied "
                     "byte for byte\n", o->output.c_str(), rep.touched.size(), rep.type.c_str(),
-                    (long long)rep.reencoded_blocks, (long long)rep.copied_tensors);
+                    (long long)rep.rescaled_blocks, (long long)rep.copied_tensors);
     });
 }
 

@@ -403,6 +403,36 @@ void quant_q4_1(const float* x, uint8_t* b) {
 
 }  // namespace
 
+void scale_block(GgmlType t, void* block, float s) {
+    uint8_t* b = static_cast<uint8_t*>(block);
+    auto scale_f16 = [&](size_t offset) { write_f16(b + offset, read_f16(b + offset) * s); };
+    switch (t) {
+        case GgmlType::F32: {
+            float v;
+            std::memcpy(&v, b, 4);
+            v *= s;
+            std::memcpy(b, &v, 4);
+            return;
+        }
+        case GgmlType::F16: return scale_f16(0);
+        case GgmlType::BF16: {
+            uint16_t h;
+            std::memcpy(&h, b, 2);
+            h = fp32_to_bf16(bf16_to_fp32(h) * s);
+            std::memcpy(b, &h, 2);
+            return;
+        }
+        case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0:  // y = q * d
+            return scale_f16(0);
+        case GgmlType::Q4_1: case GgmlType::Q5_1:  // y = q * d + m
+        case GgmlType::Q4_K: case GgmlType::Q5_K:  // y = d * sc * q - dmin * mn
+            scale_f16(0);
+            return scale_f16(2);
+        case GgmlType::Q6_K:  // ql[128] qh[64] scales[16] | d f16 at 208: y = d * sc * q
+            return scale_f16(208);
+    }
+}
+
 bool quantize_row(GgmlType t, const float* src, void* dst_v, int64_t n) {
     uint8_t* dst = static_cast<uint8_t*>(dst_v);
     switch (t) {

@@ -39,4 +39,10 @@ void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n);
 bool quantize_row(GgmlType t, const float* src, void* dst, int64_t n);
 bool ggml_type_can_encode(GgmlType t);
 
+// Multiplies every value of one block (ggml_block_size(t) elements) by s in place, for every type: float types
+// element by element; quantised types through their fp16 scale fields only (d, and the min/dmin where the type has
+// one; the quants stay), so the result equals s * decode(block) up to the fp16 rounding of the new scales, with no
+// re-quantisation. This is how a PEAR head scale is folded into a K-quant file without changing its type.
+void scale_block(GgmlType t, void* block, float s);
+
 }  // namespace hs

@@ -79,20 +79,17 @@ ExportReport export_folded_gguf(const std::string& src, const std::string& dst, 
         const int64_t cols = t.dims[0], rows = t.dims[1], bs = ggml_block_size(t.type);
         const float* sc = scale.data() + layer * n_head;
         rep.touched.push_back(t.name);
-        if (ggml_type_can_encode(t.type) && d_head % bs == 0) {
-            // block by block: only blocks of scaled heads are decoded, scaled and re-encoded
+        if (d_head % bs == 0) {
+            // Every block lies within one head: blocks of scaled heads get their scale fields multiplied (the
+            // quants stay), blocks of other heads keep their bytes, and the tensor keeps its type.
             std::vector<uint8_t> out(t.data, t.data + t.nbytes);
             const uint64_t row_bytes = ggml_row_bytes(t.type, cols), bb = uint64_t(ggml_block_bytes(t.type));
-            std::vector<float> buf(static_cast<size_t>(bs));
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t b = 0; b < cols / bs; ++b) {
                     const float s = sc[(b * bs) / d_head];
                     if (s == 1.0f) continue;
-                    uint8_t* blk = out.data() + r * row_bytes + uint64_t(b) * bb;
-                    dequantize_row(t.type, blk, buf.data(), bs);
-                    for (auto& x : buf) x *= s;
-                    check(quantize_row(t.type, buf.data(), blk, bs), "export: cannot encode ", t.name);
-                    ++rep.reencoded_blocks;
+                    scale_block(t.type, out.data() + r * row_bytes + uint64_t(b) * bb, s);
+                    ++rep.rescaled_blocks;
                 }
             rep.type = ggml_type_name(t.type);
             w.add_tensor(t.name, t.dims, t.type, std::move(out));

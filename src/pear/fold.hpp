@@ -22,15 +22,16 @@ void fold_head_scale(const ModelConfig& c, ModelWeights& w, const std::vector<fl
 struct ExportReport {
     std::vector<std::string> touched;  // attn_output tensors rewritten
     std::string type;                  // the type they were written in (their own, or F32)
-    int64_t reencoded_blocks = 0;      // quantisation blocks re-encoded (only blocks of scaled heads)
+    int64_t rescaled_blocks = 0;       // blocks of scaled heads whose scale fields were multiplied by tau
     int64_t copied_tensors = 0;        // tensors copied byte for byte
 };
 
 // Writes a new GGUF: every metadata key and tensor of `src` unchanged (tensor bytes copied verbatim, so llama's
 // Q/K stay in the file's own permuted order), except blk.<l>.attn_output.weight of layers with a selected head.
-// Those keep their type when it has an encoder (F32, F16, BF16, Q8_0, Q4_0, Q4_1) and its blocks do not straddle
-// two heads: only the blocks of scaled heads are decoded, scaled and re-encoded -- their values change by the
-// re-quantisation error; blocks of other heads keep their bytes. Otherwise the tensor is written as F32.
+// Those keep their type (every type we read, K-quants included) when its blocks do not straddle two heads: in the
+// blocks of scaled heads only the fp16 scale fields are multiplied by tau (scale_block: exact up to the fp16
+// rounding of the new scale, no re-quantisation); blocks of other heads keep their bytes. Otherwise the tensor is
+// written as F32.
 // Adds metadata headsweep.pear.heads ("l:h,...") and headsweep.pear.tau (f32 array).
 ExportReport export_folded_gguf(const std::string& src, const std::string& dst, const std::vector<HeadRef>& heads,
                                 const std::vector<float>& tau);
