@@ -17,7 +17,9 @@ from benchlib import machine, peer_json, run_json  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    ap.add_argument("--random", action="store_true", help="use random:smollm2-135m for ours")
+    ap.add_argument("--random", action="store_true", help="use random:<shape> for ours")
+    ap.add_argument("--shape", default="smollm2-135m", help="the peer's model shape: smollm2-135m or gemma3-270m "
+                                                             "(match --model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer-layers", type=int, default=1)
     ap.add_argument("--ours-layers", type=int, default=0, help="total mode: layers to time (0: all)")
@@ -26,7 +28,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny random model and settings; stub the peer without torch")
     a = ap.parse_args()
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-    model = "random:tiny" if a.smoke else "random:smollm2-135m" if a.random else a.model
+    model = "random:tiny" if a.smoke else f"random:{a.shape}" if a.random else a.model
     here = os.path.dirname(os.path.abspath(__file__))
     peer_cmd = [sys.executable, os.path.join(here, "torch_peers_cpu.py")]
     # ours prints a row per setting, then the summary row with the (extrapolated) whole-sweep time.
@@ -39,7 +41,7 @@ def main():
             if a.smoke:
                 cmd += ["--settings", "4x6"]
             ours = run_json(cmd, env)
-            peer = peer_json(peer_cmd + ["path", "--layers", str(a.peer_layers), "--threads", str(a.threads)],
+            peer = peer_json(peer_cmd + ["path", "--shape", a.shape, "--layers", str(a.peer_layers), "--threads", str(a.threads)],
                              "torch", stub, a.smoke, env)
         else:
             B, n = ("4", "6") if a.smoke else ("16", "64")
@@ -48,7 +50,7 @@ def main():
             if a.ours_layers:
                 cmd += ["--layers", str(a.ours_layers)]
             ours = run_json(cmd, env)
-            peer = peer_json(peer_cmd + ["total", "--B", B, "--n", n, "--layers", str(a.peer_layers),
+            peer = peer_json(peer_cmd + ["total", "--shape", a.shape, "--B", B, "--n", n, "--layers", str(a.peer_layers),
                                          "--threads", str(a.threads)], "torch", stub, a.smoke, env)
         rows.append((mode, summary(ours), summary(peer)))
     print(f"machine: {machine(a.threads)}; ours on {model}, {rows[0][1].get('blas', 'blas ?')}")

@@ -3,30 +3,39 @@ work, written as a careful PyTorch user would (forward hooks on o_proj), on a ra
 fp32 on the CPU. As in the originals, only some layers are timed and the full sweep is extrapolated (each head
 costs one full forward, whatever its layer). Prints one JSON line per run.
 
-Usage: python bench/torch_peers_cpu.py path|total [--shape smollm2-135m] [--layers 1] [--threads 2]
+Usage: python bench/torch_peers_cpu.py path|total [--shape smollm2-135m|gemma3-270m] [--layers 1] [--threads 2]
        [--B 16 --n 64]  (total mode batch and half length)"""
 import argparse, json, time
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+import transformers
 
+# (transformers model class, config class, config) per shape; the config is the real model's.
 SHAPES = {
-    "smollm2-135m": dict(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576,
-                         intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True, rope_theta=100000.0),
+    "smollm2-135m": ("LlamaForCausalLM", "LlamaConfig", dict(
+        num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576, intermediate_size=1536,
+        vocab_size=49152, tie_word_embeddings=True, rope_theta=100000.0)),
+    # Gemma 3 270M: 1 KV head of 256 dims (head_dim != hidden / heads), 512-token sliding windows on 5 of every 6
+    # layers, GELU-tanh, q/k norms and post-norms; transformers builds all of that from the config.
+    "gemma3-270m": ("Gemma3ForCausalLM", "Gemma3TextConfig", dict(
+        num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1, head_dim=256, hidden_size=640,
+        intermediate_size=2048, vocab_size=262144, sliding_window=512, query_pre_attn_scalar=256,
+        tie_word_embeddings=True)),
 }
 PATH_SETTINGS = [(20, 50), (40, 25), (80, 15), (100, 10)]
 
 
 def build(shape):
-    c = SHAPES[shape]
+    model_class, config_class, c = SHAPES[shape]
     torch.manual_seed(0)
-    cfg = LlamaConfig(**c, max_position_embeddings=8192, attn_implementation="sdpa")
-    return LlamaForCausalLM(cfg).float().eval(), c
+    cfg = getattr(transformers, config_class)(**c, max_position_embeddings=8192, attn_implementation="sdpa")
+    c = dict(c, head_dim=c.get("head_dim", c["hidden_size"] // c["num_attention_heads"]))
+    return getattr(transformers, model_class)(cfg).float().eval(), c
 
 
 def path_sweep(shape, layers):
     model, c = build(shape)
     L, H = c["num_hidden_layers"], c["num_attention_heads"]
-    hd = c["hidden_size"] // H
+    hd = c["head_dim"]
     torch.manual_seed(10024)
     total = 0.0
     with torch.inference_mode():
@@ -63,7 +72,7 @@ def path_sweep(shape, layers):
 def total_sweep(shape, layers, B, n):
     model, c = build(shape)
     L, H = c["num_hidden_layers"], c["num_attention_heads"]
-    hd = c["hidden_size"] // H
+    hd = c["head_dim"]
     torch.manual_seed(0)
     half = torch.randint(100, c["vocab_size"], (B, n))
     ids = torch.cat([half, half], dim=1)
