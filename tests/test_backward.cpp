@@ -3,7 +3,9 @@
 //    differences of its double forward: relative error < 1e-4 (max |analytic - fd| / max |fd|);
 //  * the CPU backend's fp32 ops against the fp64 instantiation;
 //  * the whole model: the naive double forward/backward (tests/naive_backward.hpp) against central finite
-//    differences on every head's tau (< 1e-4), then the production fp32 Engine::loss_gradients against it;
+//    differences on every head's tau (< 1e-4), then the production fp32 Engine::loss_gradients against it, on
+//    llama-, qwen2- and Gemma-3-shaped random models (tiny-gemma3: q/k norms, post-norms, GELU-tanh, windows of 4
+//    keys on sequences of 12-14, so the local layers slide);
 //  * the real model in fp32 against finite differences of the engine's own forward on a few tau ([slow]).
 #include <catch2/catch.hpp>
 
@@ -269,7 +271,7 @@ ModelCase make_case(const std::string& shape, int T, uint64_t seed, bool random_
 }  // namespace
 
 TEST_CASE("the double reference backward matches finite differences on every head's tau", "[backward][gradcheck]") {
-    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2"}) {
+    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2", "tiny-gemma3"}) {
         for (bool margin : {false, true}) {
             INFO("shape " << shape << (margin ? " margin loss" : " cross-entropy"));
             ModelCase mc = make_case(shape, 12, 5, true);
@@ -299,7 +301,7 @@ TEST_CASE("the double reference backward matches finite differences on every hea
 }
 
 TEST_CASE("the fp32 engine backward matches the double reference", "[backward]") {
-    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2"}) {
+    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2", "tiny-gemma3"}) {
         for (bool margin : {false, true}) {
             INFO("shape " << shape << (margin ? " margin loss" : " cross-entropy"));
             // two sequences in one batch: the engine's sum must equal the sum of the per-sequence references
