@@ -244,11 +244,12 @@ inline GradOut loss_and_grad(const hs::Model& m, const std::vector<int32_t>& ids
         for (int t = 0; t < T; ++t) {
             for (int h = 0; h < H; ++h) rot(&dq[t][h * dh], dh, t, c.layers[l].rope_base, -1);
             for (int h = 0; h < c.n_head_kv; ++h) rot(&dk[t][h * dh], dh, t, c.layers[l].rope_base, -1);
-            if (c.qk_norm) {
-                for (int h = 0; h < H; ++h)
-                    set_head(dq[t], h, dh, rms_back(head_of(tp.q_raw[t], h, dh), W.q_norm, head_of(dq[t], h, dh), c.rms_eps));
-                for (int h = 0; h < c.n_head_kv; ++h)
-                    set_head(dk[t], h, dh, rms_back(head_of(tp.k_raw[t], h, dh), W.k_norm, head_of(dk[t], h, dh), c.rms_eps));
+            if (c.qk_norm) {  // through each head's norm, from its input before the norm
+                auto back = [&](Mat& dy, const Mat& raw, int h, const float* w) {
+                    set_head(dy[t], h, dh, rms_back(head_of(raw[t], h, dh), w, head_of(dy[t], h, dh), c.rms_eps));
+                };
+                for (int h = 0; h < H; ++h) back(dq, tp.q_raw, h, W.q_norm);
+                for (int h = 0; h < c.n_head_kv; ++h) back(dk, tp.k_raw, h, W.k_norm);
             }
             Vec dxn = mtv(W.wq, dq[t]);
             addto(dxn, mtv(W.wk, dk[t]));
