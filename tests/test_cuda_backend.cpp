@@ -338,34 +338,37 @@ void check_generation_fp32(Backend& dev) {
 
 void check_sweeps(Backend& dev, WeightType t) {
     using namespace hs::pear;
-    Model m = make_random_model("tiny-mha", 3);
-    const ModelConfig& c = m.config;
-    auto cpu = make_cpu_backend(1);
-    Engine ec(m, *cpu), ed(m, dev);
-    for (ScoreMode mode : {ScoreMode::PATH, ScoreMode::TOTAL}) {
-        INFO("mode " << score_mode_name(mode));
-        SweepOptions o;
-        o.mode = mode;
-        o.settings = {{5, 7}};
-        SettingRun rc(ec, o, 0), rd(ed, o, 0);
-        REQUIRE(rd.pi_clean() == Approx(rc.pi_clean()).epsilon(tolerance(t)).margin(tolerance(t)));
-        const WorkItem all{0, 0, c.n_layer, 0, c.n_head};
-        const auto sc = rc.score(all), sd = rd.score(all);
-        double err = 0, scale = 0;
-        for (size_t i = 0; i < sc.size(); ++i) {
-            err = std::max(err, std::fabs(sd[i] - sc[i]));
-            scale = std::max(scale, std::fabs(sc[i] - rc.pi_clean()));
-        }
-        // Differences from the clean pi are what rank heads: compare against their size.
-        REQUIRE(err <= tolerance(t) * std::max(scale, 1e-3) * 10);
-        if (t == WeightType::F32) {
-            auto order = [](std::vector<double> s) {
-                std::vector<int> idx(s.size());
-                for (size_t i = 0; i < idx.size(); ++i) idx[i] = int(i);
-                std::sort(idx.begin(), idx.end(), [&](int a, int b) { return s[size_t(a)] < s[size_t(b)]; });
-                return std::vector<int>(idx.begin(), idx.begin() + 3);
-            };
-            REQUIRE(order(sd) == order(sc));
+    // tiny-gemma3: post-norms (the path form's non-additive step), windows, and attribution through its backward
+    for (const char* shape : {"tiny-mha", "tiny-gemma3"}) {
+        Model m = make_random_model(shape, 3);
+        const ModelConfig& c = m.config;
+        auto cpu = make_cpu_backend(1);
+        Engine ec(m, *cpu), ed(m, dev);
+        for (ScoreMode mode : {ScoreMode::PATH, ScoreMode::TOTAL, ScoreMode::ATTRIBUTION}) {
+            INFO("shape " << shape << ", mode " << score_mode_name(mode));
+            SweepOptions o;
+            o.mode = mode;
+            o.settings = {{5, 7}};
+            SettingRun rc(ec, o, 0), rd(ed, o, 0);
+            REQUIRE(rd.pi_clean() == Approx(rc.pi_clean()).epsilon(tolerance(t)).margin(tolerance(t)));
+            const WorkItem all{0, 0, c.n_layer, 0, c.n_head};
+            const auto sc = rc.score(all), sd = rd.score(all);
+            double err = 0, scale = 0;
+            for (size_t i = 0; i < sc.size(); ++i) {
+                err = std::max(err, std::fabs(sd[i] - sc[i]));
+                scale = std::max(scale, std::fabs(sc[i] - rc.pi_clean()));
+            }
+            // Differences from the clean pi are what rank heads: compare against their size.
+            REQUIRE(err <= tolerance(t) * std::max(scale, 1e-3) * 10);
+            if (t == WeightType::F32) {
+                auto order = [](std::vector<double> s) {
+                    std::vector<int> idx(s.size());
+                    for (size_t i = 0; i < idx.size(); ++i) idx[i] = int(i);
+                    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return s[size_t(a)] < s[size_t(b)]; });
+                    return std::vector<int>(idx.begin(), idx.begin() + 3);
+                };
+                REQUIRE(order(sd) == order(sc));
+            }
         }
     }
 }

@@ -299,3 +299,29 @@ TEST_CASE("gemma3-270m-shaped random model: fp32 head gradients match finite dif
         CHECK(e < 2e-2);
     }
 }
+
+TEST_CASE("tiny-gemma3: path mode's cheap form equals the brute-force frozen-attention forward", "[gemma][pear]") {
+    // With post-norms the ablated head's change enters the residual through the post-attention norm, not linearly.
+    const Model m = make_random_model("tiny-gemma3", 3);
+    const ModelConfig& c = m.config;
+    auto be = make_cpu_backend(1);
+    Engine engine(m, *be);
+    pear::SweepOptions o;
+    o.settings = {{5, 7}};
+    pear::SettingRun run(engine, o, 0);
+    const std::vector<double> cheap = run.score(pear::WorkItem{0, 0, c.n_layer, 0, c.n_head});
+    for (int l = 0; l < c.n_layer; ++l)
+        for (int h = 0; h < c.n_head; ++h) {
+            INFO("head (" << l << ", " << h << ")");
+            REQUIRE(cheap[size_t(l * c.n_head + h)] == Approx(run.score_reference(l, h)).epsilon(1e-4).margin(1e-4));
+        }
+    // cut into chunks of rows and into items of one layer and two heads: the same scores
+    pear::SweepOptions small = o;
+    small.max_rows_per_chunk = 3;
+    pear::SettingRun run2(engine, small, 0);
+    for (int l = 0; l < c.n_layer; ++l) {
+        const std::vector<double> part = run2.score(pear::WorkItem{0, l, l + 1, 1, 3});
+        for (int k = 0; k < 2; ++k)
+            REQUIRE(part[size_t(k)] == Approx(cheap[size_t(l * c.n_head + 1 + k)]).epsilon(1e-6).margin(1e-6));
+    }
+}
