@@ -1,9 +1,12 @@
 // tests/naive_backward.hpp: a deliberately naive forward + backward in double precision, written from the math
 // (no shared code with src/engine or src/backend), for checking the engine's backward pass. One sequence; the loss
 // is  scale * sum over loss positions of  -log softmax(logits)[target]  (cross-entropy) or
-// logit[target] - mean(logit) (margin). Gradients: dL/dtau for every head, and dL/dx entering layer 0.
+// logit[target] - mean(logit) (margin). Gradients: dL/dtau for every head, dL/dx entering layer 0, and per layer the
+// head outputs z and dL/d(tau z). Every block feature of ModelConfig is covered (as in naive_forward.hpp): q/k/v
+// biases, embedding scale, per-head q/k norms, post-norms, SiLU or GELU-tanh gating, per-layer RoPE base and window.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -19,6 +22,7 @@ struct GradOut {
     double loss = 0;
     std::vector<double> head_grad;  // [L*H]
     Mat dx0;                        // [T][d] dL/d(residual entering layer 0)
+    std::vector<Mat> z, dz;         // [L][T][q_dim] head outputs before tau, and dL/d(tau z)
 };
 
 namespace bw {
@@ -65,6 +69,25 @@ inline void rot(double* v, int d, double pos, double base, double sign) {
 inline void addto(Vec& a, const Vec& b) {
     for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
 }
+// act(g) and act'(g) of the gated MLP. GELU-tanh: 0.5 g (1 + tanh(u)), u = k (g + 0.044715 g^3), k = sqrt(2/pi);
+// d/dg = 0.5 (1 + tanh u) + 0.5 g (1 - tanh^2 u) k (1 + 3 * 0.044715 g^2).
+inline double act(double g, hs::Activation a) {
+    if (a == hs::Activation::SILU) return g / (1.0 + std::exp(-g));
+    const double k = std::sqrt(2.0 / M_PI), th = std::tanh(k * (g + 0.044715 * g * g * g));
+    return 0.5 * g * (1.0 + th);
+}
+inline double act_grad(double g, hs::Activation a) {
+    if (a == hs::Activation::SILU) {
+        const double sg = 1.0 / (1.0 + std::exp(-g));
+        return sg * (1.0 + g * (1.0 - sg));
+    }
+    const double k = std::sqrt(2.0 / M_PI), th = std::tanh(k * (g + 0.044715 * g * g * g));
+    return 0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * k * (1.0 + 3.0 * 0.044715 * g * g);
+}
+// The d_head slice of head h in a row of heads, and writing it back.
+inline Vec head_of(const Vec& x, int h, int dh) { return Vec(x.begin() + h * dh, x.begin() + (h + 1) * dh); }
+inline void set_head(Vec& x, int h, int dh, const Vec& v) { std::copy(v.begin(), v.end(), x.begin() + h * dh); }
+inline int key0(int i, int window) { return window > 0 ? std::max(0, i - window + 1) : 0; }
 
 }  // namespace bw
 
@@ -78,7 +101,7 @@ inline GradOut loss_and_grad(const hs::Model& m, const std::vector<int32_t>& ids
     const int L = c.n_layer, qd = c.q_dim(), kvd = c.kv_dim();
     auto ts = [&](int l, int h) { return tau.empty() ? 1.0 : tau[size_t(l) * H + h]; };
     struct Layer {
-        Mat x_in, q, k, v, z, x_mid, g, u;
+        Mat x_in, q_raw, k_raw, q, k, v, z, ao, x_mid, g, u, fo;  // ao/fo: attention/MLP outputs before post-norms
         std::vector<Mat> P;  // [H][T][T]
     };
     std::vector<Layer> tape(L);
@@ -97,6 +120,12 @@ inline GradOut loss_and_grad(const hs::Model& m, const std::vector<int32_t>& ids
                 for (int i = 0; i < qd; ++i) tp.q[t][i] += W.bq[i];
                 for (int i = 0; i < kvd; ++i) tp.k[t][i] += W.bk[i], tp.v[t][i] += W.bv[i];
             }
+            tp.q_raw.push_back(tp.q[t]), tp.k_raw.push_back(tp.k[t]);
+            if (c.qk_norm) {
+                for (int h = 0; h < H; ++h) set_head(tp.q[t], h, dh, rms(head_of(tp.q[t], h, dh), W.q_norm, c.rms_eps));
+                for (int h = 0; h < c.n_head_kv; ++h)
+                    set_head(tp.k[t], h, dh, rms(head_of(tp.k[t], h, dh), W.k_norm, c.rms_eps));
+            }
             for (int h = 0; h < H; ++h) rot(&tp.q[t][h * dh], dh, t, c.layers[l].rope_base, 1);
             for (int h = 0; h < c.n_head_kv; ++h) rot(&tp.k[t][h * dh], dh, t, c.layers[l].rope_base, 1);
         }
@@ -105,36 +134,39 @@ inline GradOut loss_and_grad(const hs::Model& m, const std::vector<int32_t>& ids
         for (int h = 0; h < H; ++h) {
             const int kh = h / grp;
             for (int i = 0; i < T; ++i) {
+                const int j0 = key0(i, c.layers[l].window);  // P[h][i][j] = 0 outside j0..i
                 double mx = -1e300;
                 Vec s(i + 1);
-                for (int j = 0; j <= i; ++j) {
+                for (int j = j0; j <= i; ++j) {
                     double dot = 0;
                     for (int a = 0; a < dh; ++a) dot += tp.q[i][h * dh + a] * tp.k[j][kh * dh + a];
                     s[j] = dot * c.attn_scale;
                     mx = std::max(mx, s[j]);
                 }
                 double sum = 0;
-                for (int j = 0; j <= i; ++j) sum += s[j] = std::exp(s[j] - mx);
-                for (int j = 0; j <= i; ++j) {
+                for (int j = j0; j <= i; ++j) sum += s[j] = std::exp(s[j] - mx);
+                for (int j = j0; j <= i; ++j) {
                     tp.P[h][i][j] = s[j] / sum;
                     for (int a = 0; a < dh; ++a) tp.z[i][h * dh + a] += tp.P[h][i][j] * tp.v[j][kh * dh + a];
                 }
             }
         }
-        tp.g.resize(T), tp.u.resize(T);
+        tp.g.resize(T), tp.u.resize(T), tp.ao.resize(T), tp.fo.resize(T);
         for (int t = 0; t < T; ++t) {
             Vec zs = tp.z[t];
             for (int h = 0; h < H; ++h)
                 for (int a = 0; a < dh; ++a) zs[h * dh + a] *= ts(l, h);
-            addto(x[t], mv(W.wo, zs));
+            tp.ao[t] = mv(W.wo, zs);
+            addto(x[t], c.post_norms ? rms(tp.ao[t], W.post_attn_norm, c.rms_eps) : tp.ao[t]);
         }
         tp.x_mid = x;
         for (int t = 0; t < T; ++t) {
             Vec xn = rms(x[t], W.ffn_norm, c.rms_eps);
             tp.g[t] = mv(W.w_gate, xn), tp.u[t] = mv(W.w_up, xn);
             Vec a(c.d_ff);
-            for (int f = 0; f < c.d_ff; ++f) a[f] = tp.g[t][f] / (1.0 + std::exp(-tp.g[t][f])) * tp.u[t][f];
-            addto(x[t], mv(W.w_down, a));
+            for (int f = 0; f < c.d_ff; ++f) a[f] = act(tp.g[t][f], c.activation) * tp.u[t][f];
+            tp.fo[t] = mv(W.w_down, a);
+            addto(x[t], c.post_norms ? rms(tp.fo[t], W.post_ffn_norm, c.rms_eps) : tp.fo[t]);
         }
     }
     GradOut out;
@@ -162,39 +194,44 @@ inline GradOut loss_and_grad(const hs::Model& m, const std::vector<int32_t>& ids
         addto(dx[t], rms_back(x[t], m.weights.output_norm, mtv(m.weights.output, dl), c.rms_eps));
     }
     out.head_grad.assign(size_t(L) * H, 0.0);
+    out.z.resize(L), out.dz.resize(L);
     for (int l = L - 1; l >= 0; --l) {
         const hs::LayerWeights& W = m.weights.layers[l];
         const Layer& tp = tape[l];
         Mat dmid = dx, dz(T);
         for (int t = 0; t < T; ++t) {
-            Vec da = mtv(W.w_down, dx[t]), dg(c.d_ff), du(c.d_ff);
+            const Vec dfo = c.post_norms ? rms_back(tp.fo[t], W.post_ffn_norm, dx[t], c.rms_eps) : dx[t];
+            Vec da = mtv(W.w_down, dfo), dg(c.d_ff), du(c.d_ff);
             for (int f = 0; f < c.d_ff; ++f) {
-                const double gg = tp.g[t][f], sg = 1.0 / (1.0 + std::exp(-gg));
-                dg[f] = da[f] * tp.u[t][f] * sg * (1.0 + gg * (1.0 - sg));
-                du[f] = da[f] * gg * sg;
+                dg[f] = da[f] * tp.u[t][f] * act_grad(tp.g[t][f], c.activation);
+                du[f] = da[f] * act(tp.g[t][f], c.activation);
             }
             Vec dxn = mtv(W.w_gate, dg);
             addto(dxn, mtv(W.w_up, du));
             addto(dmid[t], rms_back(tp.x_mid[t], W.ffn_norm, dxn, c.rms_eps));
-            dz[t] = mtv(W.wo, dmid[t]);  // dL/d(tau z)
+            const Vec dao = c.post_norms ? rms_back(tp.ao[t], W.post_attn_norm, dmid[t], c.rms_eps) : dmid[t];
+            dz[t] = mtv(W.wo, dao);  // dL/d(tau z)
+            out.dz[l].push_back(dz[t]);
             for (int h = 0; h < H; ++h) {
                 for (int a = 0; a < dh; ++a) out.head_grad[size_t(l) * H + h] += dz[t][h * dh + a] * tp.z[t][h * dh + a];
                 for (int a = 0; a < dh; ++a) dz[t][h * dh + a] *= ts(l, h);
             }
         }
+        out.z[l] = tp.z;
         Mat dq(T, Vec(qd, 0.0)), dk(T, Vec(kvd, 0.0)), dv(T, Vec(kvd, 0.0));
         for (int h = 0; h < H; ++h) {
             const int kh = h / grp;
             for (int i = 0; i < T; ++i) {
+                const int j0 = key0(i, c.layers[l].window);
                 Vec dp(i + 1);
                 double D = 0;
-                for (int j = 0; j <= i; ++j) {
+                for (int j = j0; j <= i; ++j) {
                     double s = 0;
                     for (int a = 0; a < dh; ++a) s += dz[i][h * dh + a] * tp.v[j][kh * dh + a];
                     dp[j] = s;
                     D += tp.P[h][i][j] * s;
                 }
-                for (int j = 0; j <= i; ++j) {
+                for (int j = j0; j <= i; ++j) {
                     const double ds = tp.P[h][i][j] * (dp[j] - D) * c.attn_scale;
                     for (int a = 0; a < dh; ++a) {
                         dq[i][h * dh + a] += ds * tp.k[j][kh * dh + a];
@@ -207,6 +244,13 @@ inline GradOut loss_and_grad(const hs::Model& m, const std::vector<int32_t>& ids
         for (int t = 0; t < T; ++t) {
             for (int h = 0; h < H; ++h) rot(&dq[t][h * dh], dh, t, c.layers[l].rope_base, -1);
             for (int h = 0; h < c.n_head_kv; ++h) rot(&dk[t][h * dh], dh, t, c.layers[l].rope_base, -1);
+            if (c.qk_norm) {  // through each head's norm, from its input before the norm
+                auto back = [&](Mat& dy, const Mat& raw, int h, const float* w) {
+                    set_head(dy[t], h, dh, rms_back(head_of(raw[t], h, dh), w, head_of(dy[t], h, dh), c.rms_eps));
+                };
+                for (int h = 0; h < H; ++h) back(dq, tp.q_raw, h, W.q_norm);
+                for (int h = 0; h < c.n_head_kv; ++h) back(dk, tp.k_raw, h, W.k_norm);
+            }
             Vec dxn = mtv(W.wq, dq[t]);
             addto(dxn, mtv(W.wk, dk[t]));
             addto(dxn, mtv(W.wv, dv[t]));

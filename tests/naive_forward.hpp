@@ -1,8 +1,11 @@
 // tests/naive_forward.hpp: a deliberately naive transformer forward in double precision, written from the math
 // (no shared code with src/engine or src/backend), for checking the engine and its hooks on small random models.
-// One sequence; every quantity for every position.
+// One sequence; every quantity for every position. Covers every block feature of ModelConfig: q/k/v biases, the
+// embedding scale, per-head q/k RMSNorm before RoPE, post-norms on the attention and MLP outputs, SiLU or GELU-tanh
+// gating, per-layer RoPE base and sliding window (a query at i sees keys i-w+1..i).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -46,6 +49,16 @@ inline std::vector<double> matvec(const hs::Matrix& W, const std::vector<double>
     return y;
 }
 
+// act(g) of the gated MLP: SiLU, or GELU with the tanh approximation
+inline double activation(double g, hs::Activation a) {
+    if (a == hs::Activation::SILU) return g / (1.0 + std::exp(-g));
+    const double k = std::sqrt(2.0 / M_PI);
+    return 0.5 * g * (1.0 + std::tanh(k * (g + 0.044715 * g * g * g)));
+}
+
+// First key a query at position i sees (window 0: all of 0..i).
+inline int first_key(int i, int window) { return window > 0 ? std::max(0, i - window + 1) : 0; }
+
 // Rotate-half RoPE on one head vector at position pos.
 inline void rope(double* v, int d, double pos, double base) {
     const int half = d / 2;
@@ -80,6 +93,15 @@ inline Result forward(const hs::Model& m, const std::vector<int32_t>& ids, const
                 for (int i = 0; i < c.q_dim(); ++i) q[t][i] += W.bq[i];
                 for (int i = 0; i < c.kv_dim(); ++i) k[t][i] += W.bk[i], v[t][i] += W.bv[i];
             }
+            if (c.qk_norm) {  // every head's d_head vector on its own
+                auto head_norm = [&](std::vector<double>& x, int h, const float* w) {
+                    std::vector<double> part(x.begin() + h * dh, x.begin() + (h + 1) * dh);
+                    part = rmsnorm(part, w, c.rms_eps);
+                    std::copy(part.begin(), part.end(), x.begin() + h * dh);
+                };
+                for (int h = 0; h < H; ++h) head_norm(q[t], h, W.q_norm);
+                for (int h = 0; h < c.n_head_kv; ++h) head_norm(k[t], h, W.k_norm);
+            }
             for (int h = 0; h < H; ++h) rope(&q[t][h * dh], dh, t, c.layers[l].rope_base);
             for (int h = 0; h < c.n_head_kv; ++h) rope(&k[t][h * dh], dh, t, c.layers[l].rope_base);
         }
@@ -88,17 +110,18 @@ inline Result forward(const hs::Model& m, const std::vector<int32_t>& ids, const
         for (int h = 0; h < H; ++h) {
             const int kh = h / grp;
             for (int i = 0; i < T; ++i) {
+                const int j0 = first_key(i, c.layers[l].window);
                 std::vector<double> s(i + 1);
                 double mx = -1e300;
-                for (int j = 0; j <= i; ++j) {
+                for (int j = j0; j <= i; ++j) {
                     double dot = 0;
                     for (int a = 0; a < dh; ++a) dot += q[i][h * dh + a] * k[j][kh * dh + a];
                     s[j] = dot * c.attn_scale;
                     mx = std::max(mx, s[j]);
                 }
                 double sum = 0;
-                for (int j = 0; j <= i; ++j) sum += s[j] = std::exp(s[j] - mx);
-                for (int j = 0; j <= i; ++j) {
+                for (int j = j0; j <= i; ++j) sum += s[j] = std::exp(s[j] - mx);
+                for (int j = j0; j <= i; ++j) {
                     const double p = s[j] / sum;
                     r.probs[l][size_t(h) * T + i][j] = p;
                     for (int a = 0; a < dh; ++a) z[i][h * dh + a] += p * v[j][kh * dh + a];
@@ -115,11 +138,13 @@ inline Result forward(const hs::Model& m, const std::vector<int32_t>& ids, const
             for (int a = 0; a < dh; ++a) z[e.patch_pos][e.patch_head * dh + a] = e.patch_value[a];
         for (int t = 0; t < T; ++t) {
             auto o = matvec(W.wo, z[t]);
+            if (c.post_norms) o = rmsnorm(o, W.post_attn_norm, c.rms_eps);
             for (int i = 0; i < d; ++i) x[t][i] += o[i];
             auto xn = rmsnorm(x[t], W.ffn_norm, c.rms_eps);
             auto g = matvec(W.w_gate, xn), u = matvec(W.w_up, xn);
-            for (int i = 0; i < c.d_ff; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+            for (int i = 0; i < c.d_ff; ++i) g[i] = activation(g[i], c.activation) * u[i];
             auto dn = matvec(W.w_down, g);
+            if (c.post_norms) dn = rmsnorm(dn, W.post_ffn_norm, c.rms_eps);
             for (int i = 0; i < d; ++i) x[t][i] += dn[i];
         }
     }

@@ -3,7 +3,9 @@
 //    differences of its double forward: relative error < 1e-4 (max |analytic - fd| / max |fd|);
 //  * the CPU backend's fp32 ops against the fp64 instantiation;
 //  * the whole model: the naive double forward/backward (tests/naive_backward.hpp) against central finite
-//    differences on every head's tau (< 1e-4), then the production fp32 Engine::loss_gradients against it;
+//    differences on every head's tau (< 1e-4), then the production fp32 Engine::loss_gradients against it, on
+//    llama-, qwen2- and Gemma-3-shaped random models (tiny-gemma3: q/k norms, post-norms, GELU-tanh, windows of 4
+//    keys on sequences of 12-14, so the local layers slide);
 //  * the real model in fp32 against finite differences of the engine's own forward on a few tau ([slow]).
 #include <catch2/catch.hpp>
 
@@ -11,6 +13,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <utility>
 
 #include "backend/cpu/backward_cpu.hpp"
 #include "engine/engine.hpp"
@@ -196,14 +199,16 @@ TEST_CASE("the CPU backend's fp32 backward ops agree with the fp64 instantiation
                               false);
         CHECK(rel_err(to_d(rf), rd) < 1e-5);
 
-        std::vector<float> dgf(rows * in), duf(rows * in);
-        be->gated_activation_backward(xf.data(), gf.data(), xf.data(), dgf.data(), duf.data(), rows * in,
-                                      Activation::SILU);
-        std::vector<double> dgd(rows * in), dud(rows * in);
-        cpu::gated_activation_backward(to_d(xf).data(), to_d(gf).data(), to_d(xf).data(), dgd.data(), dud.data(),
-                                       rows * in, Activation::SILU);
-        CHECK(rel_err(to_d(dgf), dgd) < 1e-5);
-        CHECK(rel_err(to_d(duf), dud) < 1e-5);
+        for (Activation act : {Activation::SILU, Activation::GELU_TANH}) {
+            INFO("activation " << int(act));
+            std::vector<float> dgf(rows * in), duf(rows * in);
+            be->gated_activation_backward(xf.data(), gf.data(), xf.data(), dgf.data(), duf.data(), rows * in, act);
+            std::vector<double> dgd(rows * in), dud(rows * in);
+            cpu::gated_activation_backward(to_d(xf).data(), to_d(gf).data(), to_d(xf).data(), dgd.data(), dud.data(),
+                                           rows * in, act);
+            CHECK(rel_err(to_d(dgf), dgd) < 1e-5);
+            CHECK(rel_err(to_d(duf), dud) < 1e-5);
+        }
 
         std::vector<double> hd(4, 0.0);
         be->head_dots(xf.data(), gf.data(), rows, in, 4, 4, hd.data());
@@ -215,27 +220,38 @@ TEST_CASE("the CPU backend's fp32 backward ops agree with the fp64 instantiation
         }
     }
     SECTION("attention_backward and rope_backward") {
-        cpu::AttnShape s{1, 9, 4, 2, 8, 1.0 / std::sqrt(8.0), 0};
-        const int64_t qn = s.seq * 4 * 8, kn = s.seq * 2 * 8;
-        auto q = randn(qn, 30), k = randn(kn, 31), v = randn(kn, 32), dz = randn(qn, 33);
-        auto qf = to_f(q), kf = to_f(k), vf = to_f(v), dzf = to_f(dz);
-        std::vector<float> zf(qn), dqf(qn), dkf(kn), dvf(kn);
+        // grouped heads over the whole causal past; Gemma-style: one kv head and a sliding window of 3 keys
+        for (const auto& [n_kv, window] : {std::pair<int32_t, int32_t>{2, 0}, {1, 3}}) {
+            INFO("kv heads " << n_kv << " window " << window);
+            cpu::AttnShape s{1, 9, 4, n_kv, 8, 1.0 / std::sqrt(8.0), window};
+            const int64_t qn = s.seq * 4 * 8, kn = s.seq * n_kv * 8;
+            auto q = randn(qn, 30), k = randn(kn, 31), v = randn(kn, 32), dz = randn(qn, 33);
+            auto qf = to_f(q), kf = to_f(k), vf = to_f(v), dzf = to_f(dz);
+            std::vector<float> zf(qn), dqf(qn), dkf(kn), dvf(kn);
+            AttentionArgs a;
+            a.q = qf.data(), a.k_cache = kf.data(), a.v_cache = vf.data(), a.z = zf.data();
+            a.batch = 1, a.seq = s.seq, a.pos0 = 0, a.cache_len = s.seq, a.n_head = 4, a.n_head_kv = n_kv;
+            a.d_head = 8, a.scale = float(s.scale), a.window = window;
+            be->attention(a);
+            be->attention_backward(a, dzf.data(), dqf.data(), dkf.data(), dvf.data());
+            std::vector<double> dq(qn), dk(kn), dv(kn);
+            cpu::attention_backward(to_d(qf).data(), to_d(kf).data(), to_d(vf).data(), to_d(dzf).data(), dq.data(),
+                                    dk.data(), dv.data(), s);
+            CHECK(rel_err(to_d(dqf), dq) < 1e-5);
+            CHECK(rel_err(to_d(dkf), dk) < 1e-5);
+            CHECK(rel_err(to_d(dvf), dv) < 1e-5);
+        }
+        const int64_t qn = 9 * 4 * 8;
+        auto qf = to_f(randn(qn, 30)), dzf = to_f(randn(qn, 33));
+        std::vector<float> kf(qn), vf(qn), zf(qn), dqf(qn), dkf(qn), dvf(qn);
         AttentionArgs a;
         a.q = qf.data(), a.k_cache = kf.data(), a.v_cache = vf.data(), a.z = zf.data();
-        a.batch = 1, a.seq = s.seq, a.pos0 = 0, a.cache_len = s.seq, a.n_head = 4, a.n_head_kv = 2, a.d_head = 8;
-        a.scale = float(s.scale);
-        be->attention(a);
-        be->attention_backward(a, dzf.data(), dqf.data(), dkf.data(), dvf.data());
-        std::vector<double> dq(qn), dk(kn), dv(kn);
-        cpu::attention_backward(to_d(qf).data(), to_d(kf).data(), to_d(vf).data(), to_d(dzf).data(), dq.data(),
-                                dk.data(), dv.data(), s);
-        CHECK(rel_err(to_d(dqf), dq) < 1e-5);
-        CHECK(rel_err(to_d(dkf), dk) < 1e-5);
-        CHECK(rel_err(to_d(dvf), dv) < 1e-5);
+        a.batch = 1, a.seq = 9, a.pos0 = 0, a.cache_len = 9, a.n_head = 4, a.n_head_kv = 4, a.d_head = 8;
+        a.scale = 0.3f;
         // rope then rope_backward is the identity (orthogonal rotation)
         auto y = qf;
-        be->rope(y.data(), 1, s.seq, 0, 4, 8, 10000.0f);
-        be->rope_backward(y.data(), 1, s.seq, 0, 4, 8, 10000.0f);
+        be->rope(y.data(), 1, 9, 0, 4, 8, 10000.0f);
+        be->rope_backward(y.data(), 1, 9, 0, 4, 8, 10000.0f);
         CHECK(rel_err(to_d(y), to_d(qf)) < 1e-6);
         // training form only
         a.pos0 = 1;
@@ -269,7 +285,7 @@ ModelCase make_case(const std::string& shape, int T, uint64_t seed, bool random_
 }  // namespace
 
 TEST_CASE("the double reference backward matches finite differences on every head's tau", "[backward][gradcheck]") {
-    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2"}) {
+    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2", "tiny-gemma3"}) {
         for (bool margin : {false, true}) {
             INFO("shape " << shape << (margin ? " margin loss" : " cross-entropy"));
             ModelCase mc = make_case(shape, 12, 5, true);
@@ -299,7 +315,7 @@ TEST_CASE("the double reference backward matches finite differences on every hea
 }
 
 TEST_CASE("the fp32 engine backward matches the double reference", "[backward]") {
-    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2"}) {
+    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2", "tiny-gemma3"}) {
         for (bool margin : {false, true}) {
             INFO("shape " << shape << (margin ? " margin loss" : " cross-entropy"));
             // two sequences in one batch: the engine's sum must equal the sum of the per-sequence references

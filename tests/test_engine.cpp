@@ -50,7 +50,7 @@ struct Fixture {
 }  // namespace
 
 TEST_CASE("forward matches the naive reference on random models of several shapes", "[engine]") {
-    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2"}) {
+    for (const char* shape : {"tiny", "tiny-mha", "tiny-qwen2", "tiny-gemma3"}) {
         INFO("shape " << shape);
         Fixture f(shape);
         const auto& c = f.model.config;

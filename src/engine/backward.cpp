@@ -1,15 +1,25 @@
 // The backward pass: gradients of a loss w.r.t. activations of the frozen model (no weight gradients).
 //
 // 1. Training forward: the same ops as Engine::forward (so the same numbers), recording on the tape what the
-//    backward of each layer >= from_layer needs (grad_workspace.hpp: x_in, q, k, v, z, x_mid, gate, up).
+//    backward of each layer >= from_layer needs (grad_workspace.hpp: x_in, q, k, v, z, x_mid, gate, up, and the
+//    inputs of the architecture's extra norms: q_raw, k_raw with q/k norms, attn_o, ffn_o with post-norms).
 // 2. Output head at the loss positions only: gather the residual rows, final norm, logits, loss and dlogits
 //    (in chunks of rows that bound the logits' memory), back through the output matrix and the final norm.
-// 3. Backward sweep over layers L-1 .. from_layer, per layer (x_mid = x_in + (tau z) W_O^T, x_out = x_mid + MLP):
-//      dx_mid = dx + rmsnorm'(x_mid)[ (dgate W_gate + dup W_up) ],  (dgate, dup) = act'(gate, up)[dx W_down]
-//      d(tau z) = dx_mid W_O;   dL/dtau_h += sum over rows of <d(tau z)_h, z_h>
-//      dz = tau d(tau z);  (dq, dk, dv) = attention'(dz);  RoPE^-1 on dq, dk
+// 3. Backward sweep over layers L-1 .. from_layer. Per layer, with PA and PF the post-norms (identity without them)
+//    and NQ, NK the per-head q/k norms (identity without them):
+//      q = RoPE(NQ(xn W_q^T)), k = RoPE(NK(xn W_k^T)), v = xn W_v^T with xn = rmsnorm(x_in)
+//      x_mid = x_in + PA(attn_o),  attn_o = (tau z) W_O^T
+//      x_out = x_mid + PF(ffn_o),  ffn_o = act(gate, up) W_down^T,  (gate, up) = rmsnorm(x_mid) (W_gate, W_up)^T
+//    the sweep is
+//      (dgate, dup) = act'(gate, up)[ PF'(ffn_o)[dx] W_down ]        (act: SiLU or GELU-tanh gating)
+//      dx_mid = dx + rmsnorm'(x_mid)[ dgate W_gate + dup W_up ]
+//      d(tau z) = PA'(attn_o)[dx_mid] W_O;   dL/dtau_h += sum over rows of <d(tau z)_h, z_h>
+//      dz = tau d(tau z);  (dq, dk, dv) = attention'(dz)  (causal, within the layer's sliding window if any)
+//      dq <- NQ'(q_raw)[RoPE^-1 dq],  dk <- NK'(k_raw)[RoPE^-1 dk]   (norm weights are frozen: no weight gradient)
 //      dx_in = dx_mid + rmsnorm'(x_in)[ dq W_q + dk W_k + dv W_v ]
 //    It stops after the head gradients of from_layer (nothing below is needed) unless the residual gradient is asked.
+//    The residual gradient is w.r.t. the residual itself (after the embedding scale), so that scale never enters.
+//    Final logit softcapping is refused (as by the forward, which does not apply it).
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -26,8 +36,8 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
     const int32_t L = c.n_layer, H = c.n_head, dh = c.d_head, V = c.n_vocab;
     const int64_t rows = B * T, d = c.d_model, q_dim = c.q_dim(), kv_dim = c.kv_dim(), ff = c.d_ff;
     const int64_t np = int64_t(rq.positions.size());
-    check(!c.post_norms && !c.qk_norm && c.final_logit_softcap == 0.0f,
-          "backward: architectures with post-norms, q/k norms or logit softcapping are not supported yet");
+    check(c.final_logit_softcap == 0.0f, "backward: final logit softcapping (final_logit_softcap = ",
+          c.final_logit_softcap, ") is not supported, as in the forward");
     check(B > 0 && T > 0, "backward: batch and sequence length must be positive");
     check(int64_t(tokens.size()) == rows, "backward: expected batch*seq tokens");
     check(rq.from_layer >= 0 && rq.from_layer < L, "backward: from_layer ", rq.from_layer, " is outside 0..", L - 1);
@@ -46,6 +56,12 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
     for (auto* buf : {&g.x, &g.xn, &g.zs, &g.dx, &g.dmid, &g.dxn}) buf->ensure(be, rows * std::max(d, q_dim));
     for (auto* buf : {&g.q, &g.z, &g.dz, &g.dq}) buf->ensure(be, rows * q_dim);
     for (auto* buf : {&g.k, &g.v, &g.dk, &g.dv}) buf->ensure(be, rows * kv_dim);
+    if (c.post_norms)
+        for (auto* buf : {&g.out, &g.dout}) buf->ensure(be, rows * d);
+    if (c.qk_norm) {
+        g.dq_raw.ensure(be, rows * q_dim);
+        g.dk_raw.ensure(be, rows * kv_dim);
+    }
     for (auto* buf : {&g.gate, &g.up, &g.act, &g.dff1, &g.dff2}) buf->ensure(be, rows * ff);
 
     auto layer_scaled = [&](int32_t l) {
@@ -84,6 +100,12 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
             for (auto* buf : {&tp.q, &tp.z}) buf->ensure(be, rows * q_dim);
             for (auto* buf : {&tp.k, &tp.v}) buf->ensure(be, rows * kv_dim);
             for (auto* buf : {&tp.gate, &tp.up}) buf->ensure(be, rows * ff);
+            if (c.qk_norm) {
+                tp.q_raw.ensure(be, rows * q_dim);
+                tp.k_raw.ensure(be, rows * kv_dim);
+            }
+            if (c.post_norms)
+                for (auto* buf : {&tp.attn_o, &tp.ffn_o}) buf->ensure(be, rows * d);
             be.copy_2d(x, d, tp.x_in.get(), d, rows, d);
         }
         float* q = rec ? tp.q.get() : g.q.get();
@@ -93,15 +115,26 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
         float* gate = rec ? tp.gate.get() : g.gate.get();
         float* up = rec ? tp.up.get() : g.up.get();
         float* xn = g.xn.get();
+        // q/k as projected (and biased): the tape's q_raw/k_raw where the per-head norms' backward will need them,
+        // else q/k themselves (normalised in place, as in the forward)
+        float* q_raw = c.qk_norm && rec ? tp.q_raw.get() : q;
+        float* k_raw = c.qk_norm && rec ? tp.k_raw.get() : k;
+        // attention and MLP outputs before their post-norms: on the tape, or scratch
+        float* attn_o = c.post_norms ? (rec ? tp.attn_o.get() : g.out.get()) : nullptr;
+        float* ffn_o = c.post_norms ? (rec ? tp.ffn_o.get() : g.out.get()) : nullptr;
 
         be.rmsnorm(x, W.attn_norm, xn, rows, d, c.rms_eps);
-        be.matmul(xn, W.wq, q, rows, false);
-        be.matmul(xn, W.wk, k, rows, false);
+        be.matmul(xn, W.wq, q_raw, rows, false);
+        be.matmul(xn, W.wk, k_raw, rows, false);
         be.matmul(xn, W.wv, v, rows, false);
         if (c.qkv_bias) {
-            be.add_bias(q, W.bq, rows, q_dim);
-            be.add_bias(k, W.bk, rows, kv_dim);
+            be.add_bias(q_raw, W.bq, rows, q_dim);
+            be.add_bias(k_raw, W.bk, rows, kv_dim);
             be.add_bias(v, W.bv, rows, kv_dim);
+        }
+        if (c.qk_norm) {  // per-head RMSNorm over d_head: rows*H (rows*H_kv) rows of d_head
+            be.rmsnorm(q_raw, W.q_norm, q, rows * H, dh, c.rms_eps);
+            be.rmsnorm(k_raw, W.k_norm, k, rows * c.n_head_kv, dh, c.rms_eps);
         }
         be.rope(q, B, T, 0, H, dh, c.layers[l].rope_base);
         be.rope(k, B, T, 0, c.n_head_kv, dh, c.layers[l].rope_base);
@@ -115,13 +148,25 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
             }
             zsrc = g.zs.get();
         }
-        be.matmul(zsrc, W.wo, x, rows, /*accumulate=*/true);
+        if (c.post_norms) {  // x += PA(attn_o)
+            be.matmul(zsrc, W.wo, attn_o, rows, false);
+            be.rmsnorm(attn_o, W.post_attn_norm, xn, rows, d, c.rms_eps);
+            be.add(x, xn, rows * d);
+        } else {
+            be.matmul(zsrc, W.wo, x, rows, /*accumulate=*/true);
+        }
         if (rec) be.copy_2d(x, d, tp.x_mid.get(), d, rows, d);
         be.rmsnorm(x, W.ffn_norm, xn, rows, d, c.rms_eps);
         be.matmul(xn, W.w_gate, gate, rows, false);
         be.matmul(xn, W.w_up, up, rows, false);
         be.gated_activation(gate, up, g.act.get(), rows * ff, c.activation);
-        be.matmul(g.act.get(), W.w_down, x, rows, /*accumulate=*/true);
+        if (c.post_norms) {  // x += PF(ffn_o)
+            be.matmul(g.act.get(), W.w_down, ffn_o, rows, false);
+            be.rmsnorm(ffn_o, W.post_ffn_norm, xn, rows, d, c.rms_eps);
+            be.add(x, xn, rows * d);
+        } else {
+            be.matmul(g.act.get(), W.w_down, x, rows, /*accumulate=*/true);
+        }
     }
 
     // ---------------------------------------------------------------- 2. output head at the loss positions
@@ -200,17 +245,27 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
     for (int32_t l = L - 1; l >= L0; --l) {
         const LayerWeights& W = weights_.layers[l];
         GradWorkspace::LayerTape& tp = g.tape[l];
-        // MLP: x_out = x_mid + act(gate, up) W_down^T
+        // MLP: x_out = x_mid + PF(ffn_o), ffn_o = act(gate, up) W_down^T
         be.copy_2d(dx, d, dmid, d, rows, d);
-        be.matmul_dx(dx, W.w_down, g.dff1.get(), rows, false);
+        const float* dffn_o = dx;
+        if (c.post_norms) {
+            be.rmsnorm_backward(tp.ffn_o.get(), W.post_ffn_norm, dx, g.dout.get(), rows, d, c.rms_eps, false);
+            dffn_o = g.dout.get();
+        }
+        be.matmul_dx(dffn_o, W.w_down, g.dff1.get(), rows, false);
         be.gated_activation_backward(tp.gate.get(), tp.up.get(), g.dff1.get(), g.dff1.get(), g.dff2.get(), rows * ff,
                                      c.activation);
         be.matmul_dx(g.dff1.get(), W.w_gate, g.dxn.get(), rows, false);
         be.matmul_dx(g.dff2.get(), W.w_up, g.dxn.get(), rows, true);
         be.rmsnorm_backward(tp.x_mid.get(), W.ffn_norm, g.dxn.get(), dmid, rows, d, c.rms_eps, true);
-        // output projection: x_mid = x_in + (tau z) W_O^T
+        // output projection: x_mid = x_in + PA(attn_o), attn_o = (tau z) W_O^T
         float* dz = g.dz.get();
-        be.matmul_dx(dmid, W.wo, dz, rows, false);
+        const float* dattn_o = dmid;
+        if (c.post_norms) {
+            be.rmsnorm_backward(tp.attn_o.get(), W.post_attn_norm, dmid, g.dout.get(), rows, d, c.rms_eps, false);
+            dattn_o = g.dout.get();
+        }
+        be.matmul_dx(dattn_o, W.wo, dz, rows, false);
         be.head_dots(dz, tp.z.get(), rows, q_dim, H, dh, res.head_grad.data() + size_t(l) * H);
         if (rq.capture) {
             download_rows(be, tp.z.get(), q_dim, B, T, res.capture_positions, res.z[l]);
@@ -222,13 +277,22 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
                 const float s = rq.head_scale[size_t(l) * H + h];
                 if (s != 1.0f) be.scale_columns(dz, rows, q_dim, int64_t(h) * dh, dh, s);
             }
-        // attention, RoPE, q/k/v projections and the attention norm
+        // attention (its window included), RoPE, the per-head q/k norms, q/k/v projections and the attention norm
         AttentionArgs a = attention_args(l, tp.q.get(), tp.k.get(), tp.v.get(), tp.z.get());
         be.attention_backward(a, dz, g.dq.get(), g.dk.get(), g.dv.get());
         be.rope_backward(g.dq.get(), B, T, 0, H, dh, c.layers[l].rope_base);
         be.rope_backward(g.dk.get(), B, T, 0, c.n_head_kv, dh, c.layers[l].rope_base);
-        be.matmul_dx(g.dq.get(), W.wq, g.dxn.get(), rows, false);
-        be.matmul_dx(g.dk.get(), W.wk, g.dxn.get(), rows, true);
+        const float* dq_raw = g.dq.get();
+        const float* dk_raw = g.dk.get();
+        if (c.qk_norm) {  // rows*H (rows*H_kv) rows of d_head, as in the forward
+            be.rmsnorm_backward(tp.q_raw.get(), W.q_norm, g.dq.get(), g.dq_raw.get(), rows * H, dh, c.rms_eps, false);
+            be.rmsnorm_backward(tp.k_raw.get(), W.k_norm, g.dk.get(), g.dk_raw.get(), rows * c.n_head_kv, dh,
+                                c.rms_eps, false);
+            dq_raw = g.dq_raw.get();
+            dk_raw = g.dk_raw.get();
+        }
+        be.matmul_dx(dq_raw, W.wq, g.dxn.get(), rows, false);
+        be.matmul_dx(dk_raw, W.wk, g.dxn.get(), rows, true);
         be.matmul_dx(g.dv.get(), W.wv, g.dxn.get(), rows, true);
         be.rmsnorm_backward(tp.x_in.get(), W.attn_norm, g.dxn.get(), dmid, rows, d, c.rms_eps, true);
         std::swap(dx, dmid);

@@ -146,7 +146,8 @@ public:
 
     // Training forward (recording the tape: every activation of layers >= from_layer that the backward needs),
     // the loss at the requested positions, and the backward sweep over layers in reverse, all on the backend.
-    // Starts at position 0 (no cache). Architectures with post-norms, q/k norms or logit softcapping are refused.
+    // Starts at position 0 (no cache). Every block the forward runs is supported (q/k biases, q/k norms,
+    // post-norms, SiLU/GELU-tanh gating, sliding windows); final logit softcapping is refused, as in the forward.
     GradResult loss_gradients(const std::vector<int32_t>& tokens, int64_t batch, int64_t seq,
                               const GradRequest& request);
 

@@ -83,8 +83,9 @@ Model load_model(const std::string& path, const LoadOptions& options = {});
 
 // Random-weight models of named real shapes, for tests and benchmarks. Weights ~ N(0, 0.02) (norms = 1) from a
 // seeded generator, so the same (shape, seed) gives the same model. Shapes: "tiny" (2 layers, d 64, 4 heads, 2 kv
-// heads, vocab 300), "tiny-mha" (no GQA), "tiny-qwen2" (with q/k/v biases), "smollm2-135m", "qwen2.5-0.5b",
-// "llama2-7b", "llama3-8b". The tokenizer is byte-level.
+// heads, vocab 300), "tiny-mha" (no GQA), "tiny-qwen2" (with q/k/v biases), "tiny-gemma3" (Gemma 3 blocks: q/k
+// norms, post-norms, GELU-tanh, embedding scale, 1 kv head, sliding-window layers), "smollm2-135m", "qwen2.5-0.5b",
+// "gemma3-270m", "llama2-7b", "llama3-8b". The tokenizer is byte-level.
 Model make_random_model(const std::string& shape, uint64_t seed = 1);
 ModelConfig random_model_config(const std::string& shape);  // throws for unknown names, listing the known ones
 std::vector<std::string> random_model_shapes();

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,16 +21,42 @@ struct Shape {
     bool tied, qkv_bias;
 };
 
+// Gemma-3-style blocks (Arch::GEMMA3): what their shapes add to the above. Every block has q/k norms, post-norms,
+// GELU-tanh and the sqrt(d_model) embedding scale; layers alternate local (sliding-window, local RoPE base) and
+// global attention, layer l being global when (l + 1) % global_every == 0 (HF's sliding_window_pattern).
+struct GemmaShape {
+    const char* name;
+    int32_t d_head;                   // not d_model / n_head in Gemma
+    int32_t window, global_every;     // sliding window of the local layers; every global_every-th layer is global
+    float local_rope_base;            // (Shape::rope_base is the global layers' base)
+    float query_pre_attn_scalar;      // attn_scale = query_pre_attn_scalar^(-1/2), not d_head^(-1/2)
+    float rms_eps;
+};
+
 // Real shapes from the models' published configs; "tiny*" are small test shapes.
 constexpr Shape kShapes[] = {
     {"tiny", Arch::LLAMA, 2, 64, 4, 2, 128, 300, 10000.0f, true, false},
     {"tiny-mha", Arch::LLAMA, 3, 48, 3, 3, 96, 280, 10000.0f, false, false},
     {"tiny-qwen2", Arch::QWEN2, 2, 64, 4, 1, 160, 290, 1000000.0f, true, true},
+    // 3 layers (local, local, global), 1 kv head, d_head 16 with q_dim 64 != d_model 48, window 4 (tests use longer
+    // sequences, so the local layers really slide), a query_pre_attn_scalar that is not d_head.
+    {"tiny-gemma3", Arch::GEMMA3, 3, 48, 4, 1, 96, 270, 1000000.0f, true, false},
     {"smollm2-135m", Arch::LLAMA, 30, 576, 9, 3, 1536, 49152, 100000.0f, true, false},
     {"qwen2.5-0.5b", Arch::QWEN2, 24, 896, 14, 2, 4864, 151936, 1000000.0f, true, true},
+    {"gemma3-270m", Arch::GEMMA3, 18, 640, 4, 1, 2048, 262144, 1000000.0f, true, false},
     {"llama2-7b", Arch::LLAMA, 32, 4096, 32, 32, 11008, 32000, 10000.0f, false, false},
     {"llama3-8b", Arch::LLAMA, 32, 4096, 32, 8, 14336, 128256, 500000.0f, false, false},
 };
+constexpr GemmaShape kGemmaShapes[] = {
+    {"tiny-gemma3", 16, 4, 3, 10000.0f, 24.0f, 1e-6f},
+    {"gemma3-270m", 256, 512, 6, 10000.0f, 256.0f, 1e-6f},
+};
+
+const GemmaShape* gemma_shape(const char* name) {
+    for (const auto& g : kGemmaShapes)
+        if (std::string(g.name) == name) return &g;
+    return nullptr;
+}
 
 // Uniform in (0,1) from raw 64-bit draws: the standard's engines are portable, its distributions are not.
 double uniform01(std::mt19937_64& g) { return (double(g() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
@@ -102,6 +129,21 @@ ModelConfig random_model_config(const std::string& shape) {
         c.tied_embeddings = s.tied;
         c.qkv_bias = s.qkv_bias;
         c.layers.assign(c.n_layer, LayerAttention{s.rope_base, 0});
+        if (s.arch == Arch::GEMMA3) {
+            const GemmaShape* g = gemma_shape(s.name);
+            check(g != nullptr, "random shape ", shape, ": gemma3 shape without its GemmaShape row");
+            c.d_head = g->d_head;
+            c.rope_dims = g->d_head;
+            c.rms_eps = g->rms_eps;
+            c.n_ctx = 32768;
+            c.attn_scale = 1.0f / std::sqrt(g->query_pre_attn_scalar);
+            c.qk_norm = true;
+            c.post_norms = true;
+            c.embed_scale = std::sqrt(float(c.d_model));
+            c.activation = Activation::GELU_TANH;
+            for (int32_t l = 0; l < c.n_layer; ++l)
+                if ((l + 1) % g->global_every != 0) c.layers[size_t(l)] = LayerAttention{g->local_rope_base, g->window};
+        }
         c.validate("random shape " + shape);
         return c;
     }
@@ -119,8 +161,9 @@ Model make_random_model(const std::string& shape, uint64_t seed) {
     uint64_t stream = splitmix64(seed);
     auto next = [&] { return stream = splitmix64(stream + 1); };
     auto mat = [&](Matrix& w) { fill_normal(w.data, w.rows * w.cols, 0.02f, next()); };
-    // Embeddings larger than the other weights so that the residual stream has a realistic scale.
-    fill_normal(m.weights.token_embd.data, int64_t(c.n_vocab) * c.d_model, 1.0f, next());
+    // Embeddings larger than the other weights so that the residual stream has a realistic scale (with an
+    // embedding scale, divided by it: the scaled embedding, and the tied output head, stay O(1)).
+    fill_normal(m.weights.token_embd.data, int64_t(c.n_vocab) * c.d_model, 1.0f / c.embed_scale, next());
     fill_const(m.weights.output_norm, c.d_model, 1.0f);
     if (!c.tied_embeddings) mat(m.weights.output);
     for (auto& L : m.weights.layers) {
@@ -138,13 +181,18 @@ Model make_random_model(const std::string& shape, uint64_t seed) {
             fill_normal(L.bk, c.kv_dim(), 0.1f, next());
             fill_normal(L.bv, c.kv_dim(), 0.1f, next());
         }
+        // Gemma's extra norms: near 1 as well (the (1 + w) of HF's Gemma RMSNorm is already in GGUF norm weights).
+        auto near_one = [&](float* w, int32_t n) {
+            fill_normal(w, n, 0.1f, next());
+            for (int32_t i = 0; i < n; ++i) w[i] += 1.0f;
+        };
         if (c.qk_norm) {
-            fill_const(L.q_norm, c.d_head, 1.0f);
-            fill_const(L.k_norm, c.d_head, 1.0f);
+            near_one(L.q_norm, c.d_head);
+            near_one(L.k_norm, c.d_head);
         }
         if (c.post_norms) {
-            fill_const(L.post_attn_norm, c.d_model, 1.0f);
-            fill_const(L.post_ffn_norm, c.d_model, 1.0f);
+            near_one(L.post_attn_norm, c.d_model);
+            near_one(L.post_ffn_norm, c.d_model);
         }
         mat(L.w_gate);
         mat(L.w_up);

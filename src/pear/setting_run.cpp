@@ -5,6 +5,8 @@
 // clean residual after layer l's attention, add delta = (mean_b z[l,h] - z[l,h][b]) . W_O[:, h]^T, run the MLP of
 // layer l, then for each later layer add its clean attention output and run its MLP; then the final norm and the
 // readout pi = h . E[target] - h . mean_v E[v]. All (head, sample) rows of a work item go through the MLPs together.
+// With post-norms (gemma3) the head's change is not additive at layer l: the residual after layer l's attention is
+// the clean residual entering it plus post_norm((z with head h's block at its mean) . W_O^T).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -23,8 +25,9 @@ struct SettingRun::Impl {
     double pi_clean = 0, copy_acc = 0;
     std::vector<double> mean_unembed;  // [d]: mean over the vocabulary of the output head rows
 
-    // PATH caches at p: z [L][N, q_dim], residual after attention and its clean attention output [L][N, d]
-    LayerActivations z_p, mid_p, attn_p;
+    // PATH caches at p: z [L][N, q_dim], residual entering the block, after attention and its clean attention
+    // output [L][N, d] (pre_p: post-norm architectures only)
+    LayerActivations z_p, mid_p, attn_p, pre_p;
     // TOTAL caches at all positions: z [L][N*T, q_dim], residual entering each block [L][N*T, d]
     LayerActivations z_all, pre_all;
 
@@ -140,6 +143,10 @@ struct SettingRun::Impl {
                 attn_p[l].resize(mid_p[l].size());
                 for (size_t i = 0; i < pre.size(); ++i) attn_p[l][i] = mid_p[l][i] - pre[i];
             }
+            if (c.post_norms) {
+                pre_p.resize(L);
+                for (int32_t l = 0; l < L; ++l) pre_p[l] = std::move(r.residuals[{l, ResidualPoint::BLOCK_INPUT}]);
+            }
         } else {
             z_all = std::move(r.z);
             pre_all.resize(L);
@@ -205,6 +212,11 @@ struct SettingRun::Impl {
             const int32_t c1 = std::min(it.layer_end, c0 + layers_per_chunk);
             const int64_t R = int64_t(c1 - c0) * rows_per_layer;
             DeviceBuffer x(be, R * d), dz(be, rows_per_layer * q_dim), mid(be, int64_t(N) * d);
+            DeviceBuffer zrows, o;  // post-norms: clean z at p [N, q_dim], ablated attention output [nh * N, d]
+            if (c.post_norms) {
+                zrows = DeviceBuffer(be, int64_t(N) * q_dim);
+                o = DeviceBuffer(be, rows_per_layer * d);
+            }
             // Only head h's block of a delta row is non-zero: those blocks go up (nh * N * d_head values, not the
             // whole [nh * N, q_dim]), into a zeroed buffer.
             std::vector<int64_t> block_at(static_cast<size_t>(rows_per_layer));
@@ -214,7 +226,8 @@ struct SettingRun::Impl {
                 // Rows already running: add layer j's clean attention output at p.
                 if (active > 0) add_attention(x.get(), active, j);
                 if (j < c1) {
-                    // New rows for the heads of layer j: x = mid_p[j][b] + (zbar - z_b) . W_O^T
+                    // New rows for the heads of layer j: x = mid_p[j][b] + (zbar - z_b) . W_O^T, or with post-norms
+                    // x = pre_p[j][b] + post_norm(z'_b . W_O^T), z'_b = z_b with head h's block at zbar.
                     const float* zl = z_p[j].data();
                     for (int32_t k = 0; k < nh; ++k) {
                         const int32_t h = it.head_begin + k;
@@ -224,18 +237,32 @@ struct SettingRun::Impl {
                             for (int32_t b = 0; b < N; ++b) mean += zl[size_t(b) * q_dim + h * dh + a];
                             mean /= N;
                             for (int32_t b = 0; b < N; ++b)
-                                block_val[(size_t(k) * N + b) * dh + a] = float(mean - zl[size_t(b) * q_dim + h * dh + a]);
+                                block_val[(size_t(k) * N + b) * dh + a] =
+                                    float(c.post_norms ? mean : mean - zl[size_t(b) * q_dim + h * dh + a]);
                         }
                     }
                     be.fill(dz.get(), rows_per_layer * q_dim, 0.0f);
-                    be.write_blocks(dz.get(), block_at.data(), rows_per_layer, dh, block_val.data());
-                    // x rows = mid_p[j] tiled over the heads (one upload of [N, d]).
-                    be.upload(mid_p[j].data(), mid.get(), int64_t(N) * d);
-                    be.fill(x.get() + active * d, rows_per_layer * d, 0.0f);
-                    be.add_cyclic(x.get() + active * d, rows_per_layer, mid.get(), N, d);
-                    // delta rows have only head h's block non-zero, so the full W_O product is the head's path.
-                    be.matmul(dz.get(), engine.device_weights().layers[j].wo, x.get() + active * d, rows_per_layer,
-                              /*accumulate=*/true);
+                    const LayerWeights& W = engine.device_weights().layers[j];
+                    if (!c.post_norms) {
+                        be.write_blocks(dz.get(), block_at.data(), rows_per_layer, dh, block_val.data());
+                        // x rows = mid_p[j] tiled over the heads (one upload of [N, d]).
+                        be.upload(mid_p[j].data(), mid.get(), int64_t(N) * d);
+                        be.fill(x.get() + active * d, rows_per_layer * d, 0.0f);
+                        be.add_cyclic(x.get() + active * d, rows_per_layer, mid.get(), N, d);
+                        // delta rows have only head h's block non-zero, so the full W_O product is the head's path.
+                        be.matmul(dz.get(), W.wo, x.get() + active * d, rows_per_layer, /*accumulate=*/true);
+                    } else {
+                        // z' rows: the clean z at p tiled over the heads, head h's block overwritten by its mean
+                        be.upload(zl, zrows.get(), int64_t(N) * q_dim);
+                        be.add_cyclic(dz.get(), rows_per_layer, zrows.get(), N, q_dim);
+                        be.write_blocks(dz.get(), block_at.data(), rows_per_layer, dh, block_val.data());
+                        be.matmul(dz.get(), W.wo, o.get(), rows_per_layer, false);
+                        be.rmsnorm(o.get(), W.post_attn_norm, o.get(), rows_per_layer, d, c.rms_eps);
+                        // x rows = pre_p[j] tiled over the heads, plus the post-normed ablated attention output
+                        be.upload(pre_p[j].data(), mid.get(), int64_t(N) * d);
+                        be.copy_2d(o.get(), d, x.get() + active * d, d, rows_per_layer, d);
+                        be.add_cyclic(x.get() + active * d, rows_per_layer, mid.get(), N, d);
+                    }
                     active += rows_per_layer;
                 }
                 engine.mlp_block(j, x.get(), active);
