@@ -76,7 +76,7 @@ int main(int argc, char** argv) try {
                      o.settings[s].n_samples, o.settings[s].half_len, clean_s, L, ts, run.pi_clean(), run.copy_accuracy());
     }
     std::printf("{\"engine\":\"headsweep\",\"mode\":\"%s\",\"model\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"clean_s\":%.3f,"
-                "\"items_timed_s\":%.3f,\"full_sweep_secs_est\":%.2f,\"layers_timed\":%d,\"blas\":\"%s\"}\n",
+                "\"items_timed_s\":%.3f,\"full_sweep_secs_est\":%.4f,\"layers_timed\":%d,\"blas\":\"%s\"}\n",
                 score_mode_name(o.mode), argv[1], device.c_str(), threads, clean_s, items_s, clean_s + extrapolated,
                 max_layers > 0 ? max_layers : c.n_layer, cpu_runtime_tag().c_str());
     return 0;

@@ -58,8 +58,8 @@ def main():
         print("(smoke test: the torch peer is a stub, its times mean nothing)")
     print(f"{'mode':8s}{'headsweep s':>14s}{'torch s':>12s}{'speed-up':>10s}")
     for mode, o, p in rows:
-        print(f"{mode:8s}{o['full_sweep_secs_est']:14.1f}{p['full_sweep_secs_est']:12.1f}"
-              f"{p['full_sweep_secs_est'] / o['full_sweep_secs_est']:10.1f}x")
+        ratio = p['full_sweep_secs_est'] / o['full_sweep_secs_est'] if o['full_sweep_secs_est'] > 0 else float("inf")
+        print(f"{mode:8s}{o['full_sweep_secs_est']:14.2f}{p['full_sweep_secs_est']:12.1f}{ratio:10.1f}x")
     print(json.dumps([dict(mode=m, ours=o, peer=p) for m, o, p in rows]))
 
 
