@@ -75,6 +75,8 @@ hs::TokenizerVocab tiny_spm_vocab() {
     add("bc", hs::TokenType::NORMAL, base - 5);                    // 263
     for (const char* c : {"\xE2\x96\x81", "t", "h", "e", "a", "b", "c"}) add(c, hs::TokenType::NORMAL, base - 10);  // 264..270
     add("<hi>", hs::TokenType::USER_DEFINED, 0);                   // 271
+    add("\xE2\x96\x81" "a", hs::TokenType::NORMAL, base - 11);         // 272 "▁a"
+    add("c\xE2\x96\x81" "a", hs::TokenType::NORMAL, base - 12);        // 273 "c▁a": merges across a word cut
     v.bos_id = 1;
     v.eos_id = 2;
     v.unk_id = 0;
@@ -220,7 +222,7 @@ TEST_CASE("gemma3 chat template renders as HF's apply_chat_template", "[tokenize
     CHECK(n_refused >= 2);
 }
 
-TEST_CASE("gemma3 chat template: the '\\n' variant is known, anything else is refused", "[tokenizer]") {
+TEST_CASE("gemma3 chat template: the single-newline variant is known, anything else is refused", "[tokenizer]") {
     std::string tmpl;
     for (const auto& c : gemma_cases())
         if (c.at("kind").str == "template") tmpl = c.at("text").str;
@@ -255,6 +257,9 @@ TEST_CASE("spm tokenizer: merges by score, byte fallback, space prefix, unknown 
     CHECK(tok.encode("<s>a", true) == std::vector<int32_t>{1, 268});
     CHECK(tok.encode("a", true, true) == std::vector<int32_t>{1, 268});
     CHECK(tok.decode({1, 261}) == " the");
+    // "c▁a" has a "▁" after another character: the text is not cut before that "▁" where the piece occurs.
+    CHECK(tok.encode("c a") == std::vector<int32_t>{273});
+    CHECK(tok.encode("b a c a the") == std::vector<int32_t>{269, 272, 264, 273, 261});  // b ▁a ▁ c▁a ▁the
 
     // add_space_prefix: a "▁" before the text (only at its start), dropped again by decode.
     v.add_space_prefix = true;

@@ -268,6 +268,8 @@ GEMMA3_SPECIAL_TEXT = [
     "<table><tr><td>1</td></tr></table>", "<h1>Title</h1><b>bold</b> <i>it</i><code>x</code>", "<b", "</b >",
     "<div>\n\t<span>x</span>\n</div>", " <bos> ", "text<eos>more", "<start_of_turn><end_of_turn>",
     "<0x41>", "<0x0A> <0xFF>", "\u2581", "\u2581\u2581", "\u2581hello \u2581\u2581world", "a\u2581 b",
+    # ">\u2581</" is Gemma's one piece with a "\u2581" after another character: it merges across a word boundary.
+    "<td>1</td> </tr>", "x> </y", "a>  </b", "> </", ">> </</", "<p>a</p> <p>b</p>\n> </div>",
 ]
 
 
