@@ -330,6 +330,13 @@ TEST_CASE("spm tokenizer: a GGUF with broken tokenizer arrays is refused naming 
     const std::string short_scores = write("short.gguf", hs::GgufWriter::f32_array({0, 1, 2}));
     expect_error([&] { hs::Tokenizer::from_gguf(hs::GgufFile::open(short_scores)); },
                  {short_scores, "tokenizer.ggml.scores", "3 entries"});
+    hs::GgufWriter types_as_floats;
+    types_as_floats.add("tokenizer.ggml.model", hs::GgufWriter::string("llama"));
+    types_as_floats.add("tokenizer.ggml.tokens", hs::GgufWriter::string_array(base.tokens));
+    types_as_floats.add("tokenizer.ggml.token_type", hs::GgufWriter::f32_array(base.scores));
+    const std::string bad_types = dir.file("types.gguf");
+    types_as_floats.write(bad_types);
+    expect_error([&] { hs::Tokenizer::from_gguf(hs::GgufFile::open(bad_types)); }, {bad_types, "tokenizer.ggml.token_type"});
     const std::string unknown = write("unknown.gguf", hs::GgufWriter::f32_array(base.scores), "wordpiece");
     expect_error([&] { hs::Tokenizer::from_gguf(hs::GgufFile::open(unknown)); },
                  {unknown, "tokenizer.ggml.model", "\"wordpiece\""});
