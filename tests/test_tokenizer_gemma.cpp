@@ -102,6 +102,9 @@ TEST_CASE("gemma3 tokenizer: the GGUF metadata is read", "[tokenizer]") {
     CHECK(tok.token_text(236743) == " ");                       // "▁"
     CHECK(tok.token_text(238 + 0x41) == "A");                   // <0x41>
     CHECK(tok.token_text(138) == "  ");
+    CHECK(tok.is_special(105));
+    CHECK_FALSE(tok.is_special(107));  // "\n" is user-defined text: eval's newline stops must see it
+    CHECK_FALSE(tok.is_special(238));  // byte pieces are text too
     const auto eog = tok.eog_ids();
     CHECK(contains(eog, 1));    // <eos>
     CHECK(contains(eog, 106));  // <end_of_turn>

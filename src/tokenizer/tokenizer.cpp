@@ -490,9 +490,9 @@ TokenType Tokenizer::token_type(int32_t id) const {
 }
 
 bool Tokenizer::is_special(int32_t id) const {
+    // USER_DEFINED tokens are text (Gemma's "\n", tab runs, HTML tags): HF adds them as non-special tokens.
     const TokenType ty = token_type(id);
-    return ty == TokenType::CONTROL || ty == TokenType::USER_DEFINED || ty == TokenType::UNKNOWN ||
-           ty == TokenType::UNUSED;
+    return ty == TokenType::CONTROL || ty == TokenType::UNKNOWN || ty == TokenType::UNUSED;
 }
 
 std::vector<int32_t> Tokenizer::eog_ids() const {
