@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # scripts/setup.sh: set up headsweep on a fresh Debian 12 machine (idempotent; re-runs are fast).
 #
-#   scripts/setup.sh               # apt packages, CMake configure into build/ (Release), build, fetch the model
-#   scripts/setup.sh --no-build    # packages (and the model) only
-#   scripts/setup.sh --no-model    # skip the model download
+#   scripts/setup.sh               # apt packages, CMake configure into build/ (Release), build, fetch the models
+#   scripts/setup.sh --no-build    # packages (and the models) only
+#   scripts/setup.sh --no-model    # skip the model downloads
 #
 # Environment:
 #   HEADSWEEP_CUDA=OFF        build the CPU backend only, even when nvcc is installed (default: auto-detect)
@@ -93,8 +93,9 @@ fi
 
 # ---------------------------------------------------------------- 4. model
 if [[ $do_model -eq 1 ]]; then
-    say "default model (SmolLM2-135M-Instruct Q4_1)"
+    say "models (SmolLM2-135M-Instruct Q4_1, the default; Gemma 3 270M Q4_K_M, which the tests also read)"
     "$ROOT/scripts/fetch_model.sh" || die "could not fetch the default model (see above)"
+    "$ROOT/scripts/fetch_model.sh" --gemma3 || die "could not fetch the Gemma 3 model (see above)"
 fi
 
 echo

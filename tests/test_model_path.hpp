@@ -1,7 +1,8 @@
-// tests/test_model_path.hpp: where the tests find their files (the real default model, tests/fixtures/, the
-// source tree). The compile-time paths (HEADSWEEP_TEST_MODEL, HEADSWEEP_FIXTURES, HEADSWEEP_SOURCE_DIR) are those
-// of the build machine; a test binary run elsewhere (the GPU bundle, docs/gpu.md) is pointed at the copies there by
-// the environment, which wins when set: HEADSWEEP_TEST_MODEL_PATH, HEADSWEEP_FIXTURES_DIR, HEADSWEEP_REPO_DIR.
+// tests/test_model_path.hpp: where the tests find their files (the real default model, the Gemma 3 model,
+// tests/fixtures/, the source tree). The compile-time paths (HEADSWEEP_TEST_MODEL, HEADSWEEP_TEST_GEMMA3,
+// HEADSWEEP_FIXTURES, HEADSWEEP_SOURCE_DIR) are those of the build machine; a test binary run elsewhere (the GPU
+// bundle, docs/gpu.md) is pointed at the copies there by the environment, which wins when set:
+// HEADSWEEP_TEST_MODEL_PATH, HEADSWEEP_TEST_GEMMA3_PATH, HEADSWEEP_FIXTURES_DIR, HEADSWEEP_REPO_DIR.
 #pragma once
 
 #include <cstdlib>
@@ -34,5 +35,19 @@ inline std::string test_model_path() {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
         FAIL("the default model " << path << " is missing: run scripts/fetch_model.sh (scripts/setup.sh does it)");
+    return path;
+}
+
+// The Gemma 3 270M model's path (scripts/fetch_model.sh --gemma3), unchecked.
+inline std::string test_gemma3_file() {
+    return hs_test_paths::env_or("HEADSWEEP_TEST_GEMMA3_PATH", HEADSWEEP_TEST_GEMMA3);
+}
+
+// The Gemma 3 model's path; a missing file fails the test loudly.
+inline std::string test_gemma3_path() {
+    const std::string path = test_gemma3_file();
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        FAIL("the Gemma 3 model " << path << " is missing: run scripts/fetch_model.sh --gemma3 (scripts/setup.sh does it)");
     return path;
 }

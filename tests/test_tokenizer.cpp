@@ -14,6 +14,7 @@
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
 #include "test_model_path.hpp"
+#include "tokenizer_test_util.hpp"
 
 namespace {
 
@@ -30,50 +31,7 @@ const hs::Tokenizer& smollm2() {
     return tok;
 }
 
-std::vector<hs::json::Value> load_cases() {
-    std::ifstream in(kCases);
-    if (!in) FAIL("fixture " << kCases << " is missing: run tools/gen_tokenizer_fixtures.py");
-    std::vector<hs::json::Value> cases;
-    std::string line;
-    while (std::getline(in, line))
-        if (!line.empty()) cases.push_back(hs::json::parse(line));
-    return cases;
-}
-
-std::vector<int32_t> ids_of(const hs::json::Value& arr) {
-    std::vector<int32_t> ids;
-    for (const auto& v : arr.arr) ids.push_back(static_cast<int32_t>(v.num));
-    return ids;
-}
-
-// Printable form of a string for failure messages: escapes control characters and non-ASCII bytes.
-std::string escaped(const std::string& s, size_t max = 200) {
-    std::ostringstream os;
-    for (size_t i = 0; i < s.size() && i < max; ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c == '\n') os << "\\n";
-        else if (c == '\t') os << "\\t";
-        else if (c < 0x20 || c >= 0x7F) os << "\\x" << std::hex << int(c) << std::dec;
-        else os << s[i];
-    }
-    if (s.size() > max) os << "...(" << s.size() << " bytes)";
-    return os.str();
-}
-
-std::string ids_str(const std::vector<int32_t>& ids, size_t from = 0, size_t n = 12) {
-    std::ostringstream os;
-    os << "[";
-    for (size_t i = from; i < ids.size() && i < from + n; ++i) os << (i > from ? ", " : "") << ids[i];
-    if (ids.size() > from + n) os << ", ...";
-    os << "] (" << ids.size() << " ids)";
-    return os.str();
-}
-
-size_t first_difference(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-    size_t i = 0;
-    while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
-    return i;
-}
+std::vector<hs::json::Value> load_cases() { return load_jsonl(kCases); }
 
 hs::TokenizerVocab tiny_vocab(std::string pre) {
     hs::TokenizerVocab v;
@@ -211,8 +169,10 @@ TEST_CASE("tokenizer: unknown pre-tokenizer, model or template is refused", "[to
         CHECK_THAT(e.what(), Catch::Contains("no-such-pre") && Catch::Contains("tiny"));
     }
     v = tiny_vocab("gpt2");
-    v.model = "llama";
-    CHECK_THROWS_WITH(hs::Tokenizer::from_vocab(v), Catch::Contains("\"llama\""));
+    v.model = "bogus";
+    CHECK_THROWS_WITH(hs::Tokenizer::from_vocab(v), Catch::Contains("\"bogus\""));
+    v.model = "llama";  // SentencePiece: needs scores (tests/test_tokenizer_gemma.cpp)
+    CHECK_THROWS_WITH(hs::Tokenizer::from_vocab(v), Catch::Contains("tokenizer.ggml.scores"));
     v = tiny_vocab("gpt2");
     v.merges = {"a zz"};
     CHECK_THROWS_WITH(hs::Tokenizer::from_vocab(v), Catch::Contains("zz"));

@@ -20,6 +20,14 @@ supported tokenizer.ggml.pre (smollm, gpt2, llama-bpe, qwen2), using the pattern
 
 Strings are generated deterministically (random.Random(SEED)) plus hand-picked edge cases.
 Usage: /tmp/refvenv/bin/python tools/gen_tokenizer_fixtures.py [model.gguf]
+
+With --gemma3 [model.gguf] it writes tests/fixtures/tokenizer/gemma3_cases.jsonl instead, for Gemma 3's
+SentencePiece tokenizer (reference and cross-check: the Gemma section of tools/hf_reference.py). The strings are the
+ones above plus Gemma-specific ones (its control and user-defined tokens, long runs of spaces, tabs and newlines,
+characters that need byte fallback, literal "\u2581"). Records as above, plus
+  "same_as_spm": whether the sentencepiece library (parse_special=false semantics) gives the same ids,
+and chat records with "ids" (apply_chat_template(tokenize=True)), or "error" when the template refuses the
+conversation (roles that do not alternate); one {"kind": "template", "text": ...} record holds the template.
 """
 import json
 import os
@@ -27,11 +35,13 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_reference import DEFAULT_MODEL, REPO, build_reference, load_transformers_gguf  # noqa: E402
+from hf_reference import (DEFAULT_GEMMA3, DEFAULT_MODEL, GEMMA3_CHAT_TEMPLATE, REPO, build_reference,  # noqa: E402
+                          build_spm_reference, load_transformers_gguf)
 
 SEED = 20240611
 OUT = os.path.join(REPO, "tests", "fixtures", "tokenizer", "smollm2_cases.jsonl")
 SPLITS_OUT = os.path.join(REPO, "tests", "fixtures", "tokenizer", "pretokenizer_splits.jsonl")
+GEMMA3_OUT = os.path.join(REPO, "tests", "fixtures", "tokenizer", "gemma3_cases.jsonl")
 
 # The regexes of HF tokenizer.json files for the other supported tokenizer.ggml.pre values, run through HF's own
 # Split pre-tokenizer (Oniguruma) to record the words each pre-tokenizer cuts a string into.
@@ -249,7 +259,111 @@ def write_splits(texts):
                 fh.write(json.dumps({"pre": pre, "text": text, "words": words}, ensure_ascii=True) + "\n")
 
 
+# ---------------------------------------------------------------- Gemma 3
+
+GEMMA3_SPECIAL_TEXT = [
+    "<start_of_turn>user\nHello!<end_of_turn>\n<start_of_turn>model\n", "<bos>", "<bos><bos>hi", "<eos>", "<pad>",
+    "<unk>", "<mask>", "<unused0>", "<unused6241>", "<unused99> x", "[multimodal]", "<start_of_image><end_of_image>",
+    "<start_of_turn", "start_of_turn>", "< start_of_turn >", "<START_OF_TURN>", "a<end_of_turn>b<start_of_turn>c",
+    "<table><tr><td>1</td></tr></table>", "<h1>Title</h1><b>bold</b> <i>it</i><code>x</code>", "<b", "</b >",
+    "<div>\n\t<span>x</span>\n</div>", " <bos> ", "text<eos>more", "<start_of_turn><end_of_turn>",
+    "<0x41>", "<0x0A> <0xFF>", "\u2581", "\u2581\u2581", "\u2581hello \u2581\u2581world", "a\u2581 b",
+    # ">\u2581</" is Gemma's one piece with a "\u2581" after another character: it merges across a word boundary.
+    "<td>1</td> </tr>", "x> </y", "a>  </b", "> </", ">> </</", "<p>a</p> <p>b</p>\n> </div>",
+]
+
+
+def gemma3_strings(rng):
+    out = []
+    for n in list(range(1, 34)) + [40, 47, 62, 63, 64, 65, 80, 100, 150]:  # runs past the longest run token (31)
+        out += [" " * n, "x" + " " * n + "y", "\t" * n + "z", "\n" * n, " " * n + "\n"]
+    for n in range(1, 10):
+        out += ["a" + " \n" * n + "b", "\t \t" * n, "\n\n \t" * n + "end"]
+    # Characters Gemma's vocabulary lacks (byte fallback): private use, rare CJK extension B/C, unassigned, controls.
+    for _ in range(40):
+        cps = [rng.choice([rng.randint(0xE000, 0xF8FF), rng.randint(0x20000, 0x2FFFF), rng.randint(0xF0000, 0x10FFFD),
+                           rng.randint(0x0, 0x1F), rng.randint(0x30000, 0x3134F), rng.randint(0x1D400, 0x1D7FF)])
+               for _ in range(rng.randint(1, 8))]
+        out.append(rng.choice(["", "text ", " "]) + "".join(chr(c) for c in cps) + rng.choice(["", " end", "\n"]))
+    specials = ["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<unused7>", "<b>", "</td>", "\n", "\t",
+                "  ", "[multimodal]", "<start_of_image>", "user\n", "model\n", "<start_of", "\u2581"]
+    for _ in range(40):
+        out.append("".join(rng.choice(specials + WORDS + [" ", "\n\n"]) for _ in range(rng.randint(1, 12))))
+    for _ in range(30):  # leading and trailing whitespace around words
+        ws = lambda: "".join(rng.choice(" \t\n") for _ in range(rng.randint(0, 4)))
+        out.append(ws() + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4))) + ws())
+    return out
+
+
+def gemma3_chat_cases():
+    conv = [{"role": "user", "content": "Hello! What is 2+2?"},
+            {"role": "assistant", "content": "2 + 2 = 4."},
+            {"role": "user", "content": "And times 3?"}]
+    sys_conv = [{"role": "system", "content": "You are terse."}] + conv
+    return [
+        (conv[:1], False), (conv[:1], True), (conv, False), (conv, True), (sys_conv, False), (sys_conv, True),
+        (sys_conv[:1], True), (sys_conv[:2], True), ([{"role": "user", "content": ""}], True),
+        ([{"role": "user", "content": "  \n padded \t\n"}, {"role": "assistant", "content": "\u3000ok\u00a0"}], True),
+        ([{"role": "system", "content": "  keep my spaces  "}, {"role": "user", "content": "hi"}], True),
+        ([{"role": "user", "content": "Multi\nline\n\n  content with <end_of_turn> inside"}], True),
+        ([{"role": "user", "content": "日本語 😀"}, {"role": "assistant", "content": "ok"}], False),
+        ([{"role": "assistant", "content": "I start."}], True),
+        ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], True),
+        ([{"role": "user", "content": "a"}, {"role": "system", "content": "late"}], True),
+    ]
+
+
+def gemma3_main(model):
+    hf = load_transformers_gguf(model)
+    backend = hf.backend_tokenizer
+    sp = build_spm_reference(model)
+    rng = random.Random(SEED)
+    texts = ([""] + PROSE + CODE + UNICODE + WHITESPACE + CONTRACTIONS + PUNCT + GEMMA3_SPECIAL_TEXT +
+             generated_strings(rng) + gemma3_strings(rng) + long_strings(rng))
+    records, n_differ = [], 0
+
+    def encode(text, parse_special):
+        backend.encode_special_tokens = not parse_special
+        return backend.encode(text, add_special_tokens=False).ids
+
+    for parse_special in (True, False):
+        for text in texts:
+            if not parse_special and "<" not in text and "[" not in text:
+                continue  # without control-token text both modes are the same
+            ids = encode(text, parse_special)
+            plain = ids if not parse_special else encode(text, False)
+            same = sp.encode(text) == plain
+            n_differ += not same
+            records.append({"kind": "encode", "text": text, "parse_special": parse_special, "ids": ids,
+                            "same_as_spm": same})
+    backend.encode_special_tokens = False
+    n_chat = 0
+    # The template text itself, so that the C++ test renders with the reference's template, not a copy of its own.
+    records.append({"kind": "template", "text": GEMMA3_CHAT_TEMPLATE})
+    for messages, gen in gemma3_chat_cases():
+        record = {"kind": "chat", "messages": messages, "add_generation_prompt": gen}
+        try:
+            record["rendered"] = hf.apply_chat_template(messages, chat_template=GEMMA3_CHAT_TEMPLATE, tokenize=False,
+                                                        add_generation_prompt=gen)
+            ids = hf.apply_chat_template(messages, chat_template=GEMMA3_CHAT_TEMPLATE, tokenize=True,
+                                         add_generation_prompt=gen)
+            record["ids"] = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        except Exception as e:  # jinja2's raise_exception: TemplateError
+            record["error"] = str(e)
+        records.append(record)
+        n_chat += 1
+    with open(GEMMA3_OUT, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=True) + "\n")
+    n_encode = len(records) - n_chat - 1
+    print(f"wrote {GEMMA3_OUT}: {n_encode} encode cases ({len(set(r['text'] for r in records if 'text' in r))} "
+          f"strings), {n_chat} chat cases; the sentencepiece library differs from HF on {n_differ} of {n_encode}")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--gemma3":
+        gemma3_main(sys.argv[2] if len(sys.argv) > 2 else DEFAULT_GEMMA3)
+        return
     model = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_MODEL
     ref, meta = build_reference(model)
     hf_a = load_transformers_gguf(model)

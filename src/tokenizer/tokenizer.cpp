@@ -1,16 +1,22 @@
-// tokenizer/tokenizer.cpp: byte-level BPE (GPT-2 style) as HF tokenizers / llama.cpp run it, plus ChatML rendering.
+// tokenizer/tokenizer.cpp: the Tokenizer over its two models -- byte-level BPE (GPT-2 style, here) and SentencePiece
+// BPE (tokenizer/spm.cpp) -- as HF tokenizers / llama.cpp run them; chat templates are in tokenizer/chat_template.cpp.
 //
-// Encoding: split off special tokens (leftmost-longest, as HF's added-vocabulary matcher), pre-tokenize the rest
-// into words, map each word's bytes to the GPT-2 "bytes as unicode" symbols, and apply merges within each word in
-// rank order with a priority queue (lowest rank first, leftmost on ties) exactly as HF's BPE model does.
+// Encoding: split off added tokens (leftmost-longest, as HF's added-vocabulary matcher), then encode the text
+// between them with the model. Byte-level BPE pre-tokenizes the text into words, maps each word's bytes to the
+// GPT-2 "bytes as unicode" symbols, and applies merges within each word in rank order with a priority queue
+// (lowest rank first, leftmost on ties) exactly as HF's BPE model does.
 #include "tokenizer/tokenizer.hpp"
 
 #include <algorithm>
 #include <array>
+#include <functional>
+#include <memory>
 #include <queue>
 #include <unordered_map>
 
+#include "tokenizer/chat_template.hpp"
 #include "tokenizer/pretokenizer.hpp"
+#include "tokenizer/spm.hpp"
 #include "util/error.hpp"
 
 namespace hs {
@@ -77,42 +83,6 @@ std::string token_to_bytes(std::string_view token) {
     return out;
 }
 
-// ---------------------------------------------------------------- chat templates
-
-// SmolLM2-Instruct's ChatML template, around its default system prompt. Templates of exactly this shape (any
-// default prompt) and plain ChatML are rendered; anything else is refused rather than rendered wrongly.
-constexpr std::string_view kSmolTemplateHead =
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n";
-constexpr std::string_view kSmolTemplateTail =
-    "<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
-    "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-constexpr std::string_view kPlainChatmlTemplate =
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
-    "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-
-struct ChatStyle {
-    bool known = false;
-    bool has_default_system = false;
-    std::string default_system;
-};
-
-ChatStyle recognise_chat_template(const std::string& tmpl) {
-    ChatStyle style;
-    if (tmpl == kPlainChatmlTemplate) {
-        style.known = true;
-    } else if (tmpl.size() > kSmolTemplateHead.size() + kSmolTemplateTail.size() &&
-               tmpl.starts_with(kSmolTemplateHead) && tmpl.ends_with(kSmolTemplateTail)) {
-        style.default_system = tmpl.substr(kSmolTemplateHead.size(),
-                                           tmpl.size() - kSmolTemplateHead.size() - kSmolTemplateTail.size());
-        // The prompt sits inside a Jinja '...' literal: a quote or backslash would need unescaping we do not do.
-        if (style.default_system.find_first_of("'\\{}") == std::string::npos) {
-            style.known = true;
-            style.has_default_system = true;
-        }
-    }
-    return style;
-}
-
 // ---------------------------------------------------------------- BPE merges
 
 uint64_t pair_key(int32_t left, int32_t right) {
@@ -139,6 +109,38 @@ struct Candidate {
     bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
 };
 
+// Finds added tokens (control / user-defined) in text: at a position, the one with the longest text, as HF's
+// added-vocabulary matcher (leftmost-longest) and llama.cpp's partitioning do. Lookups go by the distinct lengths
+// of the tokens that start with the byte at hand, so thousands of <unusedN> tokens cost a few hash probes.
+class SpecialMatcher {
+public:
+    void add(const std::string& text, int32_t id) {
+        if (text.empty() || !ids_.emplace(text, id).second) return;  // a duplicate text keeps its lowest id
+        auto& lens = lengths_[static_cast<uint8_t>(text[0])];
+        if (std::find(lens.begin(), lens.end(), text.size()) == lens.end()) {
+            lens.push_back(text.size());
+            std::sort(lens.begin(), lens.end(), std::greater<>());
+        }
+    }
+    bool empty() const { return ids_.empty(); }
+    // The token whose text starts at text[i] (the longest one), and its length; {-1, 0} when none does.
+    std::pair<int32_t, size_t> match(std::string_view text, size_t i) const {
+        for (size_t len : lengths_[static_cast<uint8_t>(text[i])]) {
+            if (len > text.size() - i) continue;
+            if (auto it = ids_.find(text.substr(i, len)); it != ids_.end()) return {it->second, len};
+        }
+        return {-1, 0};
+    }
+
+private:
+    struct Hash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> ids_;
+    std::array<std::vector<size_t>, 256> lengths_;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------- Impl
@@ -157,27 +159,22 @@ struct Tokenizer::Impl {
     std::unordered_map<uint64_t, MergeInfo> merges;
     std::array<int32_t, 256> byte_token{};  // token id of each single byte's symbol, -1 when absent
 
-    std::vector<int32_t> specials;              // CONTROL/USER_DEFINED ids, longest text first
-    std::array<bool, 256> special_first{};      // bytes a special token can start with
+    SpecialMatcher specials;       // CONTROL and USER_DEFINED tokens: matched with parse_special
+    SpecialMatcher user_defined;   // USER_DEFINED only: SentencePiece vocabularies match these always
 
     int32_t bos = -1, eos = -1, unk = -1, pad = -1;
     bool add_bos = false;
+    std::shared_ptr<const spm::Model> spm;  // tokenizer.ggml.model = "llama"; null for byte-level BPE
     std::string chat_template;
-    ChatStyle chat;
+    chat::Template chat;
 
     void check_id(int32_t id) const {
         check(id >= 0 && id < static_cast<int32_t>(tokens.size()), source, ": token id ", id,
               " out of range [0, ", tokens.size(), ")");
     }
 
-    // The special token that starts at text[i] with the longest text, or -1.
-    int32_t special_at(std::string_view text, size_t i) const {
-        if (!special_first[static_cast<uint8_t>(text[i])]) return -1;
-        for (int32_t id : specials)  // longest first, so the first hit is the longest
-            if (text.substr(i).starts_with(tokens[id])) return id;
-        return -1;
-    }
-
+    void build_bpe(TokenizerVocab& v);  // from_vocab's model-specific parts, after the common checks
+    void build_spm(TokenizerVocab& v);
     void encode_word(std::string_view word, std::vector<int32_t>& out) const;
     void encode_text(std::string_view text, std::vector<int32_t>& out) const;
 };
@@ -284,53 +281,21 @@ void check_special_id(const std::string& source, const char* what, int32_t id, s
 
 }  // namespace
 
-Tokenizer Tokenizer::from_vocab(TokenizerVocab v) {
-    const std::string& src = v.source.empty() ? std::string("tokenizer vocabulary") : v.source;
-    check(v.model == "gpt2", src, ": unsupported tokenizer.ggml.model \"", v.model,
-          "\" (only \"gpt2\", byte-level BPE, is supported)");
-    const pretok::Kind kind = pretok::kind_from_name(v.pre, src);
-    check(!v.tokens.empty(), src, ": empty token list");
-    check(v.token_types.empty() || v.token_types.size() == v.tokens.size(), src, ": token_type has ",
-          v.token_types.size(), " entries for ", v.tokens.size(), " tokens");
-    for (auto [what, id] : {std::pair{"bos", v.bos_id}, {"eos", v.eos_id}, {"unknown", v.unk_id}, {"padding", v.pad_id}})
-        check_special_id(src, what, id, v.tokens.size());
-
-    Tokenizer t;
-    Impl& m = *t.impl_;
-    m.source = src;
-    m.pre_name = v.pre;
-    m.pre_kind = kind;
-    m.ignore_merges = kind == pretok::Kind::LLAMA3;
-    m.bos = v.bos_id;
-    m.eos = v.eos_id;
-    m.unk = v.unk_id;
-    m.pad = v.pad_id;
-    m.add_bos = v.add_bos;
-    m.chat_template = std::move(v.chat_template);
-    m.chat = recognise_chat_template(m.chat_template);
-
+// Byte-level BPE: tokens in the bytes-as-unicode alphabet, merges by rank, words from the pre-tokenizer.
+void Tokenizer::Impl::build_bpe(TokenizerVocab& v) {
+    Impl& m = *this;
+    const std::string& src = m.source;
+    m.pre_kind = pretok::kind_from_name(v.pre, src);
+    m.ignore_merges = m.pre_kind == pretok::Kind::LLAMA3;
     const size_t n = v.tokens.size();
-    m.types.resize(n, TokenType::NORMAL);
-    for (size_t i = 0; i < v.token_types.size(); ++i) {
-        const int32_t ty = v.token_types[i];
-        check(ty >= 1 && ty <= 6, src, ": token ", i, " has unknown token type ", ty);
-        m.types[i] = static_cast<TokenType>(ty);
-    }
     m.token_to_id.reserve(n);
     m.bytes.resize(n);
     for (size_t i = 0; i < n; ++i) {
         m.token_to_id[v.tokens[i]] = static_cast<int32_t>(i);  // a duplicate maps to its last id, as in HF/llama.cpp
         const bool verbatim = m.types[i] == TokenType::CONTROL || m.types[i] == TokenType::USER_DEFINED;
         m.bytes[i] = verbatim ? v.tokens[i] : token_to_bytes(v.tokens[i]);
-        if (verbatim && !v.tokens[i].empty()) {
-            m.specials.push_back(static_cast<int32_t>(i));
-            m.special_first[static_cast<uint8_t>(v.tokens[i][0])] = true;
-        }
+        if (verbatim) m.specials.add(v.tokens[i], static_cast<int32_t>(i));
     }
-    m.tokens = std::move(v.tokens);
-    std::stable_sort(m.specials.begin(), m.specials.end(),
-                     [&](int32_t a, int32_t b) { return m.tokens[a].size() > m.tokens[b].size(); });
-
     for (uint32_t b = 0; b < 256; ++b) {
         std::string sym;
         append_utf8(sym, kByteToCodepoint[b]);
@@ -353,6 +318,66 @@ Tokenizer Tokenizer::from_vocab(TokenizerVocab v) {
         m.merges.emplace(pair_key(id_of(left, rank), id_of(right, rank)),
                          MergeInfo{static_cast<int32_t>(rank), merged});
     }
+}
+
+// SentencePiece BPE: pieces with scores; control tokens are matched only with parse_special, user-defined ones
+// always (llama.cpp; HF adds them as non-special added tokens), both on the raw text.
+void Tokenizer::Impl::build_spm(TokenizerVocab& v) {
+    Impl& m = *this;
+    const std::string& src = m.source;
+    check(v.scores.size() == v.tokens.size(), src, ": tokenizer.ggml.scores has ", v.scores.size(), " entries for ",
+          v.tokens.size(), " tokens in tokenizer.ggml.tokens", v.scores.empty() ? " (a SentencePiece vocabulary needs them)" : "");
+    check(v.merges.empty(), src, ": tokenizer.ggml.merges is set, but a SentencePiece (\"llama\") vocabulary merges by "
+          "score and has none");
+    const size_t n = v.tokens.size();
+    m.spm = std::make_shared<const spm::Model>(src, v.tokens, v.token_types, v.scores, v.unk_id, v.add_space_prefix);
+    m.token_to_id.reserve(n);
+    m.bytes.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+        m.token_to_id.emplace(v.tokens[i], static_cast<int32_t>(i));
+        const TokenType ty = m.types[i];
+        if (ty == TokenType::NORMAL || ty == TokenType::BYTE) m.bytes[i] = spm::Model::piece_bytes(v.tokens[i], ty == TokenType::BYTE);
+        else m.bytes[i] = v.tokens[i];
+        // A run of spaces the model merges as "▁▁..." is a piece, not an added token.
+        if (ty == TokenType::USER_DEFINED && m.spm->is_space_run_piece(v.tokens[i])) continue;
+        if (ty == TokenType::CONTROL || ty == TokenType::USER_DEFINED) m.specials.add(v.tokens[i], static_cast<int32_t>(i));
+        if (ty == TokenType::USER_DEFINED) m.user_defined.add(v.tokens[i], static_cast<int32_t>(i));
+    }
+}
+
+Tokenizer Tokenizer::from_vocab(TokenizerVocab v) {
+    const std::string& src = v.source.empty() ? std::string("tokenizer vocabulary") : v.source;
+    check(v.model == "gpt2" || v.model == "llama", src, ": unsupported tokenizer.ggml.model \"", v.model,
+          "\" (supported: \"gpt2\", byte-level BPE; \"llama\", SentencePiece BPE)");
+    check(!v.tokens.empty(), src, ": empty token list (tokenizer.ggml.tokens)");
+    check(v.token_types.empty() || v.token_types.size() == v.tokens.size(), src, ": tokenizer.ggml.token_type has ",
+          v.token_types.size(), " entries for ", v.tokens.size(), " tokens in tokenizer.ggml.tokens");
+    for (auto [what, id] : {std::pair{"bos", v.bos_id}, {"eos", v.eos_id}, {"unknown", v.unk_id}, {"padding", v.pad_id}})
+        check_special_id(src, what, id, v.tokens.size());
+
+    Tokenizer t;
+    Impl& m = *t.impl_;
+    m.source = src;
+    m.pre_name = v.pre;
+    m.bos = v.bos_id;
+    m.eos = v.eos_id;
+    m.unk = v.unk_id;
+    m.pad = v.pad_id;
+    m.add_bos = v.add_bos;
+    m.chat_template = std::move(v.chat_template);
+    m.chat = chat::recognise(m.chat_template);
+
+    const size_t n = v.tokens.size();
+    m.types.resize(n, TokenType::NORMAL);
+    for (size_t i = 0; i < v.token_types.size(); ++i) {
+        const int32_t ty = v.token_types[i];
+        check(ty >= 1 && ty <= 6, src, ": tokenizer.ggml.token_type[", i, "] is ", ty,
+              ", not a token type (1 normal .. 6 byte)");
+        m.types[i] = static_cast<TokenType>(ty);
+    }
+    if (v.model == "llama") m.build_spm(v);
+    else m.build_bpe(v);
+    m.tokens = std::move(v.tokens);
     return t;
 }
 
@@ -386,24 +411,30 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
     std::vector<int32_t> out;
     out.reserve(text.size() / 3 + 2);
     if (add_bos && m.add_bos && m.bos >= 0) out.push_back(m.bos);
-    if (!parse_special || m.specials.empty()) {
-        m.encode_text(text, out);
+    // Byte-level BPE matches added tokens only with parse_special; SentencePiece matches its user-defined ones always.
+    const SpecialMatcher* matcher = parse_special ? &m.specials : m.spm ? &m.user_defined : nullptr;
+    const auto encode_plain = [&](size_t begin, size_t end) {
+        if (m.spm) m.spm->encode(text.substr(begin, end - begin), begin == 0, out);
+        else m.encode_text(text.substr(begin, end - begin), out);
+    };
+    if (!matcher || matcher->empty()) {
+        encode_plain(0, text.size());
         return out;
     }
-    // Special tokens are cut out first; the text between them is pre-tokenized on its own, as in HF.
+    // Added tokens are cut out first; the text between them is encoded on its own, as in HF and llama.cpp.
     size_t start = 0;
     for (size_t i = 0; i < text.size();) {
-        const int32_t id = m.special_at(text, i);
+        const auto [id, len] = matcher->match(text, i);
         if (id < 0) {
             ++i;
             continue;
         }
-        m.encode_text(text.substr(start, i - start), out);
+        encode_plain(start, i);
         out.push_back(id);
-        i += m.tokens[id].size();
+        i += len;
         start = i;
     }
-    m.encode_text(text.substr(start), out);
+    encode_plain(start, text.size());
     return out;
 }
 
@@ -415,6 +446,11 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool render_speci
         const TokenType ty = m.types[id];
         const bool hidden = ty == TokenType::CONTROL || ty == TokenType::UNKNOWN || ty == TokenType::UNUSED;
         if (hidden && !render_special && !(m.bytes_only && ty == TokenType::BYTE)) continue;
+        // The "▁" that add_space_prefix put before the text is not part of it (llama.cpp and HF's Strip decoder).
+        if (out.empty() && m.spm && m.spm->add_space_prefix() && ty == TokenType::NORMAL && m.bytes[id].starts_with(' ')) {
+            out += m.bytes[id].substr(1);
+            continue;
+        }
         out += m.bytes[id];
     }
     return out;
@@ -430,17 +466,9 @@ std::string Tokenizer::token_text(int32_t id) const {
 std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
     const Impl& m = *impl_;
     check(!m.chat_template.empty(), m.source, ": the model has no chat template (tokenizer.chat_template)");
-    check(m.chat.known, m.source, ": unsupported chat template (only SmolLM2-style ChatML is rendered): ",
-          m.chat_template.substr(0, 120));
-    std::string out;
-    for (size_t i = 0; i < messages.size(); ++i) {
-        // SmolLM2: `loop.first and messages[0]['role'] != 'system'` adds the default system turn once, up front.
-        if (i == 0 && m.chat.has_default_system && messages[0].role != "system")
-            out += "<|im_start|>system\n" + m.chat.default_system + "<|im_end|>\n";
-        out += "<|im_start|>" + messages[i].role + "\n" + messages[i].content + "<|im_end|>\n";
-    }
-    if (add_generation_prompt) out += "<|im_start|>assistant\n";
-    return out;
+    check(m.chat.style != chat::Style::UNKNOWN, m.source, ": unsupported chat template in tokenizer.chat_template "
+          "(rendered: SmolLM2-style ChatML and Gemma 3's): ", m.chat_template.substr(0, 120));
+    return chat::render(m.chat, messages, add_generation_prompt, m.source);
 }
 
 bool Tokenizer::has_chat_template() const { return !impl_->chat_template.empty(); }
