@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "temp_dir.hpp"
+#include "test_model_path.hpp"
 #include "io/h5.hpp"
 #include "util/error.hpp"
 
@@ -236,6 +237,15 @@ TEST_CASE("h5 attributes on files, groups and datasets", "[h5]") {
                       Catch::Contains("attrs.h5:/sweep/layer0/scores") && Catch::Contains("missing"));
     CHECK_THROWS_WITH(g.attr<double>("heads"), Catch::Contains("expected 1"));
     CHECK_THROWS_WITH(d.attr_string("ratio"), Catch::Contains("not a string"));
+}
+
+TEST_CASE("h5py's fixed-length strings that fill their size are read whole", "[h5]") {
+    // tools/gen_reference_fixtures.py writes numpy.bytes_ attributes: null-padded, exactly as long as the text, no
+    // terminator. A null-terminated read of the same size used to drop the last character ("float3").
+    auto f = File::open(fixtures_dir() + "/reference/smollm2_hf_logits.h5");
+    CHECK(f.attr_string("dtype") == "float32");
+    CHECK(f.attr_string("full_rows_file") == "smollm2_hf_full_rows.h5");
+    CHECK(f.open_group("prompts/0").attr_string("name") == "short_en");
 }
 
 TEST_CASE("h5 groups: nested creation, has, require, errors", "[h5]") {

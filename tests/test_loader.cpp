@@ -2,8 +2,11 @@
 // llama, dims fastest-first, F32/F16/Q8_0 blocks) loads back into the same model; bad files are refused by name.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
+#include <random>
 #include <unistd.h>
 
 #include "engine/engine.hpp"
@@ -20,6 +23,9 @@ struct WriteOptions {
     std::string extra_tensor;                   // add one the loader does not know
     bool bad_shape = false;                     // write ffn_up of layer 0 with swapped dims
     int32_t vocab_tokens = 0;                   // 0: the model's vocabulary size
+    // gemma3 only: keys llama.cpp's gemma3 files do not carry (the loader's defaults apply when absent)
+    float rope_base_swa = 0;                    // > 0: write gemma3.rope.freq_base_swa
+    int32_t swa_pattern = 0;                    // > 0: write gemma3.attention.sliding_window_pattern
 };
 
 std::vector<uint8_t> encode(GgmlType t, const float* x, int64_t n) {
@@ -55,7 +61,21 @@ std::string write_gguf(const Model& m, const std::string& path, const WriteOptio
     key(a + ".attention.head_count", GgufWriter::u32(c.n_head));
     key(a + ".attention.head_count_kv", GgufWriter::u32(c.n_head_kv));
     key(a + ".attention.layer_norm_rms_epsilon", GgufWriter::f32(c.rms_eps));
-    key(a + ".rope.freq_base", GgufWriter::f32(c.layers[0].rope_base));
+    if (c.arch == Arch::GEMMA3) {
+        // As llama.cpp's converter writes gemma3: the global layers' RoPE base, the window, the head length.
+        const auto global = std::find_if(c.layers.begin(), c.layers.end(), [](const LayerAttention& l) {
+            return l.window == 0;
+        });
+        REQUIRE(global != c.layers.end());
+        key(a + ".rope.freq_base", GgufWriter::f32(global->rope_base));
+        key(a + ".attention.sliding_window", GgufWriter::u32(c.layers[0].window));
+        key(a + ".attention.key_length", GgufWriter::u32(c.d_head));
+        key(a + ".attention.value_length", GgufWriter::u32(c.d_head));
+        if (o.rope_base_swa > 0) key(a + ".rope.freq_base_swa", GgufWriter::f32(o.rope_base_swa));
+        if (o.swa_pattern > 0) key(a + ".attention.sliding_window_pattern", GgufWriter::u32(o.swa_pattern));
+    } else {
+        key(a + ".rope.freq_base", GgufWriter::f32(c.layers[0].rope_base));
+    }
     const int32_t nv = o.vocab_tokens ? o.vocab_tokens : c.n_vocab;
     std::vector<std::string> tokens;
     for (int32_t i = 0; i < nv; ++i) tokens.push_back("t" + std::to_string(i));
@@ -91,12 +111,22 @@ std::string write_gguf(const Model& m, const std::string& path, const WriteOptio
         } else {
             matrix(b + "attn_q.weight", L.wq);
             matrix(b + "attn_k.weight", L.wk);
+        }
+        if (c.qkv_bias) {
             vec(b + "attn_q.bias", L.bq, c.q_dim());
             vec(b + "attn_k.bias", L.bk, c.kv_dim());
             vec(b + "attn_v.bias", L.bv, c.kv_dim());
         }
+        if (c.qk_norm) {
+            vec(b + "attn_q_norm.weight", L.q_norm, c.d_head);
+            vec(b + "attn_k_norm.weight", L.k_norm, c.d_head);
+        }
         matrix(b + "attn_v.weight", L.wv);
         matrix(b + "attn_output.weight", L.wo);
+        if (c.post_norms) {
+            vec(b + "post_attention_norm.weight", L.post_attn_norm, c.d_model);
+            vec(b + "post_ffw_norm.weight", L.post_ffn_norm, c.d_model);
+        }
         vec(b + "ffn_norm.weight", L.ffn_norm, c.d_model);
         matrix(b + "ffn_gate.weight", L.w_gate);
         if (o.bad_shape && l == 0)
@@ -127,6 +157,45 @@ void round_trip_matrices(Model& m, GgmlType t) {
     if (!m.config.tied_embeddings) rt(m.weights.output);
     for (auto& L : m.weights.layers)
         for (Matrix* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) rt(*x);
+}
+
+// A small gemma3-shaped model: 7 layers (5 sliding, 1 global, 1 sliding: the pattern wraps), one kv head, a head
+// length (32) that is not d_model / n_head (16) and q_dim (128) != d_model (64), as in Gemma 3 (1024 vs 640). The
+// random gemma3 shape lives in random_model.cpp; this one is built here to fix the loader's format independently.
+Model tiny_gemma3(uint64_t seed, int32_t window = 4) {
+    Model m;
+    ModelConfig& c = m.config;
+    c.arch = Arch::GEMMA3;
+    c.arch_name = "gemma3";
+    c.name = "tiny-gemma3";
+    c.n_layer = 7, c.d_model = 64, c.n_head = 4, c.n_head_kv = 1, c.d_head = 32, c.d_ff = 128, c.n_vocab = 300;
+    c.n_ctx = 1024, c.rms_eps = 1e-6f, c.rope_dims = 32;
+    c.attn_scale = 1.0f / std::sqrt(32.0f);
+    c.tied_embeddings = true;
+    c.qk_norm = c.post_norms = true;
+    c.embed_scale = std::sqrt(64.0f);
+    c.activation = Activation::GELU_TANH;
+    for (int32_t l = 0; l < c.n_layer; ++l)
+        c.layers.push_back(l % 6 == 5 ? LayerAttention{1e6f, 0} : LayerAttention{10000.0f, window});
+    c.validate("tiny gemma3");
+    allocate_weights(c, m.weights);
+    std::mt19937_64 g(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    auto fill = [&](float* p, int64_t n, float mean, float sd) {
+        for (int64_t i = 0; i < n; ++i) p[i] = mean + sd * normal(g);
+    };
+    auto mat = [&](Matrix& w, float sd) { fill(w.data, w.rows * w.cols, 0.0f, sd); };
+    mat(m.weights.token_embd, 0.1f);
+    fill(m.weights.output_norm, c.d_model, 1.0f, 0.1f);
+    for (auto& L : m.weights.layers) {
+        for (float* n : {L.attn_norm, L.ffn_norm, L.post_attn_norm, L.post_ffn_norm}) fill(n, c.d_model, 1.0f, 0.1f);
+        fill(L.q_norm, c.d_head, 1.0f, 0.1f);
+        fill(L.k_norm, c.d_head, 1.0f, 0.1f);
+        mat(L.wq, 0.2f), mat(L.wk, 0.2f), mat(L.wv, 0.1f), mat(L.wo, 0.1f);
+        mat(L.w_gate, 0.1f), mat(L.w_up, 0.1f), mat(L.w_down, 0.1f);
+    }
+    m.tokenizer = Tokenizer::byte_level(c.n_vocab);
+    return m;
 }
 
 std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& ids) {
@@ -213,4 +282,93 @@ TEST_CASE("bad model files are refused with the file and the problem named", "[l
         std::remove(path.c_str());
     }
     CHECK_THROWS_WITH(load_model("/nonexistent/model.gguf"), Catch::Contains("/nonexistent/model.gguf"));
+}
+
+TEST_CASE("a gemma3 file as llama.cpp writes it loads back to the same model, every layer's geometry from the file",
+          "[loader][gemma3]") {
+    for (GgmlType t : {GgmlType::F32, GgmlType::Q8_0}) {
+        INFO("matrices " << ggml_type_name(t));
+        Model ref = tiny_gemma3(21);
+        const std::string path = write_gguf(ref, temp_path("gemma3"), WriteOptions{t});
+        Model loaded = load_model(path);
+        std::remove(path.c_str());
+        round_trip_matrices(ref, t);
+        const ModelConfig& c = loaded.config;
+        CHECK(c.arch == Arch::GEMMA3);
+        CHECK(c.d_head == 32);  // key_length, not d_model / n_head
+        CHECK(c.n_head_kv == 1);
+        CHECK(c.rms_eps == 1e-6f);
+        CHECK((c.qk_norm && c.post_norms && !c.qkv_bias && c.tied_embeddings));
+        CHECK(c.activation == Activation::GELU_TANH);
+        CHECK(c.embed_scale == std::sqrt(64.0f));
+        CHECK(c.attn_scale == 1.0f / std::sqrt(32.0f));
+        REQUIRE(c.layers.size() == 7);
+        for (int32_t l = 0; l < 7; ++l) {
+            INFO("layer " << l);
+            const bool global = l == 5;
+            CHECK(c.layers[l].window == (global ? 0 : 4));
+            CHECK(c.layers[l].rope_base == (global ? 1e6f : 10000.0f));
+        }
+        // Norm weights unchanged (the file's w + 1 is used as it is), Q/K rows not permuted: equal logits.
+        for (int32_t l = 0; l < c.n_layer; ++l) {
+            const auto& A = loaded.weights.layers[l];
+            const auto& B = ref.weights.layers[l];
+            REQUIRE(std::equal(A.q_norm, A.q_norm + c.d_head, B.q_norm));
+            REQUIRE(std::equal(A.post_ffn_norm, A.post_ffn_norm + c.d_model, B.post_ffn_norm));
+            REQUIRE(std::equal(A.wq.data, A.wq.data + A.wq.rows * A.wq.cols, B.wq.data));
+        }
+        std::vector<int32_t> ids = {2, 17, 200, 33, 33, 1, 250, 7, 90, 91, 5, 17};
+        CHECK(all_logits(loaded, ids) == all_logits(ref, ids));
+    }
+}
+
+TEST_CASE("gemma3 keys that llama.cpp leaves out are honoured when a file has them", "[loader][gemma3]") {
+    Model ref = tiny_gemma3(22);
+    WriteOptions o;
+    o.rope_base_swa = 5000.0f;
+    o.swa_pattern = 3;  // layers 2 and 5 global
+    const std::string path = write_gguf(ref, temp_path("gemma3-keys"), o);
+    Model loaded = load_model(path);
+    std::remove(path.c_str());
+    for (int32_t l = 0; l < 7; ++l) {
+        INFO("layer " << l);
+        const bool global = l % 3 == 2;
+        CHECK(loaded.config.layers[l].window == (global ? 0 : 4));
+        CHECK(loaded.config.layers[l].rope_base == (global ? 1e6f : 5000.0f));
+    }
+}
+
+TEST_CASE("a gemma3 file without a key or tensor it needs is refused, naming the file and what is missing",
+          "[loader][gemma3]") {
+    Model m = tiny_gemma3(23);
+    const char* keys[] = {"gemma3.attention.sliding_window", "gemma3.attention.key_length",
+                          "gemma3.attention.value_length", "gemma3.attention.head_count_kv",
+                          "gemma3.rope.freq_base", "gemma3.attention.layer_norm_rms_epsilon",
+                          "gemma3.block_count"};
+    for (const char* k : keys) {
+        INFO(k);
+        WriteOptions o;
+        o.drop_key = k;
+        const std::string path = write_gguf(m, temp_path("gemma3-key"), o);
+        CHECK_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains("missing metadata key") &&
+                                                Catch::Contains(k));
+        std::remove(path.c_str());
+    }
+    const char* tensors[] = {"blk.0.attn_q_norm.weight", "blk.3.attn_k_norm.weight",
+                             "blk.5.post_attention_norm.weight", "blk.6.post_ffw_norm.weight",
+                             "blk.2.ffn_norm.weight"};
+    for (const char* t : tensors) {
+        INFO(t);
+        WriteOptions o;
+        o.drop_tensor = t;
+        const std::string path = write_gguf(m, temp_path("gemma3-tensor"), o);
+        CHECK_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains("missing tensor") &&
+                                                Catch::Contains(t));
+        std::remove(path.c_str());
+    }
+    WriteOptions extra;
+    extra.extra_tensor = "blk.0.attn_q.bias";  // gemma3 has no biases: refused, not ignored
+    const std::string path = write_gguf(m, temp_path("gemma3-extra"), extra);
+    CHECK_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains("unexpected tensor blk.0.attn_q.bias"));
+    std::remove(path.c_str());
 }

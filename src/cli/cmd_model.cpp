@@ -62,6 +62,43 @@ std::string read_text(const std::string& text, const std::string& file) {
     return text;
 }
 
+// The attention layout, one clause per distinct (window, RoPE base), e.g. "window 512, RoPE base 10000: layers 0-4,
+// 6-10, 12-16; full causal, RoPE base 1e+06: layers 5, 11, 17"; one clause without layer list when all agree.
+std::string describe_attention(const ModelConfig& c) {
+    std::vector<LayerAttention> kinds;
+    for (const auto& l : c.layers)
+        if (std::none_of(kinds.begin(), kinds.end(), [&](const LayerAttention& k) {
+                return k.window == l.window && k.rope_base == l.rope_base;
+            }))
+            kinds.push_back(l);
+    std::ostringstream out;
+    for (size_t k = 0; k < kinds.size(); ++k) {
+        if (k) out << "; ";
+        if (kinds[k].window > 0)
+            out << "window " << kinds[k].window;
+        else
+            out << "full causal";
+        out << ", RoPE base " << kinds[k].rope_base;
+        if (kinds.size() == 1) break;
+        out << ": layers ";
+        bool first = true;
+        for (int32_t l = 0; l < c.n_layer;) {  // runs of consecutive layers of this kind
+            auto same = [&](int32_t i) {
+                return i < c.n_layer && c.layers[i].window == kinds[k].window &&
+                       c.layers[i].rope_base == kinds[k].rope_base;
+            };
+            if (!same(l)) { ++l; continue; }
+            int32_t end = l;
+            while (same(end + 1)) ++end;
+            out << (first ? "" : ", ") << l;
+            if (end > l) out << "-" << end;
+            first = false;
+            l = end + 1;
+        }
+    }
+    return out.str();
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -106,8 +143,13 @@ void add_info_command(CLI::App& app) {
         std::printf("feed-forward   %d (%s)\n", c.d_ff, c.activation == Activation::SILU ? "SwiGLU" : "GeGLU");
         std::printf("vocabulary     %d\n", c.n_vocab);
         std::printf("context        %d\n", c.n_ctx);
-        std::printf("rope base      %g (rotate-half, %d dims)\n", c.layers[0].rope_base, c.rope_dims);
+        std::printf("attention      %s (rotate-half RoPE, %d dims); scores x %g\n", describe_attention(c).c_str(),
+                    c.rope_dims, c.attn_scale);
         std::printf("rms eps        %g\n", c.rms_eps);
+        if (c.qk_norm || c.post_norms || c.embed_scale != 1.0f || c.final_logit_softcap != 0.0f)
+            std::printf("block          %s%sembeddings x %g, final logit softcap %g\n",
+                        c.qk_norm ? "q/k norms, " : "", c.post_norms ? "post-attention and post-MLP norms, " : "",
+                        c.embed_scale, c.final_logit_softcap);
         std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output head = token embedding)" : "separate");
         std::printf("tensor types  ");
         for (const auto& [t, n] : m.source.tensor_types) std::printf(" %s x%lld", t.c_str(), (long long)n);

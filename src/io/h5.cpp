@@ -258,10 +258,12 @@ std::string Object::attr_string(const std::string& name) const {
         if (p) H5free_memory(p);
         return s;
     }
+    // One byte more than the stored size: a null-padded string that fills all n bytes (h5py's numpy.bytes_ writes
+    // them so) converts to a null-terminated one of size n by dropping its last character.
     size_t n = H5Tget_size(ftype.get());
     Handle mtype(H5Tcopy(H5T_C_S1), Handle::Kind::datatype);
-    H5Tset_size(mtype.get(), n);
-    std::string s(n, '\0');
+    H5Tset_size(mtype.get(), n + 1);
+    std::string s(n + 1, '\0');
     if (H5Aread(a.get(), mtype.get(), s.data()) < 0) fail_at(file_, path_, "cannot read attribute '", name, "'");
     s.resize(std::strlen(s.c_str()));
     return s;

@@ -1,5 +1,5 @@
 // Loading a GGUF model: read the architecture's config from the metadata, check every tensor's shape against it,
-// dequantise into the fp32 arena, undo llama's Q/K permutation.
+// dequantise into the fp32 arena, undo llama's Q/K permutation (llama only: qwen2 and gemma3 files are not permuted).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,14 +20,24 @@ struct ArchitectureSpec {
     Arch arch;
     bool permuted_qk;  // llama.cpp's converter interleaved the rotary halves of Q/K rows (llama family)
     void (*read_extra)(const GgufFile&, ModelConfig&);
+    // "<arch>.<key>" that must be present although the generic reader has a (llama) fallback for them; nullptr-ended.
+    const char* const* required_keys;
 };
 
 void read_llama_extra(const GgufFile&, ModelConfig&) {}
 void read_qwen2_extra(const GgufFile&, ModelConfig& c) { c.qkv_bias = true; }
+void read_gemma3_extra(const GgufFile& f, ModelConfig& c);
+
+// gemma3's head length (256) is not d_model / head_count (160), it has 1 kv head, not head_count, and its base
+// is 1e6, not 10000: a file without these keys would otherwise load as a different, wrong model.
+constexpr const char* kGemma3RequiredKeys[] = {"attention.head_count_kv", "attention.key_length",
+                                               "attention.value_length", "rope.freq_base",
+                                               "attention.sliding_window", nullptr};
 
 constexpr ArchitectureSpec kArchitectures[] = {
-    {"llama", Arch::LLAMA, true, read_llama_extra},
-    {"qwen2", Arch::QWEN2, false, read_qwen2_extra},
+    {"llama", Arch::LLAMA, true, read_llama_extra, nullptr},
+    {"qwen2", Arch::QWEN2, false, read_qwen2_extra, nullptr},
+    {"gemma3", Arch::GEMMA3, false, read_gemma3_extra, kGemma3RequiredKeys},
 };
 
 const ArchitectureSpec& find_architecture(const GgufFile& f) {
@@ -47,6 +57,7 @@ int32_t get_i32(const GgufFile& f, const std::string& key, int64_t lo, int64_t h
 
 ModelConfig read_config(const GgufFile& f, const ArchitectureSpec& spec) {
     const std::string a = spec.name;
+    for (const char* const* k = spec.required_keys; k && *k; ++k) f.get(a + "." + *k);  // "<file>: missing metadata key <key>"
     ModelConfig c;
     c.arch = spec.arch;
     c.arch_name = a;
@@ -76,6 +87,66 @@ ModelConfig read_config(const GgufFile& f, const ArchitectureSpec& spec) {
     spec.read_extra(f, c);
     c.validate(f.path());
     return c;
+}
+
+// Which layers use the sliding window, from `key`: absent, every sixth layer is global (layers 5, 11, ...: llama.cpp's
+// fixed gemma3 pattern, HF's sliding_window_pattern = 6); an integer n >= 1, layer l slides unless l % n == n - 1;
+// an array, one flag per layer (true: sliding).
+std::vector<bool> gemma3_sliding_layers(const GgufFile& f, const std::string& key, int32_t n_layer) {
+    std::vector<bool> sliding(size_t(n_layer), false);
+    const GgufValue* v = f.find(key);
+    if (v && v->type == GgufValueType::ARRAY) {
+        check(int64_t(v->array.size()) == n_layer, f.path(), ": metadata ", key, " has ", v->array.size(),
+              " entries for ", n_layer, " layers");
+        try {
+            for (int32_t l = 0; l < n_layer; ++l) {
+                const GgufValue& e = v->array[size_t(l)];
+                sliding[size_t(l)] = e.type == GgufValueType::BOOL ? e.as_bool(key) : e.as_int(key) != 0;
+            }
+        } catch (const Error& e) {
+            fail(f.path(), ": ", e.what());
+        }
+        return sliding;
+    }
+    const int32_t period = v ? get_i32(f, key, 1, 1 << 16) : 6;
+    for (int32_t l = 0; l < n_layer; ++l) sliding[size_t(l)] = l % period != period - 1;
+    return sliding;
+}
+
+// gemma3 as llama.cpp's converter (Gemma3Model) writes it and HF's Gemma3ForCausalLM computes it. What the block
+// does is data in the config (read by the forward pass); what the file must say is read here, and refused by name
+// when absent (kGemma3RequiredKeys: the generic reader's fallbacks are llama's conventions).
+//  - Every layer: QK-norm (RMSNorm over d_head on each q and k head, before RoPE), post-attention and post-MLP norms,
+//    GELU-tanh gated MLP, token embeddings scaled by sqrt(d_model) (HF: the normaliser in the weights' dtype, f32).
+//  - Norm weights: HF's Gemma RMSNorm multiplies by (1 + w); the converter already stored w + 1 for every
+//    *norm.weight (q/k norms included), so the file's weights are used as they are, like llama's.
+//  - Attention: sliding-window layers (gemma3.attention.sliding_window, HF's `sliding_window`: a query at p sees
+//    keys p-w+1..p, the same convention as ours and llama.cpp's) with RoPE base 10000, and a global layer every
+//    sixth (layers 5, 11, 17, ...) with gemma3.rope.freq_base (1e6). The converter writes neither the local base nor
+//    the pattern (llama.cpp hard-codes both for gemma3: rope_freq_base_train_swa = 10000, set_swa_pattern(6)); newer
+//    files may (rope.freq_base_swa; attention.sliding_window_pattern as a period or a per-layer flag array), and
+//    when they do, they win.
+//  - Scores are scaled by query_pre_attn_scalar^-1/2, which the GGUF does not carry; llama.cpp uses
+//    1/sqrt(key_length) for every Gemma 3 but the 27B (1/sqrt(d_model/head_count)), and so do HF's configs of the
+//    270M, 1B, 4B and 12B (query_pre_attn_scalar = head_dim = 256). An explicit gemma3.attention.scale wins.
+void read_gemma3_extra(const GgufFile& f, ModelConfig& c) {
+    const std::string a = "gemma3";
+    c.qk_norm = true;
+    c.post_norms = true;
+    c.activation = Activation::GELU_TANH;
+    c.embed_scale = std::sqrt(float(c.d_model));
+    c.attn_scale = float(f.get_float(a + ".attention.scale", 1.0 / std::sqrt(double(c.d_head))));
+    const float softcap = float(f.get_float(a + ".final_logit_softcapping", 0.0));
+    check(softcap == 0.0f, f.path(), ": ", a, ".final_logit_softcapping = ", softcap, " is not supported");
+    check(!f.find(a + ".attn_logit_softcapping"), f.path(), ": ", a,
+          ".attn_logit_softcapping is not supported (Gemma 3 has none)");
+
+    const int32_t window = get_i32(f, a + ".attention.sliding_window", 1, 1 << 24);
+    const float global_base = c.layers.at(0).rope_base;  // gemma3.rope.freq_base
+    const float local_base = float(f.get_float(a + ".rope.freq_base_swa", 10000.0));
+    const std::vector<bool> sliding = gemma3_sliding_layers(f, a + ".attention.sliding_window_pattern", c.n_layer);
+    for (int32_t l = 0; l < c.n_layer; ++l)
+        c.layers[l] = sliding[l] ? LayerAttention{local_base, window} : LayerAttention{global_base, 0};
 }
 
 std::string dims_str(const std::vector<int64_t>& d) {
@@ -166,8 +237,16 @@ Model load_model(const std::string& path, const LoadOptions& opt) {
             for (int64_t i = 0; i < c.kv_dim(); ++i) bk.data[unpermute ? k_map[i] : i] = tmp[i];
             tl.vector(b + "attn_v.bias", L.bv, c.kv_dim());
         }
+        if (c.qk_norm) {  // [d_head], shared by all heads
+            tl.vector(b + "attn_q_norm.weight", L.q_norm, c.d_head);
+            tl.vector(b + "attn_k_norm.weight", L.k_norm, c.d_head);
+        }
         tl.matrix(b + "attn_output.weight", L.wo);
-        tl.vector(b + "ffn_norm.weight", L.ffn_norm, d);
+        if (c.post_norms) {
+            tl.vector(b + "post_attention_norm.weight", L.post_attn_norm, d);
+            tl.vector(b + "post_ffw_norm.weight", L.post_ffn_norm, d);
+        }
+        tl.vector(b + "ffn_norm.weight", L.ffn_norm, d);  // gemma3: the pre-MLP norm
         tl.matrix(b + "ffn_gate.weight", L.w_gate);
         tl.matrix(b + "ffn_up.weight", L.w_up);
         tl.matrix(b + "ffn_down.weight", L.w_down);
