@@ -34,7 +34,9 @@ const std::vector<hs::json::Value>& gemma_cases() {
     return cases;
 }
 
-bool contains(const std::vector<int32_t>& ids, int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+bool contains(const std::vector<int32_t>& ids, int32_t id) {
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
 
 // Runs `build` and requires hs::Error whose message contains every one of `parts`.
 template <typename F>
@@ -73,7 +75,8 @@ hs::TokenizerVocab tiny_spm_vocab() {
     add("\xE2\x96\x81the", hs::TokenType::NORMAL, base - 3);       // 261 "▁the" (from "▁t" + "he")
     add("ab", hs::TokenType::NORMAL, base - 4);                    // 262
     add("bc", hs::TokenType::NORMAL, base - 5);                    // 263
-    for (const char* c : {"\xE2\x96\x81", "t", "h", "e", "a", "b", "c"}) add(c, hs::TokenType::NORMAL, base - 10);  // 264..270
+    for (const char* c : {"\xE2\x96\x81", "t", "h", "e", "a", "b", "c"})  // 264..270
+        add(c, hs::TokenType::NORMAL, base - 10);
     add("<hi>", hs::TokenType::USER_DEFINED, 0);                   // 271
     add("\xE2\x96\x81" "a", hs::TokenType::NORMAL, base - 11);         // 272 "▁a"
     add("c\xE2\x96\x81" "a", hs::TokenType::NORMAL, base - 12);        // 273 "c▁a": merges across a word cut
@@ -99,6 +102,9 @@ TEST_CASE("gemma3 tokenizer: the GGUF metadata is read", "[tokenizer]") {
     CHECK(tok.token_text(236743) == " ");                       // "▁"
     CHECK(tok.token_text(238 + 0x41) == "A");                   // <0x41>
     CHECK(tok.token_text(138) == "  ");
+    CHECK(tok.is_special(105));
+    CHECK_FALSE(tok.is_special(107));  // "\n" is user-defined text: eval's newline stops must see it
+    CHECK_FALSE(tok.is_special(238));  // byte pieces are text too
     const auto eog = tok.eog_ids();
     CHECK(contains(eog, 1));    // <eos>
     CHECK(contains(eog, 106));  // <end_of_turn>
@@ -230,7 +236,8 @@ TEST_CASE("gemma3 chat template: the single-newline variant is known, anything e
     hs::TokenizerVocab v = tiny_spm_vocab();
     // Earlier conversions put a single newline after the system text.
     v.chat_template = tmpl;
-    for (size_t at; (at = v.chat_template.find("'\\n\\n'")) != std::string::npos;) v.chat_template.replace(at, 6, "'\\n'");
+    for (size_t at; (at = v.chat_template.find("'\\n\\n'")) != std::string::npos;)
+        v.chat_template.replace(at, 6, "'\\n'");
     const hs::Tokenizer t1 = hs::Tokenizer::from_vocab(v);
     CHECK(t1.apply_chat_template({{"system", "S"}, {"user", "U"}}, true) ==
           "<start_of_turn>user\nS\nU<end_of_turn>\n<start_of_turn>model\n");
@@ -336,7 +343,8 @@ TEST_CASE("spm tokenizer: a GGUF with broken tokenizer arrays is refused naming 
     types_as_floats.add("tokenizer.ggml.token_type", hs::GgufWriter::f32_array(base.scores));
     const std::string bad_types = dir.file("types.gguf");
     types_as_floats.write(bad_types);
-    expect_error([&] { hs::Tokenizer::from_gguf(hs::GgufFile::open(bad_types)); }, {bad_types, "tokenizer.ggml.token_type"});
+    expect_error([&] { hs::Tokenizer::from_gguf(hs::GgufFile::open(bad_types)); },
+                 {bad_types, "tokenizer.ggml.token_type"});
     const std::string unknown = write("unknown.gguf", hs::GgufWriter::f32_array(base.scores), "wordpiece");
     expect_error([&] { hs::Tokenizer::from_gguf(hs::GgufFile::open(unknown)); },
                  {unknown, "tokenizer.ggml.model", "\"wordpiece\""});

@@ -27,7 +27,11 @@ std::string byte_piece_name(int b) {
 // its own (so any byte string is cut losslessly; byte fallback then covers it).
 size_t utf8_len(std::string_view s, size_t i) {
     const auto lead = static_cast<uint8_t>(s[i]);
-    const size_t n = lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : (lead & 0xF8) == 0xF0 ? 4 : 1;
+    const size_t n = lead < 0x80 ? 1
+                     : (lead & 0xE0) == 0xC0 ? 2
+                     : (lead & 0xF0) == 0xE0 ? 3
+                     : (lead & 0xF8) == 0xF0 ? 4
+                                             : 1;
     if (n == 1 || i + n > s.size()) return 1;
     for (size_t k = 1; k < n; ++k)
         if ((static_cast<uint8_t>(s[i + k]) & 0xC0) != 0x80) return 1;

@@ -326,7 +326,8 @@ void Tokenizer::Impl::build_spm(TokenizerVocab& v) {
     Impl& m = *this;
     const std::string& src = m.source;
     check(v.scores.size() == v.tokens.size(), src, ": tokenizer.ggml.scores has ", v.scores.size(), " entries for ",
-          v.tokens.size(), " tokens in tokenizer.ggml.tokens", v.scores.empty() ? " (a SentencePiece vocabulary needs them)" : "");
+          v.tokens.size(), " tokens in tokenizer.ggml.tokens",
+          v.scores.empty() ? " (a SentencePiece vocabulary needs them)" : "");
     check(v.merges.empty(), src, ": tokenizer.ggml.merges is set, but a SentencePiece (\"llama\") vocabulary merges by "
           "score and has none");
     const size_t n = v.tokens.size();
@@ -336,12 +337,13 @@ void Tokenizer::Impl::build_spm(TokenizerVocab& v) {
     for (size_t i = 0; i < n; ++i) {
         m.token_to_id.emplace(v.tokens[i], static_cast<int32_t>(i));
         const TokenType ty = m.types[i];
-        if (ty == TokenType::NORMAL || ty == TokenType::BYTE) m.bytes[i] = spm::Model::piece_bytes(v.tokens[i], ty == TokenType::BYTE);
-        else m.bytes[i] = v.tokens[i];
+        const bool piece = ty == TokenType::NORMAL || ty == TokenType::BYTE;
+        m.bytes[i] = piece ? spm::Model::piece_bytes(v.tokens[i], ty == TokenType::BYTE) : v.tokens[i];
         // A run of spaces the model merges as "▁▁..." is a piece, not an added token.
         if (ty == TokenType::USER_DEFINED && m.spm->is_space_run_piece(v.tokens[i])) continue;
-        if (ty == TokenType::CONTROL || ty == TokenType::USER_DEFINED) m.specials.add(v.tokens[i], static_cast<int32_t>(i));
-        if (ty == TokenType::USER_DEFINED) m.user_defined.add(v.tokens[i], static_cast<int32_t>(i));
+        const auto id = static_cast<int32_t>(i);
+        if (ty == TokenType::CONTROL || ty == TokenType::USER_DEFINED) m.specials.add(v.tokens[i], id);
+        if (ty == TokenType::USER_DEFINED) m.user_defined.add(v.tokens[i], id);
     }
 }
 
@@ -447,7 +449,8 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool render_speci
         const bool hidden = ty == TokenType::CONTROL || ty == TokenType::UNKNOWN || ty == TokenType::UNUSED;
         if (hidden && !render_special && !(m.bytes_only && ty == TokenType::BYTE)) continue;
         // The "▁" that add_space_prefix put before the text is not part of it (llama.cpp and HF's Strip decoder).
-        if (out.empty() && m.spm && m.spm->add_space_prefix() && ty == TokenType::NORMAL && m.bytes[id].starts_with(' ')) {
+        if (out.empty() && m.spm && m.spm->add_space_prefix() && ty == TokenType::NORMAL &&
+            m.bytes[id].starts_with(' ')) {
             out += m.bytes[id].substr(1);
             continue;
         }
@@ -487,9 +490,9 @@ TokenType Tokenizer::token_type(int32_t id) const {
 }
 
 bool Tokenizer::is_special(int32_t id) const {
+    // USER_DEFINED tokens are text (Gemma's "\n", tab runs, HTML tags): HF adds them as non-special tokens.
     const TokenType ty = token_type(id);
-    return ty == TokenType::CONTROL || ty == TokenType::USER_DEFINED || ty == TokenType::UNKNOWN ||
-           ty == TokenType::UNUSED;
+    return ty == TokenType::CONTROL || ty == TokenType::UNKNOWN || ty == TokenType::UNUSED;
 }
 
 std::vector<int32_t> Tokenizer::eog_ids() const {

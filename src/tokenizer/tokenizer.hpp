@@ -74,7 +74,7 @@ public:
     int32_t eos_id() const;  // -1 when none
     bool add_bos() const;
     TokenType token_type(int32_t id) const;
-    bool is_special(int32_t id) const;     // CONTROL, USER_DEFINED(special), UNKNOWN, UNUSED
+    bool is_special(int32_t id) const;     // CONTROL, UNKNOWN, UNUSED (USER_DEFINED tokens are text, as in HF)
     std::vector<int32_t> eog_ids() const;  // ids that end generation (EOS, <|im_end|>, <|endoftext|> when present)
     const std::string& pre_tokenizer() const;
 

@@ -17,7 +17,8 @@ TokenizerVocab Tokenizer::vocab_from_gguf(const GgufFile& file) {
     v.pre = pre ? pre->as_string("tokenizer.ggml.pre") : std::string("default");
     v.tokens = file.get_string_array("tokenizer.ggml.tokens");
     if (file.find("tokenizer.ggml.token_type")) {
-        for (int64_t ty : file.get_int_array("tokenizer.ggml.token_type")) v.token_types.push_back(static_cast<int32_t>(ty));
+        for (int64_t ty : file.get_int_array("tokenizer.ggml.token_type"))
+            v.token_types.push_back(static_cast<int32_t>(ty));
     }
     if (file.find("tokenizer.ggml.merges")) v.merges = file.get_string_array("tokenizer.ggml.merges");
     const bool sentencepiece = v.model == "llama";
