@@ -26,6 +26,7 @@ struct WriteOptions {
     // gemma3 only: keys llama.cpp's gemma3 files do not carry (the loader's defaults apply when absent)
     float rope_base_swa = 0;                    // > 0: write gemma3.rope.freq_base_swa
     int32_t swa_pattern = 0;                    // > 0: write gemma3.attention.sliding_window_pattern
+    std::vector<std::pair<std::string, GgufValue>> extra_keys;  // written after the architecture's keys
 };
 
 std::vector<uint8_t> encode(GgmlType t, const float* x, int64_t n) {
@@ -76,6 +77,7 @@ std::string write_gguf(const Model& m, const std::string& path, const WriteOptio
     } else {
         key(a + ".rope.freq_base", GgufWriter::f32(c.layers[0].rope_base));
     }
+    for (const auto& [k, v] : o.extra_keys) w.add(k, v);  // even a dropped key: this replaces it
     const int32_t nv = o.vocab_tokens ? o.vocab_tokens : c.n_vocab;
     std::vector<std::string> tokens;
     for (int32_t i = 0; i < nv; ++i) tokens.push_back("t" + std::to_string(i));
@@ -371,4 +373,32 @@ TEST_CASE("a gemma3 file without a key or tensor it needs is refused, naming the
     const std::string path = write_gguf(m, temp_path("gemma3-extra"), extra);
     CHECK_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains("unexpected tensor blk.0.attn_q.bias"));
     std::remove(path.c_str());
+}
+
+TEST_CASE("gemma3 keys that would change the model in ways the engine does not implement are refused by name",
+          "[loader][gemma3]") {
+    Model m = tiny_gemma3(24);
+    struct Case {
+        const char* tag;
+        std::string key;
+        GgufValue value;
+        const char* message;
+    };
+    const Case cases[] = {
+        {"softcap", "gemma3.final_logit_softcapping", GgufWriter::f32(30.0f), "final_logit_softcapping = 30"},
+        {"attn-softcap", "gemma3.attn_logit_softcapping", GgufWriter::f32(50.0f), "attn_logit_softcapping"},
+        {"pattern-len", "gemma3.attention.sliding_window_pattern", GgufWriter::i32_array({1, 1, 0}),
+         "sliding_window_pattern has 3 entries for 7 layers"},
+        {"pattern-0", "gemma3.attention.sliding_window_pattern", GgufWriter::u32(0), "sliding_window_pattern = 0"},
+        {"window-0", "gemma3.attention.sliding_window", GgufWriter::u32(0), "sliding_window = 0"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.tag);
+        WriteOptions o;
+        if (c.key == "gemma3.attention.sliding_window") o.drop_key = c.key;  // replace the one write_gguf writes
+        o.extra_keys = {{c.key, c.value}};
+        const std::string path = write_gguf(m, temp_path(c.tag), o);
+        CHECK_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains(c.message));
+        std::remove(path.c_str());
+    }
 }
