@@ -29,13 +29,18 @@ inline std::string test_model_file() {
     return hs_test_paths::env_or("HEADSWEEP_TEST_MODEL_PATH", HEADSWEEP_TEST_MODEL);
 }
 
+namespace hs_test_paths {
+// `path` when the file exists; otherwise the test fails naming the model and how to fetch it.
+inline std::string existing_model(const std::string& path, const char* what, const char* fetch) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) FAIL(what << " " << path << " is missing: run " << fetch << " (scripts/setup.sh does it)");
+    return path;
+}
+}  // namespace hs_test_paths
+
 // The default model's path; a missing file fails the test loudly.
 inline std::string test_model_path() {
-    const std::string path = test_model_file();
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0)
-        FAIL("the default model " << path << " is missing: run scripts/fetch_model.sh (scripts/setup.sh does it)");
-    return path;
+    return hs_test_paths::existing_model(test_model_file(), "the default model", "scripts/fetch_model.sh");
 }
 
 // The Gemma 3 270M model's path (scripts/fetch_model.sh --gemma3), unchecked.
@@ -45,9 +50,5 @@ inline std::string test_gemma3_file() {
 
 // The Gemma 3 model's path; a missing file fails the test loudly.
 inline std::string test_gemma3_path() {
-    const std::string path = test_gemma3_file();
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0)
-        FAIL("the Gemma 3 model " << path << " is missing: run scripts/fetch_model.sh --gemma3 (scripts/setup.sh does it)");
-    return path;
+    return hs_test_paths::existing_model(test_gemma3_file(), "the Gemma 3 model", "scripts/fetch_model.sh --gemma3");
 }

@@ -9,6 +9,7 @@
 
 #include "engine/engine.hpp"
 #include "io/h5.hpp"
+#include "loaded_model.hpp"
 #include "test_model_path.hpp"
 
 using namespace hs;
@@ -17,20 +18,7 @@ namespace {
 
 const std::string kFixtures = fixtures_dir() + "/reference/";
 
-struct Loaded {
-    Model model;
-    std::unique_ptr<Backend> be;
-    std::unique_ptr<Engine> engine;
-};
-
-Loaded& loaded() {
-    static Loaded l = [] {
-        Loaded x{load_model(test_model_path()), make_cpu_backend(2), nullptr};
-        return x;
-    }();
-    if (!l.engine) l.engine = std::make_unique<Engine>(l.model, *l.be);
-    return l;
-}
+LoadedModel& loaded() { return loaded_model(test_model_path()); }
 
 }  // namespace
 
@@ -51,7 +39,7 @@ TEST_CASE("config read from the GGUF equals what transformers read", "[model][re
 }
 
 TEST_CASE("logits match HF transformers on 10 prompts of 5 to 1023 tokens", "[model][reference]") {
-    Loaded& L = loaded();
+    LoadedModel& L = loaded();
     const int64_t V = L.model.config.n_vocab;
     h5::File f = h5::File::open(kFixtures + "smollm2_hf_logits.h5");
     h5::File full = h5::File::open(kFixtures + "smollm2_hf_full_rows.h5");
@@ -109,7 +97,7 @@ TEST_CASE("logits match HF transformers on 10 prompts of 5 to 1023 tokens", "[mo
 }
 
 TEST_CASE("greedy continuations of 32 tokens equal HF's", "[model][reference]") {
-    Loaded& L = loaded();
+    LoadedModel& L = loaded();
     h5::File f = h5::File::open(kFixtures + "smollm2_hf_logits.h5");
     const int64_t n_prompts = f.attr<int64_t>("n_prompts");
     for (int64_t i = 0; i < n_prompts; ++i) {

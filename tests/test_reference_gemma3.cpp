@@ -19,6 +19,7 @@
 
 #include "engine/engine.hpp"
 #include "io/h5.hpp"
+#include "loaded_model.hpp"
 #include "test_model_path.hpp"
 
 using namespace hs;
@@ -32,20 +33,7 @@ const std::vector<std::string> kDefaultLogits = {"short_en", "numbers", "chat_si
                                                   "long_document"};
 const std::vector<std::string> kDefaultGreedy = {"long_document"};
 
-struct Loaded {
-    Model model;
-    std::unique_ptr<Backend> be;
-    std::unique_ptr<Engine> engine;
-};
-
-Loaded& loaded() {
-    static Loaded l = [] {
-        Loaded x{load_model(test_gemma3_path()), make_cpu_backend(2), nullptr};
-        return x;
-    }();
-    if (!l.engine) l.engine = std::make_unique<Engine>(l.model, *l.be);
-    return l;
-}
+LoadedModel& loaded() { return loaded_model(test_gemma3_path()); }
 
 // Statistics of one prompt's logits against the reference.
 struct PromptParity {
@@ -125,7 +113,7 @@ PromptParity compare_prompt(Engine& engine, const h5::File& f, const h5::File& f
 
 // Logit parity on the prompts that `take(T)` selects; returns how many were compared.
 int64_t check_logits(const std::function<bool(const std::string&, int64_t)>& take) {
-    Loaded& L = loaded();
+    LoadedModel& L = loaded();
     h5::File f = h5::File::open(kLogitsFile);
     h5::File full = h5::File::open(kFixtures + f.attr_string("full_rows_file"));
     const int64_t n_prompts = f.attr<int64_t>("n_prompts");
@@ -153,7 +141,7 @@ int64_t check_logits(const std::function<bool(const std::string&, int64_t)>& tak
 
 // Greedy continuations of the prompts that `take(T)` selects; returns how many were compared.
 int64_t check_greedy(const std::function<bool(const std::string&, int64_t)>& take) {
-    Loaded& L = loaded();
+    LoadedModel& L = loaded();
     h5::File f = h5::File::open(kLogitsFile);
     const int64_t n_prompts = f.attr<int64_t>("n_prompts");
     int64_t compared = 0;
@@ -218,7 +206,7 @@ TEST_CASE("gemma3: the config read from the GGUF equals what transformers read",
 
 TEST_CASE("gemma3: the residual stream and attention match HF's layer by layer on the shortest prompts",
           "[model][reference][gemma3]") {
-    Loaded& L = loaded();
+    LoadedModel& L = loaded();
     const ModelConfig& c = L.model.config;
     h5::File f = h5::File::open(kFixtures + "gemma3_hf_intermediates.h5");
     for (const std::string& name : f.open_group("prompts").children()) {
@@ -295,7 +283,7 @@ TEST_CASE("gemma3: the parity test sees the window: off by one either way, or no
     // the tolerance. (Measured: max |dlogit| / range 1.8e-2 for 511 and 2.1e-2 for 513 keys, with 8-9 argmax
     // changes, 0.57 with no window; on the 600-token prompt row max and logsumexp move by only ~1.3e-3 of the range,
     // which is why the long prompt is the one that pins the convention down.)
-    Loaded& L = loaded();
+    LoadedModel& L = loaded();
     h5::File f = h5::File::open(kLogitsFile);
     h5::File full = h5::File::open(kFixtures + f.attr_string("full_rows_file"));
     int64_t i = 0;

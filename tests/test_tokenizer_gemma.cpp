@@ -123,30 +123,11 @@ TEST_CASE("gemma3 tokenizer: known values, no dummy prefix, BOS from the file", 
 }
 
 TEST_CASE("gemma3 tokenizer: ids identical to HF on every fixture string", "[tokenizer]") {
-    const hs::Tokenizer& tok = gemma3();
-    size_t n_checked = 0, n_failed = 0, n_plain = 0;
-    for (const auto& c : gemma_cases()) {
-        if (c.at("kind").str != "encode") continue;
-        ++n_checked;
-        const std::string& text = c.at("text").str;
-        const bool parse_special = c.at("parse_special").b;
-        n_plain += !parse_special;
-        const std::vector<int32_t> expected = ids_of(c.at("ids"));
-        const std::vector<int32_t> got = tok.encode(text, parse_special);
-        if (got != expected) {
-            ++n_failed;
-            const size_t at = first_difference(got, expected);
-            const size_t from = at > 3 ? at - 3 : 0;
-            FAIL_CHECK("mismatch on \"" << escaped(text) << "\" (parse_special=" << parse_special
-                                        << "): first difference at id index " << at << "\n  HF:   "
-                                        << ids_str(expected, from) << "\n  ours: " << ids_str(got, from));
-            if (n_failed >= 5) break;
-        }
-    }
-    INFO("fixture strings checked: " << n_checked << " (" << n_plain << " with parse_special=false)");
-    CHECK(n_checked >= 1000);
-    CHECK(n_plain >= 100);
-    CHECK(n_failed == 0);
+    const EncodeCheck r = check_encode_cases(gemma3(), gemma_cases());
+    INFO("fixture strings checked: " << r.checked << " (" << r.plain << " with parse_special=false)");
+    CHECK(r.checked >= 1000);
+    CHECK(r.plain >= 100);
+    CHECK(r.failed == 0);
 }
 
 TEST_CASE("gemma3 tokenizer: decode(encode(s)) gives back s, byte fallback included", "[tokenizer]") {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tokenizer/tokenizer.hpp"
 #include "util/json.hpp"
 
 // One JSON value per non-empty line of a fixture file; a missing file fails the test.
@@ -58,3 +59,29 @@ inline size_t first_difference(const std::vector<int32_t>& a, const std::vector<
     return i;
 }
 
+// Every "encode" case of a fixture against the tokenizer: a failed check per mismatch (at most 5, with the first
+// differing ids), and the counts for the caller's own bounds.
+struct EncodeCheck {
+    size_t checked = 0, failed = 0, plain = 0;  // plain: cases with parse_special = false
+};
+inline EncodeCheck check_encode_cases(const hs::Tokenizer& tok, const std::vector<hs::json::Value>& cases) {
+    EncodeCheck r;
+    for (const auto& c : cases) {
+        if (c.at("kind").str != "encode") continue;
+        ++r.checked;
+        const std::string& text = c.at("text").str;
+        const bool parse_special = c.at("parse_special").b;
+        r.plain += !parse_special;
+        const std::vector<int32_t> expected = ids_of(c.at("ids"));
+        const std::vector<int32_t> got = tok.encode(text, parse_special);
+        if (got == expected) continue;
+        ++r.failed;
+        const size_t at = first_difference(got, expected);
+        const size_t from = at > 3 ? at - 3 : 0;
+        FAIL_CHECK("mismatch on \"" << escaped(text) << "\" (parse_special=" << parse_special
+                                    << "): first difference at id index " << at << "\n  HF:   "
+                                    << ids_str(expected, from) << "\n  ours: " << ids_str(got, from));
+        if (r.failed >= 5) break;
+    }
+    return r;
+}

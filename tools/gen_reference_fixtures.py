@@ -273,6 +273,29 @@ def smollm2_tokenizer(hf_tok) -> Tokenizer:
 # helpers
 
 
+def choose_columns(prompts: list[dict], V: int, n_cols: int, n_random: int):
+    """The stored vocabulary columns: the n_cols - n_random most frequent argmax ids over all prompts (ties by id),
+    then seeded random ids up to n_cols. Returns (sorted int32 columns, the argmax ids, the random ids)."""
+    counts: dict[int, int] = {}
+    for p in prompts:
+        for a in p["argmax"].tolist():
+            counts[a] = counts.get(a, 0) + 1
+    by_freq = sorted(counts, key=lambda k: (-counts[k], k))
+    argmax_cols = by_freq[: n_cols - n_random]
+    rng = np.random.default_rng(COLS_SEED)
+    chosen = set(argmax_cols)
+    random_cols: list[int] = []
+    for c in rng.permutation(V).tolist():
+        if len(chosen) >= n_cols:
+            break
+        if c not in chosen:
+            chosen.add(c)
+            random_cols.append(c)
+    cols = np.array(sorted(chosen), dtype=np.int32)
+    assert cols.shape[0] == n_cols
+    return cols, argmax_cols, random_cols
+
+
 def sha256_of(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -405,23 +428,7 @@ def main() -> int:
 
     # ---- column set ----
     V = prompts[0]["logits"].shape[1]
-    counts: dict[int, int] = {}
-    for p in prompts:
-        for a in p["argmax"].tolist():
-            counts[a] = counts.get(a, 0) + 1
-    by_freq = sorted(counts, key=lambda k: (-counts[k], k))
-    argmax_cols = by_freq[: N_COLS - N_RANDOM_COLS]
-    rng = np.random.default_rng(COLS_SEED)
-    chosen = set(argmax_cols)
-    random_cols: list[int] = []
-    for c in rng.permutation(V).tolist():
-        if len(chosen) >= N_COLS:
-            break
-        if c not in chosen:
-            chosen.add(c)
-            random_cols.append(c)
-    cols = np.array(sorted(chosen), dtype=np.int32)
-    assert cols.shape[0] == N_COLS
+    cols, argmax_cols, random_cols = choose_columns(prompts, V, N_COLS, N_RANDOM_COLS)
 
     # ---- write logits fixture ----
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -712,22 +719,7 @@ def run_gemma3(args, inter_path: str, rows_path: str, cmdline: str) -> int:
               f"-> {hf_tok.decode(g)!r}", flush=True)
 
     # ---- columns: the most frequent argmax ids plus seeded random ids
-    counts: dict[int, int] = {}
-    for p in prompts:
-        for a in p["argmax"].tolist():
-            counts[a] = counts.get(a, 0) + 1
-    by_freq = sorted(counts, key=lambda k: (-counts[k], k))
-    argmax_cols = by_freq[: GEMMA3_N_COLS - GEMMA3_N_RANDOM_COLS]
-    rng = np.random.default_rng(COLS_SEED)
-    chosen = set(argmax_cols)
-    random_cols: list[int] = []
-    for c in rng.permutation(V).tolist():
-        if len(chosen) >= GEMMA3_N_COLS:
-            break
-        if c not in chosen:
-            chosen.add(c)
-            random_cols.append(c)
-    cols = np.array(sorted(chosen), dtype=np.int32)
+    cols, argmax_cols, random_cols = choose_columns(prompts, V, GEMMA3_N_COLS, GEMMA3_N_RANDOM_COLS)
     cols_t = torch.from_numpy(cols.astype(np.int64))
 
     # ---- pass 2: the stored columns (and full rows) from the same final-norm outputs
