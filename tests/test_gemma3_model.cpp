@@ -1,7 +1,8 @@
 // What PEAR computes on the real Gemma 3 270M file (not a random Gemma-shaped model): the cheap path form against the
-// brute-force frozen-attention forward, the engine's tau gradients of the train loss and the attribution estimate
-// against finite differences of the forward. Export on this file is checked in test_train.cpp (the export test runs
-// on both models); every command through the program in tests/scripts/gemma3_commands.sh.
+// brute-force frozen-attention forward, total mode against per-head full forwards, the engine's tau gradients of the
+// train loss (also, [slow], over 600 tokens where the window slides) and the attribution estimate against central
+// differences of the forward. Export on this file is checked in test_train.cpp (the export test runs on both
+// models); every command through the program in tests/scripts/gemma3_commands.sh.
 //
 // Gemma 3 270M: 18 layers of 4 query heads (d_head 256) over 1 kv head; layers 5, 11, 17 are global, the others
 // slide over 512 keys. Its 262144-token output head costs more per logit row than the 18 blocks, so the tests read
