@@ -273,6 +273,24 @@ def smollm2_tokenizer(hf_tok) -> Tokenizer:
 # helpers
 
 
+def run_capturing_layers(model, forward, ids, layers):
+    """forward(ids) with every hidden state and attention, capturing the residual stream after each of `layers`
+    with forward hooks on model.model.layers[l] (out.hidden_states[-1] is the final-norm output, not a residual).
+    Returns (forward's output, {layer: residual})."""
+    captured: dict[int, torch.Tensor] = {}
+    hooks = [model.model.layers[l].register_forward_hook(
+        lambda mod, inp, out, l=l: captured.__setitem__(
+            l, (out[0] if isinstance(out, tuple) else out).detach().clone()))
+        for l in layers]
+    try:
+        with torch.no_grad():
+            out = forward(input_ids=ids, use_cache=False, output_hidden_states=True, output_attentions=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, captured
+
+
 def choose_columns(prompts: list[dict], V: int, n_cols: int, n_random: int):
     """The stored vocabulary columns: the n_cols - n_random most frequent argmax ids over all prompts (ties by id),
     then seeded random ids up to n_cols. Returns (sorted int32 columns, the argmax ids, the random ids)."""
@@ -517,16 +535,7 @@ def main() -> int:
         for i in short:
             p = prompts[i]
             ids = torch.tensor([p["ids"]], dtype=torch.long)
-            captured: dict[int, torch.Tensor] = {}
-            hooks = [model.model.layers[l].register_forward_hook(
-                lambda mod, inp, out, l=l: captured.__setitem__(
-                    l, (out[0] if isinstance(out, tuple) else out).detach().clone()))
-                for l in INTERMEDIATE_LAYERS]
-            with torch.no_grad():
-                out = model(input_ids=ids, use_cache=False, output_hidden_states=True,
-                            output_attentions=True)
-            for h in hooks:
-                h.remove()
+            out, captured = run_capturing_layers(model, model, ids, INTERMEDIATE_LAYERS)
             hs = out.hidden_states
             # sanity: hooks agree with hidden_states[l+1] for every layer but the last
             for l in INTERMEDIATE_LAYERS:
@@ -815,16 +824,7 @@ def run_gemma3(args, inter_path: str, rows_path: str, cmdline: str) -> int:
         for i in short:
             p = prompts[i]
             ids = torch.tensor([p["ids"]], dtype=torch.long)
-            captured: dict[int, torch.Tensor] = {}
-            hooks = [model.model.layers[l].register_forward_hook(
-                lambda mod, inp, out, l=l: captured.__setitem__(
-                    l, (out[0] if isinstance(out, tuple) else out).detach().clone()))
-                for l in GEMMA3_INTERMEDIATE_LAYERS]
-            with torch.no_grad():
-                out = model.model(input_ids=ids, use_cache=False, output_hidden_states=True,
-                                  output_attentions=True)
-            for h in hooks:
-                h.remove()
+            out, captured = run_capturing_layers(model, model.model, ids, GEMMA3_INTERMEDIATE_LAYERS)
             g = f.create_group(f"prompts/{i}")
             g.create_dataset("ids", data=np.array(p["ids"], dtype=np.int32))
             g.create_dataset("hidden_embed", data=out.hidden_states[0][0].numpy(), **H5_FLOAT)
