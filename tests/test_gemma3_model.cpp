@@ -15,6 +15,7 @@
 
 #include "engine/engine.hpp"
 #include "pear/sweep.hpp"
+#include "attribution_reference.hpp"
 #include "test_model_path.hpp"
 
 using namespace hs;
@@ -157,45 +158,14 @@ TEST_CASE("gemma3 real model: the attribution estimate is the derivative of pi a
     o.mode = ScoreMode::ATTRIBUTION;
     o.settings = {{4, 8}};
     SettingRun run(*g.engine, o, 0);
-    const int32_t N = 4, n = 8, T = 2 * n, p = T - 2, dh = c.d_head, q_dim = c.q_dim();
-    const auto& tokens = run.batch().tokens;
-    ForwardHooks cap;
-    for (int32_t l = 0; l < c.n_layer; ++l) cap.z_layers.push_back(l);
-    cap.z_positions = {p};
-    cap.logits = LogitsMode::NONE;
-    const ForwardResult clean = g.engine->forward(tokens, N, T, cap);
-    auto pi_at = [&](int32_t l, int32_t h, double eps) {
-        ForwardHooks hk;
-        hk.logits = LogitsMode::POSITIONS;
-        hk.logit_positions = {p};
-        for (int32_t b = 0; b < N; ++b) {
-            std::vector<float> v(static_cast<size_t>(dh));
-            for (int32_t a = 0; a < dh; ++a) {
-                double mean = 0;
-                for (int32_t s = 0; s < N; ++s) mean += clean.z[l][size_t(s) * q_dim + h * dh + a];
-                mean /= N;
-                const double z = clean.z[l][size_t(b) * q_dim + h * dh + a];
-                v[size_t(a)] = float(z + eps * (mean - z));
-            }
-            hk.head_patches.push_back(HeadPatch{l, h, b, {p}, v});
-        }
-        const ForwardResult r = g.engine->forward(tokens, N, T, hk);
-        double pi = 0;
-        for (int32_t b = 0; b < N; ++b) {
-            const float* lg = r.logits_at(b, 0, c.n_vocab);
-            double mean = 0;
-            for (int32_t v = 0; v < c.n_vocab; ++v) mean += lg[v];
-            pi += lg[run.batch().target(b)] - mean / c.n_vocab;
-        }
-        return pi / N;
-    };
+    const AttributionReference ref(*g.engine, c, run, 4, 8);
     // a sliding layer, a global layer, the last layer
     const std::vector<std::pair<int32_t, int32_t>> heads = {{3, 2}, {11, 0}, {17, 3}};
     std::vector<double> fd, an;
     for (const auto& [l, h] : heads) {
         const std::vector<double> est = run.score(WorkItem{0, l, l + 1, h, h + 1});
         const double e = 0.01;
-        fd.push_back((pi_at(l, h, e) - pi_at(l, h, -e)) / (2 * e));
+        fd.push_back(ref.derivative(l, h, e));
         an.push_back(est[0] - run.pi_clean());
         WARN("attribution L" << l << "H" << h << ": estimate - pi clean " << an.back() << ", central difference "
                              << fd.back());

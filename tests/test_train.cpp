@@ -13,6 +13,7 @@
 #include "pear/fold.hpp"
 #include "pear/sweep.hpp"
 #include "pear/train.hpp"
+#include "attribution_reference.hpp"
 #include "test_model_path.hpp"
 
 using namespace hs;
@@ -279,43 +280,12 @@ TEST_CASE("attribution mode: the estimate is the derivative of pi along the abla
     SettingRun run(engine, o, 0);
     auto est = run.score(WorkItem{0, 0, c.n_layer, 0, c.n_head});
     REQUIRE(est.size() == size_t(c.n_heads_total()));
-    const int32_t N = 6, n = 8, T = 2 * n, p = T - 2, dh = c.d_head, q_dim = c.q_dim();
-    const auto& tokens = run.batch().tokens;
-    ForwardHooks cap;
-    for (int32_t l = 0; l < c.n_layer; ++l) cap.z_layers.push_back(l);
-    cap.z_positions = {p};
-    cap.logits = LogitsMode::NONE;
-    auto clean = engine.forward(tokens, N, T, cap);
-    auto pi_at = [&](int32_t l, int32_t h, double eps) {  // z at p -> z + eps (zbar - z), full recompute
-        ForwardHooks hk;
-        hk.logits = LogitsMode::POSITIONS;
-        hk.logit_positions = {p};
-        for (int32_t b = 0; b < N; ++b) {
-            std::vector<float> v(dh);
-            for (int32_t a = 0; a < dh; ++a) {
-                double mean = 0;
-                for (int32_t s = 0; s < N; ++s) mean += clean.z[l][size_t(s) * q_dim + h * dh + a];
-                mean /= N;
-                const double z = clean.z[l][size_t(b) * q_dim + h * dh + a];
-                v[a] = float(z + eps * (mean - z));
-            }
-            hk.head_patches.push_back(HeadPatch{l, h, b, {p}, v});
-        }
-        auto r = engine.forward(tokens, N, T, hk);
-        double pi = 0;
-        for (int32_t b = 0; b < N; ++b) {
-            const float* lg = r.logits_at(b, 0, c.n_vocab);
-            double mean = 0;
-            for (int32_t v = 0; v < c.n_vocab; ++v) mean += lg[v];
-            pi += lg[run.batch().target(b)] - mean / c.n_vocab;
-        }
-        return pi / N;
-    };
+    const AttributionReference ref(engine, c, run, 6, 8);  // z at p -> z + eps (zbar - z), full recompute
     std::vector<double> fd, an;
     for (int32_t l = 0; l < c.n_layer; ++l)
         for (int32_t h = 0; h < c.n_head; ++h) {
             const double e = 0.05;
-            fd.push_back((pi_at(l, h, e) - pi_at(l, h, -e)) / (2 * e));
+            fd.push_back(ref.derivative(l, h, e));
             an.push_back(est[size_t(l) * c.n_head + h] - run.pi_clean());
         }
     double err = 0, sc = 0;
