@@ -291,6 +291,16 @@ def run_capturing_layers(model, forward, ids, layers):
     return out, captured
 
 
+def write_logits_header(f, common_root, n_prompts, V, rows_path, inter_path, cols, argmax_cols, random_cols):
+    """Root attributes of the logits file (naming its two companion files) and the /cols dataset."""
+    set_attrs(f, **common_root, n_prompts=n_prompts, vocab_size=V,
+              full_rows_file=os.path.basename(rows_path), intermediates_file=os.path.basename(inter_path))
+    dc = f.create_dataset("cols", data=cols)
+    set_attrs(dc, seed=COLS_SEED, n_argmax=len(argmax_cols), n_random=len(random_cols),
+              note="sorted; the most frequent HF argmax ids over all prompts/positions "
+                   "(capped) plus ids drawn with numpy default_rng(seed).permutation(V)")
+
+
 def choose_columns(prompts: list[dict], V: int, n_cols: int, n_random: int):
     """The stored vocabulary columns: the n_cols - n_random most frequent argmax ids over all prompts (ties by id),
     then seeded random ids up to n_cols. Returns (sorted int32 columns, the argmax ids, the random ids)."""
@@ -462,13 +472,7 @@ def main() -> int:
                   "use_regex=True)] (SmolLM2's tokenizer.json); no BOS added",
     )
     with h5py.File(args.out, "w") as f:
-        set_attrs(f, **common_root, n_prompts=len(prompts), vocab_size=V,
-                  full_rows_file=os.path.basename(rows_path),
-                  intermediates_file=os.path.basename(inter_path))
-        dc = f.create_dataset("cols", data=cols)
-        set_attrs(dc, seed=COLS_SEED, n_argmax=len(argmax_cols), n_random=len(random_cols),
-                  note="sorted; the most frequent HF argmax ids over all prompts/positions "
-                       "(capped) plus ids drawn with numpy default_rng(seed).permutation(V)")
+        write_logits_header(f, common_root, len(prompts), V, rows_path, inter_path, cols, argmax_cols, random_cols)
         hc = f.create_group("hf_config")
         set_attrs(hc,
                   model_type=cfg.model_type,
@@ -755,13 +759,7 @@ def run_gemma3(args, inter_path: str, rows_path: str, cmdline: str) -> int:
                       f"{GEMMA3_LOGIT_CHUNK} positions (Gemma3ForCausalLM.forward without softcap)",
     )
     with h5py.File(args.out, "w") as f:
-        set_attrs(f, **common_root, n_prompts=len(prompts), vocab_size=V,
-                  full_rows_file=os.path.basename(rows_path),
-                  intermediates_file=os.path.basename(inter_path))
-        dc = f.create_dataset("cols", data=cols)
-        set_attrs(dc, seed=COLS_SEED, n_argmax=len(argmax_cols), n_random=len(random_cols),
-                  note="sorted; the most frequent HF argmax ids over all prompts/positions "
-                       "(capped) plus ids drawn with numpy default_rng(seed).permutation(V)")
+        write_logits_header(f, common_root, len(prompts), V, rows_path, inter_path, cols, argmax_cols, random_cols)
         hc = f.create_group("hf_config")
         set_attrs(hc,
                   model_type=cfg.model_type,
