@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <unistd.h>
 
@@ -286,7 +287,7 @@ TEST_CASE("eval records file: round trip, resume checks, repair of a cut append"
     {
         RecordsFile f = RecordsFile::create(path, "limit=1", "data", false);
         f.check_method("vanilla", "vanilla");
-        Record r{"m", "vanilla", "t", "q0", 3, 10, 12, 2, 1, "out \xc3\xa9", 1.0, 0.5, 0};
+        Record r{"m", "vanilla", "t", "q0", 3, 10, 12, 2, 1, "out \xc3\xa9", "{\"chunks\":3}", 1.0, 0.5, 0};
         f.append(r);
         f.write_summary(summarize({r}), {});
         f.close();
@@ -302,6 +303,7 @@ TEST_CASE("eval records file: round trip, resume checks, repair of a cut append"
         CHECK(rs[0].gold_position == 3);
         CHECK(rs[0].truncated == 1);
         CHECK(rs[0].original_tokens == 12);
+        CHECK(rs[0].detail == "{\"chunks\":3}");
         f.close();
     }
     {  // a run killed between two column appends
@@ -313,6 +315,39 @@ TEST_CASE("eval records file: round trip, resume checks, repair of a cut append"
     CHECK(f.records().size() == 1);
     f.close();
     CHECK(RecordsFile::read(path).size() == 1);
+}
+
+TEST_CASE("eval records file: version 1 (no detail) is read and upgraded on resume; a newer version is refused",
+          "[eval]") {
+    TmpDir dir;
+    const std::string path = (dir.path / "v1.h5").string();
+    {
+        RecordsFile f = RecordsFile::create(path, "limit=1", "data", false);
+        f.append(Record{"m", "vanilla", "t", "q0", -1, 10, 10, 2, 0, "x", "", 1.0, 0.5, 0});
+        f.close();
+        h5::File h = h5::File::open(path, h5::Mode::read_write);  // make it what version 1 wrote
+        h.set_attr("format_version", int32_t(1));
+        h.open_group("records").unlink("detail");
+        h.close();
+    }
+    REQUIRE(RecordsFile::read(path).size() == 1);
+    CHECK(RecordsFile::read(path)[0].detail.empty());
+    {
+        RecordsFile f = RecordsFile::open_for_resume(path, "limit=1");
+        f.append(Record{"m", "vanilla", "t", "q1", -1, 10, 10, 2, 0, "y", "{\"a\":1}", 0.0, 0.5, 0});
+        f.close();
+    }
+    const auto rs = RecordsFile::read(path);
+    REQUIRE(rs.size() == 2);
+    CHECK(rs[0].detail.empty());
+    CHECK(rs[1].detail == "{\"a\":1}");
+    {
+        h5::File h = h5::File::open(path, h5::Mode::read_write);
+        h.set_attr("format_version", int32_t(99));
+        h.close();
+    }
+    CHECK_THROWS_WITH(RecordsFile::read(path), Catch::Contains("format_version 99"));
+    CHECK_THROWS_WITH(RecordsFile::open_for_resume(path, "limit=1"), Catch::Contains("newer headsweep"));
 }
 
 TEST_CASE("eval PEAR: folding tau into W_O equals runtime head scaling", "[eval]") {
@@ -346,6 +381,56 @@ TEST_CASE("eval PEAR: folding tau into W_O equals runtime head scaling", "[eval]
     }
     CHECK(diff < 1e-5);
     CHECK(changed > 1e-4);
+}
+
+TEST_CASE("eval composition: pear+vanilla answers exactly as pear; bad compositions are named", "[eval]") {
+    TmpDir dir;
+    EvalJob job;
+    job.models = {"random:tiny"};
+    job.tasks = {"mdqa-3docs", "mmlu"};
+    job.methods = {"vanilla", "pear", "pear+vanilla"};
+    job.method_settings.pear_heads = "0:0=8,0:1=0,0:2=8,0:3=8,1:0=8,1:1=0,1:2=8,1:3=8";
+    job.task_options.data_dir = kData;
+    job.task_options.limit = 2;
+    job.task_options.max_new_tokens_cap = 6;
+    job.task_options.mmlu_shots = 1;
+    job.threads = 1;
+    job.progress = false;
+    job.output = (dir.path / "c.h5").string();
+    run_eval(job, nullptr);
+    std::map<std::pair<std::string, std::string>, std::string> out;  // (method, task/id) -> output
+    for (const Record& r : RecordsFile::read(job.output))
+        out[{r.method, r.task + "/" + r.id + "/" + std::to_string(r.gold_position)}] = r.output;
+    size_t compared = 0;
+    for (const auto& [key, text] : out) {
+        if (key.first != "pear+vanilla") continue;
+        CHECK(text == out.at({"pear", key.second}));
+        ++compared;
+    }
+    CHECK(compared == 2 * 3 + 2);
+
+    MethodSettings ms;
+    ms.pear_heads = "0:1=0.5";
+    CHECK(make_method("pear+vanilla", ms)->name() == "pear+vanilla");
+    CHECK_THROWS_WITH(make_method("pear+nosuch", ms), Catch::Contains("nosuch"));
+    CHECK_THROWS_WITH(make_method("pear+", ms), Catch::Contains("a+b"));
+    Model base = make_random_model("tiny");  // what open_model("random:tiny") gives (seed 1)
+    auto cpu = make_backend(Device::CPU, 1);
+    EvalContext ctx(base, "random:tiny", *cpu);
+    {  // the model offered to the right-hand method is the re-weighted one, not the base
+        auto pear = make_method("pear", ms);
+        pear->prepare(ctx);
+        REQUIRE(pear->composable_model() != nullptr);
+        Engine e0(base, *cpu), e1(*pear->composable_model(), *cpu);
+        const std::vector<int32_t> ids{1, 5, 9, 33, 70, 2};
+        const auto a = e0.forward(ids, 1, 6).logits, b = e1.forward(ids, 1, 6).logits;
+        double changed = 0;
+        for (size_t i = 0; i < a.size(); ++i) changed = std::max(changed, double(std::abs(a[i] - b[i])));
+        CHECK(changed > 1e-4);
+    }
+    ms.pear_mode = "runtime";
+    auto runtime = make_method("pear+vanilla", ms);
+    CHECK_THROWS_WITH(runtime->prepare(ctx), Catch::Contains("--pear-mode fold"));
 }
 
 TEST_CASE("eval run: random:tiny end to end, resume, interrupted run gives the same records", "[eval]") {

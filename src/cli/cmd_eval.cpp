@@ -102,7 +102,7 @@ void add_eval_command(CLI::App& app) {
         ->default_str(kDefaultModel);
     cmd->add_option("--tasks", f->tasks, "comma list of tasks or groups (mdqa, kv, nq, longbench, all)")
         ->capture_default_str();
-    cmd->add_option("--methods", f->methods, "comma list: vanilla, pear (default: vanilla, plus pear with --pear-heads)");
+    cmd->add_option("--methods", f->methods, "comma list of methods (--list-tasks shows them) or compositions a+b (pear+infiniretri: b on a's model); default: vanilla, plus pear with --pear-heads");
     cmd->add_option("--pear-heads", f->ms.pear_heads, "PEAR heads and tau: \"l:h=tau,...\" (e.g. 24:4=0.5,29:0=0.5)");
     cmd->add_option("--pear-train", f->ms.pear_train, "PEAR heads and tau from a `headsweep train` output file");
     cmd->add_option("--pear-mode", f->ms.pear_mode, "fold (tau into a copy of W_O) | runtime (head_scale)")

@@ -151,6 +151,7 @@ public:
         }
     }
     Answer answer(const Example& ex, EvalContext& ctx) override { return answer_with_engine(*engine_, ex, ctx, scale_); }
+    const Model* composable_model() const override { return model_.get(); }  // fold mode only
 
 private:
     std::string name_, mode_;
@@ -158,6 +159,29 @@ private:
     std::unique_ptr<Model> model_;
     std::unique_ptr<Engine> engine_;
     std::vector<float> scale_;
+};
+
+// "a+b": b prepared and run on a's model (see methods.hpp).
+class Composed : public Method {
+public:
+    Composed(std::unique_ptr<Method> left, std::unique_ptr<Method> right)
+        : left_(std::move(left)), right_(std::move(right)) {}
+    std::string name() const override { return left_->name() + "+" + right_->name(); }
+    std::string config() const override { return left_->config() + " | " + right_->config(); }
+    void prepare(EvalContext& ctx) override {
+        left_->prepare(ctx);
+        const Model* m = left_->composable_model();
+        check(m != nullptr, "method ", name(), ": ", left_->name(), " offers no model to run ", right_->name(),
+              " on (PEAR offers its folded copy: use --pear-mode fold)");
+        inner_ = std::make_unique<EvalContext>(*m, ctx.model_spec + "|" + left_->config(), ctx.backend);
+        right_->prepare(*inner_);
+    }
+    Answer answer(const Example& ex, EvalContext&) override { return right_->answer(ex, *inner_); }
+    const Model* composable_model() const override { return right_->composable_model(); }
+
+private:
+    std::unique_ptr<Method> left_, right_;
+    std::unique_ptr<EvalContext> inner_;
 };
 
 }  // namespace
@@ -172,6 +196,10 @@ const std::vector<MethodInfo>& method_registry() {
 }
 
 std::unique_ptr<Method> make_method(const std::string& name, const MethodSettings& s) {
+    if (const size_t plus = name.rfind('+'); plus != std::string::npos) {
+        check(plus > 0 && plus + 1 < name.size(), "method \"", name, "\": a composition is a+b (e.g. pear+infiniretri)");
+        return std::make_unique<Composed>(make_method(name.substr(0, plus), s), make_method(name.substr(plus + 1), s));
+    }
     std::string known;
     for (const MethodInfo& m : method_registry()) {
         if (m.name == name) return m.make(s);

@@ -9,6 +9,11 @@
 //      (GENERATE: greedy text, CHOICE: one of ex.choices), ex.max_new_tokens and ex.stop_at_newline. The helper
 //      answer_with_engine() does all of that for methods that are "some model + the unmodified engine".
 //   2. Add one entry to method_registry() in eval/methods.cpp (name, one-line help, factory).
+// Composition: "a+b" (e.g. pear+infiniretri, pear+rtd) runs method b on the model that method a answers with.
+// Method a must offer one through composable_model() (PEAR in fold mode: its folded copy); b is prepared with an
+// EvalContext whose model is that one and whose model_spec names both ("<spec>|pear mode=fold heads=..."), so a
+// method that caches work per model (RTD's datastore) keys it correctly. A method that reads the model only
+// through ctx composes with no further work.
 // Answers must be deterministic (greedy) so that records do not depend on the number of MPI ranks.
 #pragma once
 
@@ -42,6 +47,8 @@ struct Answer {
     std::string text;                    // GENERATE: the decoded new tokens (stop tokens removed); CHOICE: label
     int32_t prompt_tokens = 0;           // tokens the model read
     int32_t new_tokens = 0;              // tokens generated (0 for CHOICE)
+    std::string detail;                  // method-specific facts of this answer, one JSON object ("" if none);
+                                         // stored in the record's detail column
 };
 
 class Method {
@@ -51,6 +58,9 @@ public:
     virtual std::string config() const = 0;
     virtual void prepare(EvalContext& ctx) = 0;
     virtual Answer answer(const Example& ex, EvalContext& ctx) = 0;
+    // After prepare(): the model this method answers with, for "this+other" compositions; nullptr: it cannot be
+    // composed on the left of '+'.
+    virtual const Model* composable_model() const { return nullptr; }
 };
 
 // The standard answer of a model under the engine: GENERATE = greedy decoding of ex.prompt_ids up to
@@ -83,6 +93,7 @@ struct MethodInfo {
     std::function<std::unique_ptr<Method>(const MethodSettings&)> make;
 };
 const std::vector<MethodInfo>& method_registry();
+// A registry name, or a composition "a+b" of registry names (see above); throws hs::Error naming the unknown part.
 std::unique_ptr<Method> make_method(const std::string& name, const MethodSettings& s);
 
 }  // namespace hs::eval

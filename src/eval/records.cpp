@@ -16,8 +16,8 @@ namespace hs::eval {
 namespace {
 
 const char* kFormat = "headsweep-eval";
-constexpr int32_t kFormatVersion = 1;
-const char* kStringCols[] = {"model", "method", "task", "id", "output"};
+constexpr int32_t kFormatVersion = 2;  // 2: + /records/detail (version 1 files are read, and upgraded on resume)
+const char* kStringCols[] = {"model", "method", "task", "id", "output", "detail"};
 const char* kInt32Cols[] = {"gold_position", "prompt_tokens", "original_tokens", "new_tokens", "rank"};
 const char* kDoubleCols[] = {"score", "latency_s"};
 
@@ -125,12 +125,21 @@ RecordsFile RecordsFile::open_for_resume(const std::string& path, const std::str
     f.file_ = h5::File::open(path, h5::Mode::read_write);
     check(f.file_.has_attr("format") && f.file_.attr_string("format") == kFormat, path,
           ": not a headsweep evaluation file");
-    check(f.file_.attr<int32_t>("format_version") == kFormatVersion, path, ": format_version ",
-          f.file_.attr<int32_t>("format_version"), " (this build writes ", kFormatVersion, ")");
+    const int32_t version = f.file_.attr<int32_t>("format_version");
+    check(version == 1 || version == kFormatVersion, path, ": format_version ", version, " (this build reads 1..",
+          kFormatVersion, "; a newer headsweep wrote it)");
     const std::string had = f.file_.attr_string("settings");
     check(had == settings, path, ": cannot resume: the file was made with settings\n  ", had, "\nbut this run has\n  ",
           settings, "\n(use another --output or --overwrite)");
     f.repair();
+    if (version == 1) {  // upgrade: an empty detail for every existing record
+        h5::Group g = f.file_.open_group("records");
+        const uint64_t n = g.open_dataset("model").dims()[0];
+        h5::Dataset d = g.create_string_dataset("detail", 0, 256);
+        if (n) d.write_strings(std::vector<std::string>(n), 0);
+        f.file_.set_attr("format_version", kFormatVersion);
+        f.file_.flush();
+    }
     return f;
 }
 
@@ -164,7 +173,8 @@ std::vector<Record> read_group(const h5::Group& g) {
     uint64_t n = ~uint64_t(0);
     for (const std::string& c : g.children()) n = std::min(n, g.open_dataset(c).dims()[0]);
     if (n == ~uint64_t(0)) n = 0;
-    for (const char* c : kStringCols) s[c] = g.open_dataset(c).read_strings(0, n);
+    for (const char* c : kStringCols)
+        s[c] = g.has(c) ? g.open_dataset(c).read_strings(0, n) : std::vector<std::string>(n);  // v1: no detail
     for (const char* c : kInt32Cols) i[c] = g.open_dataset(c).read<int32_t>({0}, {n});
     for (const char* c : kDoubleCols) d[c] = g.open_dataset(c).read<double>({0}, {n});
     const std::vector<uint8_t> tr = g.open_dataset("truncated").read<uint8_t>({0}, {n});
@@ -176,6 +186,7 @@ std::vector<Record> read_group(const h5::Group& g) {
         r.task = s["task"][k];
         r.id = s["id"][k];
         r.output = s["output"][k];
+        r.detail = s["detail"][k];
         r.gold_position = i["gold_position"][k];
         r.prompt_tokens = i["prompt_tokens"][k];
         r.original_tokens = i["original_tokens"][k];
@@ -194,6 +205,9 @@ std::vector<Record> RecordsFile::records() const { return read_group(file_.open_
 std::vector<Record> RecordsFile::read(const std::string& path) {
     h5::File f = h5::File::open(path, h5::Mode::read_only);
     check(f.has_attr("format") && f.attr_string("format") == kFormat, path, ": not a headsweep evaluation file");
+    const int32_t version = f.attr<int32_t>("format_version");
+    check(version >= 1 && version <= kFormatVersion, path, ": format_version ", version, " (this build reads 1..",
+          kFormatVersion, "; a newer headsweep wrote it)");
     return read_group(f.open_group("records"));
 }
 
@@ -204,6 +218,7 @@ void RecordsFile::append(const Record& r) {
     g.open_dataset("task").append_strings({r.task});
     g.open_dataset("id").append_strings({r.id});
     g.open_dataset("output").append_strings({r.output});
+    g.open_dataset("detail").append_strings({r.detail});
     g.open_dataset("gold_position").append(std::vector<int32_t>{r.gold_position});
     g.open_dataset("prompt_tokens").append(std::vector<int32_t>{r.prompt_tokens});
     g.open_dataset("original_tokens").append(std::vector<int32_t>{r.original_tokens});

@@ -1,12 +1,14 @@
 // eval/records.hpp: the evaluation output file (HDF5, docs/file-formats.md "Evaluation output (HDF5)").
 //
-//   /                 attrs: format = "headsweep-eval", format_version = 1, headsweep_version, settings (the
+//   /                 attrs: format = "headsweep-eval", format_version = 2, headsweep_version, settings (the
 //                     task-building settings; a resumed run must give the same), data_dir
 //   /methods          attrs: one per method name = its config() (a resumed run must give the same)
 //   /records/<col>    1-D extendible columns, one row per (model, method, task, gold_position, id), in the order
-//                     the results arrived: model, method, task, id, output (strings); gold_position,
+//                     the results arrived: model, method, task, id, output, detail (strings); gold_position,
 //                     prompt_tokens, original_tokens, new_tokens, rank (int32); truncated (uint8); score,
-//                     latency_s (float64)
+//                     latency_s (float64). detail: the method's own per-answer facts as one JSON object
+//                     (e.g. InfiniRetri's chunks read and fraction kept; "" when the method has none). Version 1
+//                     files (no detail) are read, and upgraded when resumed.
 //   /summary/<col>    rewritten at the end of every run: one row per (model, method, task, gold_position), sorted
 //                     by that key: model, method, task, baseline (strings); gold_position, n, n_paired (int64 /
 //                     int32); accuracy, ci_low, ci_high, diff, diff_low, diff_high (float64; diff* NaN for the
@@ -33,6 +35,7 @@ struct Record {
     int32_t prompt_tokens = 0, original_tokens = 0, new_tokens = 0;
     uint8_t truncated = 0;
     std::string output;
+    std::string detail;          // the method's Answer::detail (one JSON object, or "")
     double score = 0;
     double latency_s = 0;
     int32_t rank = 0;

@@ -47,8 +47,9 @@ struct Plan {
     std::vector<std::unique_ptr<Method>> methods;
 };
 
-// Values of one result: score, latency, prompt, original, new tokens, truncated, text bytes.
-constexpr size_t kHead = 6;
+// Values of one result: score, latency, prompt, original, new tokens, truncated, output length L, then the
+// output's L bytes and the detail's bytes.
+constexpr size_t kHead = 7;
 
 class EvalExecutor : public dist::Executor {
 public:
@@ -62,8 +63,9 @@ public:
         const Answer a = m.answer(ex, ctx_);
         const double latency = t.seconds();
         out.values = {score_output(ex, a.text), latency, double(a.prompt_tokens), double(ex.original_tokens),
-                      double(a.new_tokens), ex.truncated ? 1.0 : 0.0};
+                      double(a.new_tokens), ex.truncated ? 1.0 : 0.0, double(a.text.size())};
         for (unsigned char c : a.text) out.values.push_back(double(c));
+        for (unsigned char c : a.detail) out.values.push_back(double(c));
         out.seconds = latency;
     }
 
@@ -88,7 +90,10 @@ Record to_record(const Plan& plan, const std::string& model, const dist::TaskRes
     rec.original_tokens = int32_t(r.values[3]);
     rec.new_tokens = int32_t(r.values[4]);
     rec.truncated = r.values[5] != 0;
-    for (size_t k = kHead; k < r.values.size(); ++k) rec.output += char(static_cast<unsigned char>(r.values[k]));
+    const size_t text_end = kHead + size_t(r.values[6]);
+    check(text_end <= r.values.size(), "eval: result of task ", r.index, " is truncated");
+    for (size_t k = kHead; k < r.values.size(); ++k)
+        (k < text_end ? rec.output : rec.detail) += char(static_cast<unsigned char>(r.values[k]));
     rec.rank = r.rank;
     return rec;
 }

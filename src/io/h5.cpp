@@ -316,6 +316,12 @@ Group Location::open_group(const std::string& name) const {
     return Group(std::move(g), file_, p);
 }
 
+void Location::unlink(const std::string& name) {
+    std::string p = child_path(name);
+    if (!has(name)) fail_at(file_, p, "cannot unlink: no such link");
+    if (H5Ldelete(id(), name.c_str(), H5P_DEFAULT) < 0) fail_at(file_, p, "cannot unlink");
+}
+
 Group Location::require_group(const std::string& name) {
     return has(name) ? open_group(name) : create_group(name);
 }

@@ -113,6 +113,7 @@ public:
     Group create_group(const std::string& name);   // creates missing intermediate groups; fails if it exists
     Group open_group(const std::string& name) const;
     Group require_group(const std::string& name);  // open, or create when missing
+    void unlink(const std::string& name);          // remove a link (group or dataset); the space is not reclaimed
     bool has(const std::string& name) const;       // any link (group or dataset) at that relative path
     bool has_group(const std::string& name) const; // a group at that relative path (false: absent or a dataset)
     std::vector<std::string> children() const;     // link names directly under this location, sorted
