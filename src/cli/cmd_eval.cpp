@@ -27,7 +27,8 @@ struct EvalFlags {
     std::string device = "cpu", gpu_weights = "bf16";
     eval::MethodSettings ms;
     int64_t limit = -1, max_prompt_tokens = 0, threads = 0;
-    int32_t max_new_tokens = 0, mmlu_shots = 5, mmlu_per_subject = 5;
+    int32_t max_new_tokens = 0, mmlu_shots = 5, mmlu_per_subject = 5, icl_shots = 0;
+    std::string user_train, user_test;
     bool resume = false, overwrite = false, quiet = false, mpi = false, list = false, summary_only = false;
 };
 
@@ -71,7 +72,20 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
             check(bool(n), f.job_file, ": eval.", key, " must be an integer");
             if (!given(flag)) out = static_cast<std::remove_reference_t<decltype(out)>>(*n);
         };
+        auto real = [&](const char* flag, double& out) {
+            auto n = v.value<double>();
+            check(bool(n), f.job_file, ": eval.", key, " must be a number");
+            if (!given(flag)) out = *n;
+        };
         if (key == "tasks") str("--tasks", f.tasks);
+        else if (key == "rtd_datastore") str("--rtd-datastore", f.ms.rtd_datastore);
+        else if (key == "rtd_index") str("--rtd-index", f.ms.rtd_index);
+        else if (key == "rtd_k") num("--rtd-k", f.ms.rtd_k);
+        else if (key == "rtd_T") real("--rtd-T", f.ms.rtd_T);
+        else if (key == "rtd_lambda") real("--rtd-lambda", f.ms.rtd_lambda);
+        else if (key == "icl_shots") num("--icl-shots", f.icl_shots);
+        else if (key == "user_train") str("--user-train", f.user_train);
+        else if (key == "user_test") str("--user-test", f.user_test);
         else if (key == "methods") str("--methods", f.methods);
         else if (key == "pear_heads") str("--pear-heads", f.ms.pear_heads);
         else if (key == "pear_train") str("--pear-train", f.ms.pear_train);
@@ -100,7 +114,7 @@ void add_eval_command(CLI::App& app) {
     cmd->add_option("job", f->job_file, "job file (TOML: model/models + an [eval] table); flags override it");
     cmd->add_option("-m,--model", f->models, "GGUF file or random:<shape>[:<seed>] (repeat for several)")
         ->default_str(kDefaultModel);
-    cmd->add_option("--tasks", f->tasks, "comma list of tasks or groups (mdqa, kv, nq, longbench, all)")
+    cmd->add_option("--tasks", f->tasks, "comma list of tasks or groups (mdqa, kv, nq, longbench, all; rtd: RTD's choice tasks)")
         ->capture_default_str();
     cmd->add_option("--methods", f->methods, "comma list of methods (--list-tasks shows them) or compositions a+b (pear+infiniretri: b on a's model); default: vanilla, plus pear with --pear-heads");
     cmd->add_option("--pear-heads", f->ms.pear_heads, "PEAR heads and tau: \"l:h=tau,...\" (e.g. 24:4=0.5,29:0=0.5)");
@@ -120,6 +134,17 @@ void add_eval_command(CLI::App& app) {
     cmd->add_option("--mmlu-shots", f->mmlu_shots, "MMLU examples in the prompt (0-5)")->capture_default_str();
     cmd->add_option("--mmlu-per-subject", f->mmlu_per_subject, "MMLU subset: first k test questions per subject")
         ->capture_default_str();
+    cmd->add_option("--rtd-datastore", f->ms.rtd_datastore, "rtd/mh-rtd: datastore file per task ({task} = the task name; headsweep datastore build)")
+        ->capture_default_str();
+    cmd->add_option("--rtd-k", f->ms.rtd_k, "rtd: neighbours k")->capture_default_str();
+    cmd->add_option("--rtd-T", f->ms.rtd_T, "rtd: temperature T (0: the datastore's tuned T)")->capture_default_str();
+    cmd->add_option("--rtd-lambda", f->ms.rtd_lambda, "rtd: lambda in lambda*r + (1-lambda)*p_LM (1: r alone)")
+        ->capture_default_str();
+    cmd->add_option("--rtd-index", f->ms.rtd_index, "rtd: flat (exact, faiss) | naive | hnsw | ivf")->capture_default_str();
+    cmd->add_option("--icl-shots", f->icl_shots, "choice tasks: solved train prompts before the question (the icl method)")
+        ->capture_default_str();
+    cmd->add_option("--user-train", f->user_train, "task user: training JSONL ({query, choices, gold}) for its datastore");
+    cmd->add_option("--user-test", f->user_test, "task user: test JSONL ({query, choices, gold})");
     cmd->add_option("-o,--output", f->output, "output HDF5 file")->capture_default_str();
     cmd->add_flag("--resume", f->resume, "continue an existing output file (settings must match)");
     cmd->add_flag("--overwrite", f->overwrite, "replace an existing output file");
@@ -159,6 +184,10 @@ void add_eval_command(CLI::App& app) {
         job.task_options.max_prompt_tokens = f->max_prompt_tokens;
         job.task_options.mmlu_shots = f->mmlu_shots;
         job.task_options.mmlu_per_subject = f->mmlu_per_subject;
+        check(f->icl_shots >= 0, "command line: --icl-shots must be >= 0");
+        job.task_options.choice_shots = f->icl_shots;
+        job.task_options.user_train = f->user_train;
+        job.task_options.user_test = f->user_test;
         job.output = f->output;
         job.resume = f->resume;
         job.overwrite = f->overwrite;

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     hs::cli::add_export_command(app);
     hs::cli::add_rank_heads_command(app);
     hs::cli::add_eval_command(app);
+    hs::cli::add_datastore_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "engine/engine.hpp"
+#include "eval/method_rtd.hpp"
 #include "model/model.hpp"
 #include "pear/fold.hpp"
 #include "pear/train.hpp"
@@ -177,6 +178,10 @@ public:
         right_->prepare(*inner_);
     }
     Answer answer(const Example& ex, EvalContext&) override { return right_->answer(ex, *inner_); }
+    void check_examples(const std::vector<Example>& examples, EvalContext& ctx) override {
+        left_->check_examples(examples, ctx);
+        if (inner_) right_->check_examples(examples, *inner_);
+    }
     const Model* composable_model() const override { return right_->composable_model(); }
 
 private:
@@ -191,6 +196,12 @@ const std::vector<MethodInfo>& method_registry() {
         {"vanilla", "the model as it is", [](const MethodSettings&) { return std::make_unique<Vanilla>(); }},
         {"pear", "PEAR: heads re-weighted by tau (--pear-heads, --pear-mode fold|runtime, --pear-name)",
          [](const MethodSettings& s) { return std::make_unique<Pear>(s); }},
+        {"rtd", "RTD: k-NN over a datastore of the model's own final hidden states (--rtd-datastore, --rtd-k, --rtd-T, --rtd-lambda)",
+         [](const MethodSettings& s) { return make_rtd_method(s, false); }},
+        {"mh-rtd", "multi-head RTD: the hidden state split into the model's n_head slices, each searched with T/n_head",
+         [](const MethodSettings& s) { return make_rtd_method(s, true); }},
+        {"icl", "k-shot in-context learning on the choice tasks (--icl-shots solved train prompts before the question)",
+         [](const MethodSettings& s) { return make_icl_method(s); }},
     };
     return methods;
 }

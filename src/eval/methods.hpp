@@ -58,6 +58,9 @@ public:
     virtual std::string config() const = 0;
     virtual void prepare(EvalContext& ctx) = 0;
     virtual Answer answer(const Example& ex, EvalContext& ctx) = 0;
+    // Once per model after prepare(), with every example of the run, before any answer: load per-task state (RTD's
+    // datastores) and refuse bad input before any work. Default: nothing.
+    virtual void check_examples(const std::vector<Example>& examples, EvalContext& ctx) {}
     // After prepare(): the model this method answers with, for "this+other" compositions; nullptr: it cannot be
     // composed on the left of '+'.
     virtual const Model* composable_model() const { return nullptr; }
@@ -76,6 +79,12 @@ struct MethodSettings {
     std::string pear_train;              // or: the heads and tau of a `headsweep train` output file
     std::string pear_mode = "fold";      // fold: tau folded into a copy of W_O; runtime: engine head_scale
     std::string pear_name = "pear";      // the record's method name (e.g. pear-placeholder)
+    // RTD (eval/method_rtd.cpp; shared/docs/methods.md §3)
+    std::string rtd_datastore = "results/rtd/ds/{task}.h5";  // datastore path; {task} = the example's task
+    int32_t rtd_k = 32;                  // neighbours
+    double rtd_T = 0;                    // temperature; 0: the datastore's tuned T (headsweep datastore tune)
+    double rtd_lambda = 1;               // lambda * r + (1 - lambda) * p_LM over the label tokens
+    std::string rtd_index = "flat";      // flat | naive | hnsw | ivf (rtd/search.hpp)
 };
 
 struct HeadTau {

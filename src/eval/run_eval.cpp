@@ -31,6 +31,9 @@ std::string EvalJob::settings_string() const {
     os << "limit=" << o.limit << " max_new_tokens_cap=" << o.max_new_tokens_cap
        << " max_prompt_tokens=" << o.max_prompt_tokens << " mmlu_shots=" << o.mmlu_shots
        << " mmlu_per_subject=" << o.mmlu_per_subject << " mdqa10_extra=" << o.mdqa10_extra;
+    // RTD's choice-task options, only when set (files written before them resume unchanged)
+    if (o.choice_shots > 0) os << " choice_shots=" << o.choice_shots;
+    if (!o.user_train.empty() || !o.user_test.empty()) os << " user_train=" << o.user_train << " user_test=" << o.user_test;
     return os.str();
 }
 
@@ -161,6 +164,8 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
                 plan.methods.push_back(make_method(m, job.method_settings));
                 if (!root || coordinator_works || W == 1) plan.methods.back()->prepare(*ctx);
             }
+            if (!root || coordinator_works || W == 1)
+                for (const auto& m : plan.methods) m->check_examples(plan.examples, *ctx);
             std::set<std::string> names;
             for (const auto& m : plan.methods)
                 check(names.insert(m->name()).second, "eval: two methods are named ", m->name());

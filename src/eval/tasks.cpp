@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "eval/tasks_choice.hpp"
 #include "eval/text.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
@@ -330,7 +331,12 @@ const std::vector<TaskSpec>& task_registry() {
         {"longbench-hotpotqa", "LongBench hotpotqa items of MiniLongBench (13; LongBench prompt, 32 new tokens)", {-1}},
         {"mmlu", "MMLU fixed subset (first k test questions per subject), 5-shot, next-token logits of A/B/C/D", {-1}},
     };
-    return tasks;
+    static const std::vector<TaskSpec> all = [] {
+        std::vector<TaskSpec> v = tasks;
+        for (const TaskSpec& t : choice_task_specs()) v.push_back(t);  // RTD's tasks (eval/tasks_choice.cpp)
+        return v;
+    }();
+    return all;
 }
 
 const TaskSpec& find_task(const std::string& name) {
@@ -339,7 +345,7 @@ const TaskSpec& find_task(const std::string& name) {
         if (t.name == name) return t;
         known += (known.empty() ? "" : ", ") + t.name;
     }
-    fail("unknown task \"", name, "\" (known: ", known, "; groups: mdqa, kv, nq, longbench, all)");
+    fail("unknown task \"", name, "\" (known: ", known, "; groups: mdqa, kv, nq, longbench, rtd, all)");
 }
 
 std::vector<std::string> expand_task_names(const std::vector<std::string>& names) {
@@ -348,8 +354,12 @@ std::vector<std::string> expand_task_names(const std::vector<std::string>& names
         if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
     };
     for (const std::string& n : names) {
-        if (n == "all") {
-            for (const TaskSpec& t : task_registry()) add(t.name);
+        if (n == "all") {  // the retrieval/QA tasks; RTD's choice tasks are the group "rtd"
+            for (const TaskSpec& t : task_registry())
+                if (!is_choice_task(t.name)) add(t.name);
+        } else if (n == "rtd") {
+            for (const TaskSpec& t : choice_task_specs())
+                if (t.name != "user") add(t.name);
         } else if (n == "mdqa" || n == "kv" || n == "longbench" || n == "nq") {
             for (const TaskSpec& t : task_registry())
                 if (t.name.rfind(n + "-", 0) == 0) add(t.name);
@@ -366,6 +376,7 @@ std::vector<Example> build_task(const std::string& name, const Tokenizer& tok, c
     if (name == "nq-closedbook" || name == "nq-oracle") return build_nq_single(name, tok, o);
     if (name == "kv-75" || name == "kv-140") return build_kv(name, tok, o);
     if (name == "mmlu") return build_mmlu(tok, o);
+    if (is_choice_task(name)) return build_choice_task(name, tok, o);
     for (const LongBenchTask& t : kLongBench)
         if (name == t.name) return build_longbench(t, tok, o);
     fail("task ", name, " has no builder");

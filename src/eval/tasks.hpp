@@ -67,6 +67,9 @@ struct TaskBuildOptions {
     int32_t mmlu_shots = 5;               // 0..5 examples from mmlu/dev of the same subject
     int32_t mmlu_per_subject = 5;         // the fixed subset: the first k test questions of every subject
     int32_t mdqa10_extra = 7;             // mdqa-10docs: gold passages of other questions added as distractors
+    // RTD's choice tasks (eval/tasks_choice.hpp)
+    int32_t choice_shots = 0;             // > 0: Example::context holds this many solved train prompts (icl method)
+    std::string user_train, user_test;    // task "user": llm-foundry {query, choices, gold} JSONL files
 };
 
 const std::vector<TaskSpec>& task_registry();
