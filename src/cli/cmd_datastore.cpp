@@ -45,36 +45,6 @@ struct BuildFlags {
     bool resume = false, overwrite = false, quiet = false, mpi = false, no_rotations = false;
 };
 
-// The build plan: items in file order, each with its rotations (multiple choice), whole items up to the cap.
-std::vector<rtd::BuildEntry> make_plan(const eval::ChoiceData& data, const Tokenizer& tok, int64_t cap,
-                                       int64_t max_tokens, bool rotations, rtd::DatastoreInfo& info) {
-    std::vector<rtd::BuildEntry> plan;
-    for (size_t i = 0; i < data.items.size(); ++i) {
-        const eval::ChoiceItem& it = data.items[i];
-        const int32_t R = data.multiple_choice && rotations ? int32_t(it.options.size()) : 1;
-        if (int64_t(plan.size()) + R > cap) break;
-        std::vector<rtd::BuildEntry> entries;
-        bool too_long = false;
-        for (int32_t r = 0; r < R; ++r) {
-            rtd::BuildEntry e;
-            e.item = int32_t(i);
-            const std::string text = eval::render_choice_prompt(data, it, r, &e.label);
-            e.ids = tok.encode(text, false, tok.add_bos());
-            too_long |= int64_t(e.ids.size()) > max_tokens;
-            entries.push_back(std::move(e));
-        }
-        if (too_long) {
-            ++info.items_skipped;
-            continue;
-        }
-        ++info.items_used;
-        for (auto& e : entries) plan.push_back(std::move(e));
-    }
-    info.items_skipped += data.skipped;
-    info.planned = int64_t(plan.size());
-    return plan;
-}
-
 void run_build(const BuildFlags& f, const boost::mpi::communicator* comm) {
     const bool root = !comm || comm->rank() == 0;
     eval::TaskBuildOptions to;
@@ -105,24 +75,18 @@ void run_build(const BuildFlags& f, const boost::mpi::communicator* comm) {
         model_spec = spec + "|" + left->config();  // as eval's a+b composition names it
     }
 
-    rtd::DatastoreInfo info;
-    info.task = f.task;
-    info.sources = data.sources;
-    info.prompt_template = eval::choice_prompt_template(data);
+    const int64_t max_tokens = f.max_prompt_tokens > 0 ? f.max_prompt_tokens : model->config.n_ctx;
+    eval::ChoiceDatastorePlan cp = eval::plan_choice_datastore(data, base.tokenizer, f.cap, max_tokens, !f.no_rotations);
+    rtd::DatastoreInfo& info = cp.info;
+    const std::vector<rtd::BuildEntry>& plan = cp.entries;
     info.model_spec = model_spec;
     info.model_sha256 = eval::datastore_model_identity(model_spec);
     info.d = model->config.d_model;
     info.n_head = model->config.n_head;   // MH-RTD's partition: d_model / n_head (Gemma 3: q_dim != d_model)
     check(info.d % info.n_head == 0, "datastore build: d_model = ", info.d, " is not divisible by n_head = ", info.n_head);
     info.head_dim = info.d / info.n_head;
-    info.n_labels = int32_t(data.label_names.size());
-    info.label_names = data.label_names;
-    info.cap = f.cap;
-    info.rotations = data.multiple_choice && !f.no_rotations;
-    const int64_t max_tokens = f.max_prompt_tokens > 0 ? f.max_prompt_tokens : model->config.n_ctx;
     info.build_settings = "key=final_norm_hidden_last_token max_prompt_tokens=" + std::to_string(max_tokens) +
                           " limit_items=" + std::to_string(f.limit_items) + " bos=" + (base.tokenizer.add_bos() ? "1" : "0");
-    const std::vector<rtd::BuildEntry> plan = make_plan(data, base.tokenizer, f.cap, max_tokens, info.rotations, info);
     check(!plan.empty(), "datastore build: task ", f.task, " gives no entries");
 
     const std::string path = eval::datastore_path(f.output, f.task);

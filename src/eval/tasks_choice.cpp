@@ -383,4 +383,40 @@ std::vector<Example> build_choice_task(const std::string& name, const Tokenizer&
     return out;
 }
 
+ChoiceDatastorePlan plan_choice_datastore(const ChoiceData& data, const Tokenizer& tok, int64_t cap,
+                                          int64_t max_tokens, bool rotations) {
+    ChoiceDatastorePlan p;
+    rtd::DatastoreInfo& info = p.info;
+    info.task = data.task;
+    info.sources = data.sources;
+    info.prompt_template = choice_prompt_template(data);
+    info.n_labels = int32_t(data.label_names.size());
+    info.label_names = data.label_names;
+    info.cap = cap;
+    info.rotations = data.multiple_choice && rotations;
+    for (size_t i = 0; i < data.items.size(); ++i) {
+        const ChoiceItem& it = data.items[i];
+        const int32_t R = info.rotations ? int32_t(it.options.size()) : 1;
+        if (int64_t(p.entries.size()) + R > cap) break;
+        std::vector<rtd::BuildEntry> entries;
+        bool too_long = false;
+        for (int32_t r = 0; r < R; ++r) {
+            rtd::BuildEntry e;
+            e.item = int32_t(i);
+            e.ids = tok.encode(render_choice_prompt(data, it, r, &e.label), false, tok.add_bos());
+            too_long |= int64_t(e.ids.size()) > max_tokens;
+            entries.push_back(std::move(e));
+        }
+        if (too_long) {
+            ++info.items_skipped;
+            continue;
+        }
+        ++info.items_used;
+        for (auto& e : entries) p.entries.push_back(std::move(e));
+    }
+    info.items_skipped += data.skipped;
+    info.planned = int64_t(p.entries.size());
+    return p;
+}
+
 }  // namespace hs::eval

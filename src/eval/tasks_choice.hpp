@@ -25,6 +25,8 @@
 #include <vector>
 
 #include "eval/tasks.hpp"
+#include "rtd/builder.hpp"
+#include "rtd/datastore.hpp"
 
 namespace hs::eval {
 
@@ -62,5 +64,15 @@ std::vector<int32_t> choice_label_ids(const ChoiceData& data, const Tokenizer& t
 // options.choice_shots > 0, Example::context holds that many solved training prompts (a fixed shuffle of the train
 // split, seed 0) for the `icl` method.
 std::vector<Example> build_choice_task(const std::string& name, const Tokenizer& tok, const TaskBuildOptions& options);
+
+// The datastore build plan of a task's train split: items in file order, each with its rotations (multiple
+// choice, unless !rotations), whole items up to the cap; items whose prompt exceeds max_tokens are skipped and
+// counted. info gets everything but the model fields (model_spec, model_sha256, d, n_head, head_dim).
+struct ChoiceDatastorePlan {
+    rtd::DatastoreInfo info;
+    std::vector<rtd::BuildEntry> entries;
+};
+ChoiceDatastorePlan plan_choice_datastore(const ChoiceData& train, const Tokenizer& tok, int64_t cap,
+                                          int64_t max_tokens, bool rotations);
 
 }  // namespace hs::eval

@@ -1,0 +1,428 @@
+// RTD (issue 13): the k-NN search against plain loops (random data, ties, bad k), the label distribution and the
+// fusion by hand, the MH-RTD split, shard merging, the option rotations, the datastore file (round trip and every
+// bad input, each message naming the file), the builder on random:tiny (resume = uninterrupted), and `rtd` /
+// `mh-rtd` / `icl` end to end in the evaluation on a tiny user dataset.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "engine/engine.hpp"
+#include "eval/method_rtd.hpp"
+#include "eval/records.hpp"
+#include "eval/run_eval.hpp"
+#include "eval/tasks_choice.hpp"
+#include "io/h5.hpp"
+#include "model/model.hpp"
+#include "rtd/builder.hpp"
+#include "rtd/datastore.hpp"
+#include "rtd/search.hpp"
+#include "tokenizer/tokenizer.hpp"
+#include "util/error.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using namespace hs;
+using Catch::Contains;
+
+namespace {
+
+std::vector<float> random_keys(int64_t n, int32_t d, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> v(size_t(n) * size_t(d));
+    for (float& x : v) x = g(rng);
+    return v;
+}
+
+rtd::Datastore small_store(int64_t n, int32_t d, int32_t n_head, int32_t n_labels, uint64_t seed) {
+    rtd::Datastore ds;
+    ds.info.task = "unit";
+    ds.info.sources = "none";
+    ds.info.prompt_template = "{question}";
+    ds.info.model_spec = "random:tiny";
+    ds.info.model_sha256 = "abc123";
+    ds.info.d = d;
+    ds.info.n_head = n_head;
+    ds.info.head_dim = d / n_head;
+    ds.info.n_labels = n_labels;
+    for (int32_t y = 0; y < n_labels; ++y) ds.info.label_names.push_back(std::string(1, char('A' + y)));
+    ds.info.planned = n;
+    ds.keys = random_keys(n, d, seed);
+    for (int64_t i = 0; i < n; ++i) {
+        ds.labels.push_back(int32_t(i % n_labels));
+        ds.items.push_back(int32_t(i / n_labels));
+    }
+    return ds;
+}
+
+}  // namespace
+
+TEST_CASE("rtd search: faiss flat equals the naive exact search on random data", "[rtd]") {
+    const int64_t n = 500, nq = 7, k = 32;
+    const int32_t d = 24;
+    const std::vector<float> keys = random_keys(n, d, 1), q = random_keys(nq, d, 2);
+    rtd::KnnIndex flat(rtd::IndexKind::FLAT, d);
+    flat.add(keys.data(), n);
+    const rtd::Neighbours a = flat.search(q.data(), nq, k);
+    const rtd::Neighbours b = rtd::naive_search(keys.data(), n, d, q.data(), nq, k);
+    REQUIRE(a.ids.size() == size_t(nq * k));
+    CHECK(a.ids == b.ids);
+    for (size_t i = 0; i < a.dist.size(); ++i) CHECK(a.dist[i] == Approx(b.dist[i]).epsilon(1e-5));
+    // squared L2, not L2: one hand-checked distance
+    double s = 0;
+    for (int32_t c = 0; c < d; ++c) s += double(q[size_t(c)] - keys[size_t(b.ids[0] * d + c)]) * (q[size_t(c)] - keys[size_t(b.ids[0] * d + c)]);
+    CHECK(a.dist[0] == Approx(s).epsilon(1e-5));
+    // ascending
+    for (int64_t j = 1; j < k; ++j) CHECK(a.dist[size_t(j)] >= a.dist[size_t(j - 1)]);
+}
+
+TEST_CASE("rtd search: ties are ordered by id; k larger than the datastore and k < 1 are errors", "[rtd]") {
+    const int32_t d = 4;
+    // Entries 0..5: three pairs of identical keys.
+    std::vector<float> keys = {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0};
+    const std::vector<float> q = {0, 0, 0, 0};
+    for (rtd::IndexKind kind : {rtd::IndexKind::FLAT, rtd::IndexKind::NAIVE}) {
+        rtd::KnnIndex idx(kind, d);
+        idx.add(keys.data(), 6);
+        const rtd::Neighbours nb = idx.search(q.data(), 1, 4);  // the boundary falls between tie groups
+        CHECK(nb.ids == std::vector<int64_t>{0, 1, 2, 3});
+        CHECK(nb.dist == std::vector<float>{0, 0, 1, 1});
+        CHECK_THROWS_WITH(idx.search(q.data(), 1, 7, "store.h5"), Contains("store.h5") && Contains("k = 7 is larger than the datastore (6 entries)"));
+        CHECK_THROWS_WITH(idx.search(q.data(), 1, 0), Contains("k = 0"));
+    }
+    rtd::KnnIndex empty(rtd::IndexKind::FLAT, d);
+    CHECK_THROWS_WITH(empty.search(q.data(), 1, 1, "e.h5"), Contains("empty"));
+}
+
+TEST_CASE("rtd search: hnsw and ivf recall against exact", "[rtd]") {
+    const int64_t n = 3000, nq = 50, k = 10;
+    const int32_t d = 16;
+    const std::vector<float> keys = random_keys(n, d, 3), q = random_keys(nq, d, 4);
+    rtd::KnnIndex flat(rtd::IndexKind::FLAT, d);
+    flat.add(keys.data(), n);
+    const rtd::Neighbours exact = flat.search(q.data(), nq, k);
+    CHECK(rtd::recall_at_k(exact, exact) == 1.0);
+    rtd::IndexOptions o;
+    o.nprobe = 16;
+    for (rtd::IndexKind kind : {rtd::IndexKind::HNSW, rtd::IndexKind::IVF}) {
+        rtd::KnnIndex a(kind, d, o);
+        a.add(keys.data(), n);
+        const double r = rtd::recall_at_k(a.search(q.data(), nq, k), exact);
+        INFO(rtd::index_kind_name(kind) << " recall " << r);
+        CHECK(r >= 0.9);
+    }
+}
+
+TEST_CASE("rtd distribution: softmax(-d/T) by label, fusion and argmax by hand", "[rtd]") {
+    const std::vector<float> dist = {0, 1, 2};
+    const std::vector<int64_t> ids = {0, 1, 2};
+    const std::vector<int32_t> labels = {0, 1, 0};
+    const double S = 1 + std::exp(-1.0) + std::exp(-2.0);
+    const std::vector<double> r = rtd::label_distribution(dist.data(), ids.data(), 3, labels.data(), 2, 1.0);
+    CHECK(r[0] == Approx((1 + std::exp(-2.0)) / S));
+    CHECK(r[1] == Approx(std::exp(-1.0) / S));
+    // T = 2 halves the exponents; shifting all distances changes nothing
+    const std::vector<float> shifted = {100, 101, 102};
+    const std::vector<double> r2 = rtd::label_distribution(shifted.data(), ids.data(), 3, labels.data(), 2, 2.0);
+    const double S2 = 1 + std::exp(-0.5) + std::exp(-1.0);
+    CHECK(r2[1] == Approx(std::exp(-0.5) / S2));
+    CHECK_THROWS_WITH(rtd::label_distribution(dist.data(), ids.data(), 3, labels.data(), 2, 0.0), Contains("T = 0"));
+    const std::vector<double> p = rtd::softmax({0.0, std::log(3.0)});
+    CHECK(p[0] == Approx(0.25));
+    CHECK(p[1] == Approx(0.75));
+    const std::vector<double> f = rtd::fuse({1.0, 0.0}, p, 0.3);
+    CHECK(f[0] == Approx(0.3 + 0.7 * 0.25));
+    CHECK(rtd::argmax(rtd::fuse({1.0, 0.0}, p, 1.0)) == 0);
+    CHECK(rtd::argmax(rtd::fuse({1.0, 0.0}, p, 0.0)) == 1);
+    CHECK(rtd::argmax({0.5, 0.5}) == 0);
+    CHECK_THROWS(rtd::fuse({1.0}, p, 0.5));
+    CHECK_THROWS(rtd::fuse({1.0, 0.0}, p, 1.5));
+}
+
+TEST_CASE("rtd multi-head: slices of d/n_head, T/n_head per head, distributions averaged", "[rtd]") {
+    const int64_t n = 200;
+    const int32_t d = 48, H = 4, L = 3;  // tiny-gemma3's shape: d_model 48, 4 heads (q_dim 64 is not used)
+    const rtd::Datastore ds = small_store(n, d, H, L, 5);
+    const std::vector<float> q = random_keys(1, d, 6);
+    const std::vector<float> s2 = rtd::head_slice(ds.keys.data(), n, d, H, 2);
+    REQUIRE(s2.size() == size_t(n * 12));
+    CHECK(s2[12] == ds.keys[size_t(d + 24)]);  // entry 1, dim 0 of head 2 = column 24
+    const rtd::RtdIndex index(ds.keys.data(), ds.labels.data(), n, d, L, H, true, true);
+    const double T = 3.0;
+    const int64_t k = 8;
+    std::vector<double> want(L, 0.0);
+    for (int32_t h = 0; h < H; ++h) {
+        const std::vector<float> kh = rtd::head_slice(ds.keys.data(), n, d, H, h), qh = rtd::head_slice(q.data(), 1, d, H, h);
+        const rtd::Neighbours nb = rtd::naive_search(kh.data(), n, d / H, qh.data(), 1, k);
+        const auto rh = rtd::label_distribution(nb.dist.data(), nb.ids.data(), k, ds.labels.data(), L, T / H);
+        for (int32_t y = 0; y < L; ++y) want[size_t(y)] += rh[size_t(y)] / H;
+    }
+    const std::vector<double> got = index.mh_rtd(q.data(), k, T);
+    for (int32_t y = 0; y < L; ++y) CHECK(got[size_t(y)] == Approx(want[size_t(y)]));
+    const rtd::Neighbours full = rtd::naive_search(ds.keys.data(), n, d, q.data(), 1, k);
+    const auto r1 = rtd::label_distribution(full.dist.data(), full.ids.data(), k, ds.labels.data(), L, T);
+    const auto g1 = index.rtd(q.data(), k, T);
+    for (int32_t y = 0; y < L; ++y) CHECK(g1[size_t(y)] == Approx(r1[size_t(y)]));
+    CHECK_THROWS_WITH(rtd::RtdIndex(ds.keys.data(), ds.labels.data(), n, d, L, 5, false, true), Contains("n_head = 5"));
+}
+
+TEST_CASE("rtd shards: merging per-shard top-k equals the unsharded top-k", "[rtd]") {
+    const int64_t n = 1000, nq = 5, k = 16;
+    const int32_t d = 8;
+    const std::vector<float> keys = random_keys(n, d, 7), q = random_keys(nq, d, 8);
+    rtd::KnnIndex all(rtd::IndexKind::FLAT, d);
+    all.add(keys.data(), n);
+    const rtd::Neighbours want = all.search(q.data(), nq, k);
+    for (int shards : {2, 3, 7}) {
+        std::vector<rtd::Neighbours> parts;
+        for (int s = 0; s < shards; ++s) {
+            const int64_t b = n * s / shards, e = n * (s + 1) / shards;
+            rtd::KnnIndex idx(rtd::IndexKind::FLAT, d);
+            idx.add(keys.data() + b * d, e - b);
+            rtd::Neighbours p = idx.search(q.data(), nq, std::min<int64_t>(k, e - b));
+            for (int64_t& id : p.ids) id += b;
+            parts.push_back(std::move(p));
+        }
+        const rtd::Neighbours got = rtd::merge_topk(parts, k);
+        CHECK(got.ids == want.ids);
+        CHECK(got.dist == want.dist);
+    }
+}
+
+TEST_CASE("rtd prompts: one entry per rotation, the value is the rotated gold index", "[rtd]") {
+    eval::ChoiceData d;
+    d.task = "user";
+    d.multiple_choice = true;
+    d.label_names = {"A", "B", "C", "D"};
+    d.label_tokens = d.label_names;
+    const eval::ChoiceItem it{"q1", "Which is red?", {"sky", "grass", "blood", "snow"}, 2};
+    for (int32_t r = 0; r < 4; ++r) {
+        int32_t y = -1;
+        const std::string p = eval::render_choice_prompt(d, it, r, &y);
+        CHECK(y == ((2 - r) % 4 + 4) % 4);
+        // the option shown at the label's letter is the gold text
+        CHECK(p.find(std::string(1, char('A' + y)) + ". blood\n") != std::string::npos);
+        CHECK(p.rfind("Choose the best answer of the question. Output A, B, C, etc.\nQuestion: Which is red?\nOptions: \n", 0) == 0);
+        CHECK(p.ends_with("\nThe answer is: "));
+    }
+    int32_t y = -1;
+    CHECK(eval::render_choice_prompt(d, it, 0, &y) ==
+          "Choose the best answer of the question. Output A, B, C, etc.\nQuestion: Which is red?\nOptions: \nA. sky\nB. "
+          "grass\nC. blood\nD. snow\nThe answer is: ");
+    const Tokenizer tok = Tokenizer::byte_level(300);
+    d.items = {it, {"q2", "Two?", {"a", "b", "c"}, 0}};
+    CHECK_THROWS_WITH(eval::plan_choice_datastore(d, tok, 100, 1000, true), Contains("3 choices, the task has 4 labels"));
+    d.items = {it, it, it};
+    const eval::ChoiceDatastorePlan p = eval::plan_choice_datastore(d, tok, 10, 1000, true);
+    CHECK(p.entries.size() == 8);  // the cap keeps whole items: 2 of 3
+    CHECK(p.info.items_used == 2);
+    CHECK(p.entries[5].label == 1);
+    CHECK(p.entries[5].item == 1);
+    CHECK(eval::plan_choice_datastore(d, tok, 100, 1000, false).entries.size() == 3);
+    CHECK(eval::plan_choice_datastore(d, tok, 100, 20, true).info.items_skipped == 3);  // prompts too long
+}
+
+TEST_CASE("rtd datastore file: round trip, tuned T, and every bad input names the file", "[rtd]") {
+    TempDir dir("rtd");
+    const rtd::Datastore ds = small_store(40, 16, 4, 4, 9);
+    const std::string path = dir.file("ds.h5");
+    rtd::write_datastore(path, ds);
+    const rtd::Datastore back = rtd::read_datastore(path);
+    CHECK(back.keys == ds.keys);
+    CHECK(back.labels == ds.labels);
+    CHECK(back.items == ds.items);
+    CHECK(back.info.label_names == ds.info.label_names);
+    CHECK(back.info.model_sha256 == "abc123");
+    CHECK(back.info.tuned_T == 0);
+    rtd::write_tuned(path, 12.5, 3.25, "grid");
+    CHECK(rtd::read_datastore_info(path).tuned_T == 12.5);
+    CHECK(rtd::read_datastore_info(path).tuned_T_mh == 3.25);
+    CHECK_THROWS_WITH(rtd::write_datastore(path, ds), Contains("ds.h5"));  // exists
+
+    // another model: sha256 or dimension differs; choices count differs
+    CHECK_NOTHROW(rtd::check_compatible(back, path, "abc123", 16, 4, "task t"));
+    CHECK_THROWS_WITH(rtd::check_compatible(back, path, "ffff", 16, 4, "task t"), Contains(path) && Contains("another model"));
+    CHECK_THROWS_WITH(rtd::check_compatible(back, path, "abc123", 32, 4, "task t"), Contains(path) && Contains("dimension 16"));
+    CHECK_THROWS_WITH(rtd::check_compatible(back, path, "abc123", 16, 3, "task t"),
+                      Contains(path) && Contains("3 choices but the datastore has 4 labels"));
+
+    // empty datastore
+    rtd::Datastore empty = small_store(0, 16, 4, 4, 9);
+    const std::string epath = dir.file("empty.h5");
+    rtd::write_datastore(epath, empty);
+    CHECK_THROWS_WITH(rtd::read_datastore(epath), Contains(epath) && Contains("empty datastore"));
+
+    // labels out of range: the writer refuses them; a file edited afterwards is refused on reading
+    rtd::Datastore badl = ds;
+    badl.labels[3] = 7;
+    CHECK_THROWS_WITH(rtd::write_datastore(dir.file("badl.h5"), badl), Contains("label 7 out of range"));
+    const std::string lpath = dir.file("labels.h5");
+    rtd::write_datastore(lpath, ds);
+    {
+        h5::File f = h5::File::open(lpath, h5::Mode::read_write);
+        std::vector<int32_t> l = ds.labels;
+        l[5] = -1;
+        f.open_dataset("labels").write(l);
+        f.close();
+    }
+    CHECK_THROWS_WITH(rtd::read_datastore(lpath), Contains(lpath) && Contains("label -1 of entry 5 is out of range"));
+
+    // corrupt, truncated, zero bytes, missing, not a datastore
+    const std::string cpath = dir.write("corrupt.h5", std::string(4096, 'x'));
+    CHECK_THROWS_WITH(rtd::read_datastore(cpath), Contains(cpath) && Contains("corrupt or truncated"));
+    const std::string tpath = dir.file("trunc.h5");
+    {
+        std::ifstream in(path, std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::ofstream(tpath, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    }
+    CHECK_THROWS_WITH(rtd::read_datastore(tpath), Contains(tpath));
+    const std::string zpath = dir.write("zero.h5", "");
+    CHECK_THROWS_WITH(rtd::read_datastore(zpath), Contains(zpath) && Contains("empty file"));
+    CHECK_THROWS_WITH(rtd::read_datastore(dir.file("none.h5")), Contains("none.h5") && Contains("no such file"));
+    const std::string other = dir.file("other.h5");
+    h5::File::create(other).close();
+    CHECK_THROWS_WITH(rtd::read_datastore(other), Contains(other) && Contains("not an RTD datastore"));
+
+    // a partial build is refused until resumed
+    const std::string ppath = dir.file("partial.h5");
+    {
+        rtd::DatastoreWriter w(ppath, ds.info, false, false);
+        w.append(ds.keys.data(), ds.labels.data(), ds.items.data(), 10);
+    }
+    CHECK_THROWS_WITH(rtd::read_datastore(ppath), Contains(ppath) && Contains("incomplete build (10 of 40"));
+    rtd::DatastoreInfo changed = ds.info;
+    changed.cap = 7;
+    CHECK_THROWS_WITH(rtd::DatastoreWriter(ppath, changed, true, false), Contains("cannot resume") && Contains("cap"));
+}
+
+TEST_CASE("rtd builder: keys are the final hidden state; an interrupted, resumed build equals an uninterrupted one", "[rtd]") {
+    TempDir dir("rtd_build");
+    const Model model = open_model("random:tiny");
+    auto backend = make_backend(Device::CPU, 1);
+    Engine engine(model, *backend);
+    const std::vector<int32_t> ids = model.tokenizer.encode("Question: x?\nThe answer is: ", false, false);
+    const std::vector<float> key = rtd::embed_prompt(engine, ids);
+    ForwardHooks h;
+    h.final_hidden = true;
+    const ForwardResult r = engine.forward(ids, 1, int64_t(ids.size()), h);
+    CHECK(key == r.final_hidden);  // hidden_only gives the same state as a forward with logits
+    CHECK(key.size() == size_t(model.config.d_model));
+
+    std::vector<rtd::BuildEntry> plan;
+    for (int32_t i = 0; i < 9; ++i)
+        plan.push_back({i / 3, i % 3, model.tokenizer.encode("prompt number " + std::to_string(i), false, false)});
+    rtd::DatastoreInfo info;
+    info.task = "unit";
+    info.model_spec = "random:tiny";
+    info.model_sha256 = eval::datastore_model_identity("random:tiny");
+    info.d = model.config.d_model;
+    info.n_head = model.config.n_head;
+    info.head_dim = info.d / info.n_head;
+    info.n_labels = 3;
+    info.label_names = {"A", "B", "C"};
+    info.planned = 9;
+    rtd::BuildOptions o;
+    o.progress = false;
+    o.flush_every = 2;
+    rtd::build_datastore(engine, plan, info, dir.file("full.h5"), o);
+    o.max_entries = 4;
+    rtd::build_datastore(engine, plan, info, dir.file("cut.h5"), o);
+    CHECK_THROWS_WITH(rtd::read_datastore(dir.file("cut.h5")), Contains("incomplete"));
+    o.max_entries = -1;
+    o.resume = true;
+    const rtd::BuildStats st = rtd::build_datastore(engine, plan, info, dir.file("cut.h5"), o);
+    CHECK(st.already == 4);
+    CHECK(st.computed == 5);
+    const rtd::Datastore a = rtd::read_datastore(dir.file("full.h5")), b = rtd::read_datastore(dir.file("cut.h5"));
+    CHECK(a.keys == b.keys);
+    CHECK(a.labels == b.labels);
+    CHECK(a.items == b.items);
+    CHECK(std::equal(key.begin(), key.end(), key.begin()));
+    const std::vector<float> k4 = rtd::embed_prompt(engine, plan[4].ids);
+    CHECK(std::equal(k4.begin(), k4.end(), a.keys.begin() + 4 * info.d));
+}
+
+TEST_CASE("rtd eval: rtd, mh-rtd and icl end to end on a tiny user dataset; bad datastores fail before any answer", "[rtd][eval]") {
+    TempDir dir("rtd_eval");
+    // 6 four-option questions; the test set is the train set, so with a small T the nearest key is the query's own
+    // rotation-0 entry and rtd answers every item correctly.
+    std::string jsonl;
+    const char* qs[] = {"red", "blue", "green", "black", "white", "pink"};
+    for (int i = 0; i < 6; ++i)
+        jsonl += std::string("{\"query\": \"Which colour is ") + qs[i] + "?\", \"choices\": [\"c" + std::to_string(i) +
+                 "a\", \"c" + std::to_string(i) + "b\", \"c" + std::to_string(i) + "c\", \"c" + std::to_string(i) +
+                 "d\"], \"gold\": " + std::to_string(i % 4) + "}\n";
+    const std::string train = dir.write("train.jsonl", jsonl);
+    eval::TaskBuildOptions to;
+    to.data_dir = dir.dir.string();
+    to.user_train = train;
+    to.user_test = train;
+    const Model model = open_model("random:tiny");
+    auto backend = make_backend(Device::CPU, 1);
+    Engine engine(model, *backend);
+    const eval::ChoiceData data = eval::load_choice_data("user", eval::ChoiceSplit::TRAIN, to);
+    eval::ChoiceDatastorePlan plan = eval::plan_choice_datastore(data, model.tokenizer, 20480, 100000, true);
+    CHECK(plan.entries.size() == 24);
+    plan.info.model_spec = "random:tiny";
+    plan.info.model_sha256 = eval::datastore_model_identity("random:tiny");
+    plan.info.d = model.config.d_model;
+    plan.info.n_head = model.config.n_head;
+    plan.info.head_dim = plan.info.d / plan.info.n_head;
+    rtd::BuildOptions bo;
+    bo.progress = false;
+    const std::string ds = dir.file("ds-user.h5");
+    rtd::build_datastore(engine, plan.entries, plan.info, ds, bo);
+    rtd::write_tuned(ds, 1e-3, 1e-3, "test");
+
+    eval::EvalJob job;
+    job.models = {"random:tiny"};
+    job.tasks = {"user"};
+    job.methods = {"vanilla", "rtd", "mh-rtd", "icl"};
+    job.method_settings.rtd_datastore = dir.file("ds-{task}.h5");
+    job.method_settings.rtd_k = 4;
+    job.task_options = to;
+    job.task_options.choice_shots = 2;
+    job.threads = 1;
+    job.progress = false;
+    job.output = dir.file("eval.h5");
+    const eval::EvalOutcome out = eval::run_eval(job, nullptr);
+    CHECK(out.computed == 24);
+    int rtd_right = 0;
+    for (const eval::Record& r : eval::RecordsFile::read(job.output)) {
+        if (r.method == "rtd") {
+            rtd_right += int(r.score);
+            CHECK(r.detail.find("\"r\":[") != std::string::npos);
+            CHECK(r.detail.find("\"p_lm\":[") != std::string::npos);
+        }
+        if (r.method == "icl") CHECK(r.detail.find("icl_tokens") != std::string::npos);
+    }
+    CHECK(rtd_right == 6);
+
+    // Bad input stops the run before any answer, naming the file.
+    eval::EvalJob bad = job;
+    bad.methods = {"rtd"};
+    bad.output = dir.file("bad.h5");
+    bad.method_settings.rtd_k = 25;
+    CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Contains("ds-user.h5") && Contains("k = 25 is larger"));
+    bad.method_settings.rtd_k = 4;
+    bad.overwrite = true;
+    bad.models = {"random:tiny:2"};  // another model (same shape, other weights)
+    CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Contains("ds-user.h5") && Contains("another model"));
+    bad.models = {"random:tiny-mha"};  // another dimension
+    CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Contains("ds-user.h5") && Contains("dimension"));
+    bad.models = {"random:tiny"};
+    bad.method_settings.rtd_datastore = dir.file("missing-{task}.h5");
+    CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Contains("missing-user.h5"));
+    // a test item whose choices differ in number from the datastore's labels
+    std::string three;
+    for (int i = 0; i < 3; ++i) three += "{\"query\": \"q\", \"choices\": [\"a\", \"b\", \"c\"], \"gold\": 1}\n";
+    bad.method_settings.rtd_datastore = job.method_settings.rtd_datastore;
+    bad.task_options.user_test = dir.write("three.jsonl", three);
+    CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Contains("ds-user.h5") && Contains("3 choices but the datastore has 4 labels"));
+    CHECK(eval::RecordsFile::read(bad.output).empty());
+}
