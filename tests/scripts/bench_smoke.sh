@@ -22,4 +22,6 @@ run bench_engine "prefill 32 tok, batch 1" "$PY" bench/bench_engine.py --smoke -
 run bench_fold "decode tok/s" "$PY" bench/bench_fold.py --smoke --headsweep "$BUILD/headsweep" \
     --bench "$BUILD/headsweep_bench_engine"
 run bench_blas_core "fallback / fixed = " "$PY" bench/bench_blas_core.py --smoke --headsweep "$BUILD/headsweep"
+run bench_rtd "ids identical to one rank: True" "$PY" bench/bench_rtd.py --smoke --ours "$BUILD/headsweep_bench_rtd" \
+    --headsweep "$BUILD/headsweep" --data-dir "$ROOT/tests/fixtures/rtd_data"
 echo "bench_smoke.sh: all drivers ran"
