@@ -426,3 +426,54 @@ TEST_CASE("rtd eval: rtd, mh-rtd and icl end to end on a tiny user dataset; bad 
     CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Contains("ds-user.h5") && Contains("3 choices but the datastore has 4 labels"));
     CHECK(eval::RecordsFile::read(bad.output).empty());
 }
+
+TEST_CASE("rtd composition: pear+rtd searches a datastore of PEAR's folded model; the base model's is refused", "[rtd][eval]") {
+    TempDir dir("rtd_pear");
+    std::string jsonl;
+    for (int i = 0; i < 4; ++i)
+        jsonl += "{\"query\": \"item " + std::to_string(i) + "\", \"choices\": [\"x\", \"y\"], \"gold\": " +
+                 std::to_string(i % 2) + "}\n";
+    eval::TaskBuildOptions to;
+    to.data_dir = dir.dir.string();
+    to.user_train = to.user_test = dir.write("t.jsonl", jsonl);
+    const Model base = open_model("random:tiny");
+    auto backend = make_backend(Device::CPU, 1);
+    eval::MethodSettings ms;
+    ms.pear_heads = "0:1=0.5";
+    ms.rtd_datastore = dir.file("{task}.h5");
+    ms.rtd_k = 2;
+    ms.rtd_T = 1.0;
+    // The datastore as `headsweep datastore build --compose pear` makes it.
+    auto pear = eval::make_method("pear", ms);
+    eval::EvalContext ctx(base, "random:tiny", *backend);
+    pear->prepare(ctx);
+    const Model* folded = pear->composable_model();
+    REQUIRE(folded != nullptr);
+    const std::string spec = "random:tiny|" + pear->config();
+    Engine engine(*folded, *backend);
+    const eval::ChoiceData data = eval::load_choice_data("user", eval::ChoiceSplit::TRAIN, to);
+    eval::ChoiceDatastorePlan plan = eval::plan_choice_datastore(data, base.tokenizer, 100, 10000, true);
+    plan.info.model_spec = spec;
+    plan.info.model_sha256 = eval::datastore_model_identity(spec);
+    CHECK(plan.info.model_sha256 != eval::datastore_model_identity("random:tiny"));
+    plan.info.d = base.config.d_model;
+    plan.info.n_head = base.config.n_head;
+    plan.info.head_dim = plan.info.d / plan.info.n_head;
+    rtd::BuildOptions bo;
+    bo.progress = false;
+    rtd::build_datastore(engine, plan.entries, plan.info, dir.file("user.h5"), bo);
+
+    eval::EvalJob job;
+    job.models = {"random:tiny"};
+    job.tasks = {"user"};
+    job.methods = {"pear+rtd"};
+    job.method_settings = ms;
+    job.task_options = to;
+    job.threads = 1;
+    job.progress = false;
+    job.output = dir.file("eval.h5");
+    CHECK(eval::run_eval(job, nullptr).computed == 4);
+    job.methods = {"rtd"};
+    job.output = dir.file("eval2.h5");
+    CHECK_THROWS_WITH(eval::run_eval(job, nullptr), Contains("user.h5") && Contains("another model"));
+}
