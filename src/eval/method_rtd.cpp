@@ -1,5 +1,6 @@
 #include "eval/method_rtd.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -98,7 +99,10 @@ public:
         const std::vector<double> p = rtd::softmax(z);
         const std::vector<double> f = rtd::fuse(r, p, s_.rtd_lambda);
         a.text = ex.choices[rtd::argmax(f)];
-        a.detail = "{\"r\":" + json_array(r) + ",\"p_lm\":" + json_array(p) + ",\"T\":" + fmt(st.T) +
+        const auto g = std::find(ex.choices.begin(), ex.choices.end(), ex.answers.empty() ? "" : ex.answers[0]);
+        const int64_t gold = g == ex.choices.end() ? -1 : int64_t(g - ex.choices.begin());
+        a.detail = "{\"r\":" + json_array(r) + ",\"p_lm\":" + json_array(p) + ",\"gold\":" + std::to_string(gold) +
+                   ",\"T\":" + fmt(st.T) +
                    ",\"k\":" + std::to_string(s_.rtd_k) + ",\"lambda\":" + fmt(s_.rtd_lambda) + "}";
         return a;
     }
