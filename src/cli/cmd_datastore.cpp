@@ -86,7 +86,8 @@ void run_build(const BuildFlags& f, const boost::mpi::communicator* comm) {
     check(info.d % info.n_head == 0, "datastore build: d_model = ", info.d, " is not divisible by n_head = ", info.n_head);
     info.head_dim = info.d / info.n_head;
     info.build_settings = "key=final_norm_hidden_last_token max_prompt_tokens=" + std::to_string(max_tokens) +
-                          " limit_items=" + std::to_string(f.limit_items) + " bos=" + (base.tokenizer.add_bos() ? "1" : "0");
+                          " limit_items=" + std::to_string(f.limit_items) + " bos=" + (base.tokenizer.add_bos() ? "1" : "0") +
+                          (info.rotations ? " shared_prefix_kv=1" : "");
     check(!plan.empty(), "datastore build: task ", f.task, " gives no entries");
 
     const std::string path = eval::datastore_path(f.output, f.task);

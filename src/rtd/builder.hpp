@@ -33,6 +33,8 @@ struct BuildOptions {
     std::string label = "datastore";   // progress label
     int64_t flush_every = 64;          // entries per HDF5 append (a crash loses at most this many)
     int64_t max_entries = -1;          // stop after this many new entries (tests: an interrupted build)
+    bool share_prefix = true;          // embed the entries of one item together (embed_group); the work unit is
+                                       // then an item, and a resume may start inside one
 };
 
 struct BuildStats {
@@ -43,6 +45,13 @@ struct BuildStats {
 
 // The key of one prompt: [d_model].
 std::vector<float> embed_prompt(Engine& engine, const std::vector<int32_t>& ids);
+
+// The keys of several prompts ([n, d_model]) that share a token prefix (the rotations of one question share the
+// instruction and the question): the prefix is run once into a KV cache and each prompt's rest continues it. The
+// same function as embed_prompt up to float rounding (tested); falls back to embed_prompt when the common prefix
+// is shorter than min_prefix tokens.
+std::vector<float> embed_group(Engine& engine, const std::vector<const std::vector<int32_t>*>& prompts,
+                               int64_t min_prefix = 8);
 
 // Builds (or resumes) `path`. comm == nullptr: this process alone; otherwise collective over comm (rank 0
 // writes; every rank must pass the same plan). Returns the stats on rank 0.

@@ -184,6 +184,16 @@ void DatastoreWriter::append(const float* keys, const int32_t* labels, const int
     impl_->file.flush();
 }
 
+void DatastoreWriter::truncate(int64_t n) {
+    check(n >= 0 && n <= written_, bad(path_), "cannot truncate to ", n, " of ", written_, " entries");
+    impl_->keys.resize({uint64_t(n), uint64_t(d_)});
+    impl_->labels.resize({uint64_t(n)});
+    impl_->items.resize({uint64_t(n)});
+    written_ = n;
+    impl_->file.set_attr("n_written", written_);
+    impl_->file.flush();
+}
+
 void DatastoreWriter::finish() {
     impl_->file.set_attr("complete", int32_t(1));
     impl_->file.close();

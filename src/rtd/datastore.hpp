@@ -77,6 +77,7 @@ public:
     int64_t written() const { return written_; }
     // keys [n, d], labels [n], items [n]
     void append(const float* keys, const int32_t* labels, const int32_t* items, int64_t n);
+    void truncate(int64_t n);   // keep the first n entries (n <= written()): a resume restarts at an item's start
     void finish();   // complete = 1, flush, close
 
 private:
