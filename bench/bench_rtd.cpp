@@ -178,6 +178,18 @@ int bench_search(int argc, char** argv) {
     t = now();
     const rtd::Neighbours batch = flat.search(q.data(), nq, o.k);
     const double batch_s = now() - t;
+    rtd::KnnIndex gemm(rtd::IndexKind::BLAS, d);
+    gemm.add(ds.keys.data(), ds.size());
+    t = now();
+    int64_t blas_same = 0;
+    for (int64_t i = 0; i < nq; ++i) {
+        const rtd::Neighbours r = gemm.search(q.data() + i * d, 1, o.k);
+        for (int64_t j = 0; j < o.k; ++j) blas_same += r.ids[size_t(j)] == one.ids[size_t(i * o.k + j)];
+    }
+    const double blas_single_s = now() - t;
+    t = now();
+    gemm.search(q.data(), nq, o.k);
+    const double blas_batch_s = now() - t;
     rtd::KnnIndex naive(rtd::IndexKind::NAIVE, d);
     naive.add(ds.keys.data(), ds.size());
     const int64_t nq_naive = std::min<int64_t>(nq, 20);
@@ -191,9 +203,11 @@ int bench_search(int argc, char** argv) {
     std::ofstream(dump + "/queries.f32", std::ios::binary).write(reinterpret_cast<const char*>(q.data()), std::streamsize(q.size() * 4));
     std::ofstream(dump + "/ids.i64", std::ios::binary).write(reinterpret_cast<const char*>(batch.ids.data()), std::streamsize(batch.ids.size() * 8));
     std::printf("{\"bench\":\"search\",\"n\":%lld,\"d\":%d,\"nq\":%lld,\"k\":%d,\"add_s\":%.4f,\"single_qps\":%.2f,"
-                "\"batch_qps\":%.2f,\"naive_qps\":%.2f,\"naive_equal_ids\":%.4f,\"single_equals_batch\":%s}\n",
+                "\"batch_qps\":%.2f,\"naive_qps\":%.2f,\"naive_equal_ids\":%.4f,\"single_equals_batch\":%s,"
+                "\"blas_single_qps\":%.2f,\"blas_batch_qps\":%.2f,\"blas_equal_ids\":%.4f}\n",
                 (long long)ds.size(), d, (long long)nq, o.k, add_s, nq / single_s, nq / batch_s, nq_naive / naive_s,
-                double(same) / double(nv.ids.size()), one.ids == batch.ids ? "true" : "false");
+                double(same) / double(nv.ids.size()), one.ids == batch.ids ? "true" : "false", nq / blas_single_s,
+                nq / blas_batch_s, double(blas_same) / double(nq * o.k));
     return 0;
 }
 

@@ -88,9 +88,12 @@ def main():
     print(f"search ({s['n']} keys x d={s['d']}, {s['nq']} queries, k={s['k']}, {a.threads} thread(s)):")
     print(f"  ours (faiss flat, Debian libfaiss)  one at a time {s['single_qps']:10.1f} q/s   batched {s['batch_qps']:10.1f} q/s"
           f"   naive loops {s['naive_qps']:8.1f} q/s (ids equal to flat: {s['naive_equal_ids']:.4f})")
+    print(f"  ours (blas: one OpenBLAS GEMM)       one at a time {s['blas_single_qps']:10.1f} q/s   batched {s['blas_batch_qps']:10.1f} q/s"
+          f"   ids equal to flat: {s['blas_equal_ids']:.4f}")
     print(f"  {p['peer']:<34}  one at a time {p['single_qps']:10.1f} q/s   batched {p['batch_qps']:10.1f} q/s"
           f"   ids equal to ours: {p['same_ids']:.4f}")
-    print(f"  ours / peer: one at a time {s['single_qps'] / p['single_qps']:.3f}, batched {s['batch_qps'] / p['batch_qps']:.3f}")
+    print(f"  ours / peer: flat one at a time {s['single_qps'] / p['single_qps']:.3f}, batched {s['batch_qps'] / p['batch_qps']:.3f};"
+          f" blas one at a time {s['blas_single_qps'] / p['single_qps']:.3f}, batched {s['blas_batch_qps'] / p['batch_qps']:.3f}")
     r = one(run_json([a.ours, "answer", a.model, a.datastore, a.task, str(a.items)] + common + ["--k", k], env), bench="answer")
     print(f"answer time ({r['queries']} test prompts, datastore {r['datastore']} x {r['d']}, k={r['k']}):"
           f" zero-shot {r['zero_shot_s']:.3f} s, rtd {r['rtd_s']:.3f} s, mh-rtd {r['mh_rtd_s']:.3f} s;"

@@ -72,6 +72,11 @@ TEST_CASE("rtd search: faiss flat equals the naive exact search on random data",
     REQUIRE(a.ids.size() == size_t(nq * k));
     CHECK(a.ids == b.ids);
     for (size_t i = 0; i < a.dist.size(); ++i) CHECK(a.dist[i] == Approx(b.dist[i]).epsilon(1e-5));
+    rtd::KnnIndex gemm(rtd::IndexKind::BLAS, d);
+    gemm.add(keys.data(), n);
+    const rtd::Neighbours c = gemm.search(q.data(), nq, k);
+    CHECK(c.ids == b.ids);
+    for (size_t i = 0; i < c.dist.size(); ++i) CHECK(c.dist[i] == Approx(b.dist[i]).epsilon(1e-4));
     // squared L2, not L2: one hand-checked distance
     double s = 0;
     for (int32_t c = 0; c < d; ++c) s += double(q[size_t(c)] - keys[size_t(b.ids[0] * d + c)]) * (q[size_t(c)] - keys[size_t(b.ids[0] * d + c)]);
@@ -85,7 +90,7 @@ TEST_CASE("rtd search: ties are ordered by id; k larger than the datastore and k
     // Entries 0..5: three pairs of identical keys.
     std::vector<float> keys = {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0};
     const std::vector<float> q = {0, 0, 0, 0};
-    for (rtd::IndexKind kind : {rtd::IndexKind::FLAT, rtd::IndexKind::NAIVE}) {
+    for (rtd::IndexKind kind : {rtd::IndexKind::FLAT, rtd::IndexKind::NAIVE, rtd::IndexKind::BLAS}) {
         rtd::KnnIndex idx(kind, d);
         idx.add(keys.data(), 6);
         const rtd::Neighbours nb = idx.search(q.data(), 1, 4);  // the boundary falls between tie groups

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <unordered_set>
 
+#include <cblas.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
@@ -19,7 +20,8 @@ IndexKind parse_index_kind(const std::string& s) {
     if (s == "naive") return IndexKind::NAIVE;
     if (s == "hnsw") return IndexKind::HNSW;
     if (s == "ivf") return IndexKind::IVF;
-    fail("index kind \"", s, "\" is not flat, naive, hnsw or ivf");
+    if (s == "blas") return IndexKind::BLAS;
+    fail("index kind \"", s, "\" is not flat, naive, hnsw, ivf or blas");
 }
 
 const char* index_kind_name(IndexKind k) {
@@ -28,6 +30,7 @@ const char* index_kind_name(IndexKind k) {
         case IndexKind::NAIVE: return "naive";
         case IndexKind::HNSW: return "hnsw";
         case IndexKind::IVF: return "ivf";
+        case IndexKind::BLAS: return "blas";
     }
     return "?";
 }
@@ -86,8 +89,47 @@ Neighbours naive_search(const float* keys, int64_t n, int32_t d, const float* qu
 struct KnnIndex::Impl {
     std::unique_ptr<faiss::Index> index;   // flat/hnsw/ivf
     std::unique_ptr<faiss::IndexFlatL2> quantizer;   // ivf's coarse quantizer (must outlive index)
-    std::vector<float> keys;               // naive
+    std::vector<float> keys;               // naive, blas: [n, d]
+    std::vector<float> norms;              // blas: |k|^2 [n]
 };
+
+namespace {
+
+// Exact top-k by one GEMM per block of queries: dist[q, i] = |k_i|^2 + |q|^2 - 2 q.k_i, then a selection.
+Neighbours blas_search(const std::vector<float>& keys, const std::vector<float>& norms, int32_t d,
+                       const float* queries, int64_t nq, int64_t k) {
+    const int64_t n = int64_t(norms.size());
+    Neighbours nb{nq, k, std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(64, (int64_t(1) << 24) / std::max<int64_t>(n, 1)));
+    std::vector<float> dots(static_cast<size_t>(block * n));
+    std::vector<std::pair<float, int64_t>> row(static_cast<size_t>(n));
+    for (int64_t q0 = 0; q0 < nq; q0 += block) {
+        const int64_t m = std::min(block, nq - q0);
+        // dots[m, n] = Q[m, d] . K[n, d]^T
+        if (m == 1)  // one query (answer time): a matrix-vector product, OpenBLAS's GEMV kernel
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), d, 1.0f, keys.data(), d, queries + q0 * d, 1, 0.0f,
+                        dots.data(), 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), d, 1.0f, queries + q0 * d, d,
+                        keys.data(), d, 0.0f, dots.data(), int(n));
+        for (int64_t a = 0; a < m; ++a) {
+            const float* q = queries + (q0 + a) * d;
+            float qn = 0;
+            for (int32_t c = 0; c < d; ++c) qn += q[c] * q[c];
+            const float* dr = dots.data() + a * n;
+            for (int64_t i = 0; i < n; ++i) row[size_t(i)] = {std::max(0.0f, norms[size_t(i)] + qn - 2 * dr[i]), i};
+            std::nth_element(row.begin(), row.begin() + (k - 1), row.end());
+            std::sort(row.begin(), row.begin() + k);
+            for (int64_t j = 0; j < k; ++j) {
+                nb.dist[size_t((q0 + a) * k + j)] = row[size_t(j)].first;
+                nb.ids[size_t((q0 + a) * k + j)] = row[size_t(j)].second;
+            }
+        }
+    }
+    return nb;
+}
+
+}  // namespace
 
 KnnIndex::KnnIndex(IndexKind kind, int32_t d, const IndexOptions& options)
     : impl_(std::make_unique<Impl>()), kind_(kind), d_(d), opt_(options) {
@@ -107,8 +149,14 @@ KnnIndex& KnnIndex::operator=(KnnIndex&&) noexcept = default;
 void KnnIndex::add(const float* keys, int64_t n) {
     if (n <= 0) return;
     try {
-        if (kind_ == IndexKind::NAIVE) {
+        if (kind_ == IndexKind::NAIVE || kind_ == IndexKind::BLAS) {
             impl_->keys.insert(impl_->keys.end(), keys, keys + n * d_);
+            if (kind_ == IndexKind::BLAS)
+                for (int64_t i = 0; i < n; ++i) {
+                    float s = 0;
+                    for (int32_t c = 0; c < d_; ++c) s += keys[i * d_ + c] * keys[i * d_ + c];
+                    impl_->norms.push_back(s);
+                }
         } else if (kind_ == IndexKind::IVF) {
             check(n_ == 0, "knn index: ivf takes all keys in one add");
             const int32_t nlist = opt_.nlist > 0 ? opt_.nlist : std::max<int32_t>(1, int32_t(std::lround(std::sqrt(double(n)))));
@@ -134,6 +182,7 @@ Neighbours KnnIndex::search(const float* queries, int64_t nq, int64_t k, const s
         sort_rows(nb);
         return nb;
     }
+    if (kind_ == IndexKind::BLAS) return blas_search(impl_->keys, impl_->norms, d_, queries, nq, k);
     Neighbours nb{nq, k, std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
     try {
         impl_->index->search(nq, queries, k, nb.dist.data(), nb.ids.data());

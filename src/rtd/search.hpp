@@ -7,6 +7,8 @@
 //   flat   faiss::IndexFlatL2: exact, BLAS-backed for query batches (the default; FAISS is what the reference
 //          code uses, well kept, and in Debian as libfaiss-dev)
 //   naive  our own exact loops (double accumulation): the reference for tests
+//   blas   our own exact search by one OpenBLAS GEMM: d = |k|^2 + |q|^2 - 2 q.k (norms kept; the form faiss uses
+//          for query batches, and the one a cuBLAS search would use), then an O(n) top-k selection
 //   hnsw   faiss::IndexHNSWFlat (M = 32, efSearch from options): approximate, for large datastores
 //   ivf    faiss::IndexIVFFlat (nlist ~ sqrt(M), nprobe from options): approximate, trained on the keys
 // Approximate kinds report recall@k against flat (recall_at_k). A GPU (cuBLAS GEMM) exact search is not written
@@ -26,8 +28,8 @@ struct Neighbours {
     std::vector<int64_t> ids;    // [nq, k] entry indices (global: offset added by the caller for shards)
 };
 
-enum class IndexKind { FLAT, NAIVE, HNSW, IVF };
-IndexKind parse_index_kind(const std::string& s);   // flat | naive | hnsw | ivf
+enum class IndexKind { FLAT, NAIVE, HNSW, IVF, BLAS };
+IndexKind parse_index_kind(const std::string& s);   // flat | naive | hnsw | ivf | blas
 const char* index_kind_name(IndexKind k);
 
 struct IndexOptions {
