@@ -231,6 +231,7 @@ int bench_scale(int argc, char** argv) {
     rtd::shard_range(n, world.rank(), world.size(), b, e);
     double t = now();
     rtd::KnnIndex shard(rtd::IndexKind::FLAT, d);
+    shard.reserve(e - b);
     {
         const int64_t block = 4096;
         std::vector<float> keys;

@@ -175,6 +175,12 @@ void KnnIndex::add(const float* keys, int64_t n) {
     n_ += n;
 }
 
+void KnnIndex::reserve(int64_t n) {
+    if (kind_ == IndexKind::FLAT) static_cast<faiss::IndexFlatL2*>(impl_->index.get())->codes.reserve(size_t(n) * size_t(d_) * 4);
+    if (kind_ == IndexKind::NAIVE || kind_ == IndexKind::BLAS) impl_->keys.reserve(size_t(n) * size_t(d_));
+    if (kind_ == IndexKind::BLAS) impl_->norms.reserve(size_t(n));
+}
+
 Neighbours KnnIndex::search(const float* queries, int64_t nq, int64_t k, const std::string& what) const {
     check_k(k, n_, what);
     if (kind_ == IndexKind::NAIVE) {

@@ -52,6 +52,7 @@ public:
     KnnIndex& operator=(KnnIndex&&) noexcept;
     // keys [n, d]; approximate kinds are trained on the first add (ivf).
     void add(const float* keys, int64_t n);
+    void reserve(int64_t n);   // room for n keys in total (flat, naive, blas): block-wise adds never reallocate
     int64_t size() const { return n_; }
     int32_t dim() const { return d_; }
     IndexKind kind() const { return kind_; }
