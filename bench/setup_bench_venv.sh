@@ -2,6 +2,7 @@
 # bench/setup_bench_venv.sh: the benchmark-only Python environment with the peers we compare against.
 #   llama-cpp-python  (builds llama.cpp from source: PyPI has no binary wheel; ~10-20 min on 2 cores)
 #   torch + transformers (CPU use of the PyTorch peer baselines in shared/bench/)
+#   faiss-cpu (the RTD reference code's k-NN library: bench/bench_rtd.py's search peer)
 # Usage: bench/setup_bench_venv.sh [VENV_DIR]   (default .venv-bench; git-ignored). The build and the tests never
 # need it. Re-running is cheap once everything is installed.
 #
@@ -55,6 +56,10 @@ fi
 if need torch || need transformers; then
   echo "[bench-venv] installing torch and transformers"
   "$VENV/bin/python" -m pip install -q torch transformers
+fi
+if need faiss; then
+  echo "[bench-venv] installing faiss-cpu"
+  "$VENV/bin/python" -m pip install -q faiss-cpu numpy
 fi
 "$VENV/bin/python" -c "import llama_cpp, torch, transformers; print('[bench-venv] ready: llama_cpp', llama_cpp.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 echo "[bench-venv] $(head -1 "$record")"
