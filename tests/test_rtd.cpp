@@ -20,6 +20,7 @@
 #include "rtd/builder.hpp"
 #include "rtd/datastore.hpp"
 #include "rtd/search.hpp"
+#include "rtd/tune.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
 #include "temp_dir.hpp"
@@ -492,4 +493,35 @@ TEST_CASE("rtd composition: pear+rtd searches a datastore of PEAR's folded model
     job.methods = {"rtd"};
     job.output = dir.file("eval2.h5");
     CHECK_THROWS_WITH(eval::run_eval(job, nullptr), Contains("user.h5") && Contains("another model"));
+}
+
+TEST_CASE("rtd tune: leave-item-out excludes the query's own rotations; the relative grid and the choice", "[rtd]") {
+    // Labels are random; each item has 4 entries with identical keys and the same label. Without excluding the
+    // query's item its 3 twins (distance 0) would decide every answer: accuracy 1 at small T. With the exclusion
+    // the labels are unpredictable (about 1/2 for 2 labels).
+    const int64_t items = 150;
+    const int32_t d = 8;
+    rtd::Datastore ds = small_store(items * 4, d, 2, 2, 13);
+    std::mt19937_64 rng(14);
+    for (int64_t it = 0; it < items; ++it) {
+        const int32_t y = int32_t(rng() % 2);
+        for (int r = 0; r < 4; ++r) {
+            const int64_t e = it * 4 + r;
+            ds.items[size_t(e)] = int32_t(it);
+            ds.labels[size_t(e)] = y;
+            std::copy_n(ds.keys.begin() + it * 4 * d, d, ds.keys.begin() + e * d);
+        }
+    }
+    const rtd::TuneResult r = rtd::tune_temperature(ds, 8, 200);
+    CHECK(r.queries == 200);
+    REQUIRE(r.T.size() == 13);
+    CHECK(r.T[8] == Approx(r.D));  // factor 2^0
+    for (double a : r.acc) CHECK(a < 0.75);
+    CHECK(r.acc[r.best] == *std::max_element(r.acc.begin(), r.acc.end()));
+    // Separable labels (key dim 0 = the label): leave-item-out finds them.
+    for (int64_t e = 0; e < ds.size(); ++e) ds.keys[size_t(e * d)] += 50.0f * float(ds.labels[size_t(e)]);
+    const rtd::TuneResult s = rtd::tune_temperature(ds, 8, 200);
+    CHECK(s.acc[s.best] == 1.0);
+    CHECK(s.report().find("leave-item-out on 200") != std::string::npos);
+    CHECK_THROWS_WITH(rtd::tune_temperature(ds, 600, 10, rtd::IndexKind::FLAT, "t.h5"), Contains("t.h5") && Contains("k = 600"));
 }

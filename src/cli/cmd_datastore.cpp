@@ -29,6 +29,7 @@
 #include "rtd/builder.hpp"
 #include "rtd/datastore.hpp"
 #include "rtd/search.hpp"
+#include "rtd/tune.hpp"
 #include "util/error.hpp"
 
 namespace hs::cli {
@@ -118,90 +119,18 @@ struct TuneFlags {
     bool dry = false;
 };
 
-// Accuracy of argmax r over the queries for each T; nbs[h] = neighbours (k + excluded) of each query.
-std::vector<double> loo_accuracy(const std::vector<rtd::Neighbours>& nbs, const std::vector<int64_t>& q,
-                                 const rtd::Datastore& ds, int32_t k, const std::vector<double>& Ts, bool mh) {
-    std::vector<double> acc(Ts.size(), 0.0);
-    const double H = double(nbs.size());
-    for (size_t qi = 0; qi < q.size(); ++qi) {
-        const int32_t item = ds.items[size_t(q[qi])], gold = ds.labels[size_t(q[qi])];
-        // Per head: the first k neighbours from other items.
-        std::vector<std::vector<float>> d(nbs.size());
-        std::vector<std::vector<int64_t>> id(nbs.size());
-        for (size_t h = 0; h < nbs.size(); ++h) {
-            const rtd::Neighbours& nb = nbs[h];
-            for (int64_t j = 0; j < nb.k && int32_t(id[h].size()) < k; ++j) {
-                const int64_t e = nb.ids[size_t(int64_t(qi) * nb.k + j)];
-                if (ds.items[size_t(e)] == item) continue;
-                d[h].push_back(nb.dist[size_t(int64_t(qi) * nb.k + j)]);
-                id[h].push_back(e);
-            }
-        }
-        for (size_t t = 0; t < Ts.size(); ++t) {
-            std::vector<double> r(size_t(ds.info.n_labels), 0.0);
-            for (size_t h = 0; h < nbs.size(); ++h) {
-                const auto rh = rtd::label_distribution(d[h].data(), id[h].data(), int64_t(id[h].size()),
-                                                        ds.labels.data(), ds.info.n_labels, mh ? Ts[t] / H : Ts[t]);
-                for (size_t y = 0; y < r.size(); ++y) r[y] += rh[y];
-            }
-            acc[t] += rtd::argmax(r) == size_t(gold) ? 1.0 : 0.0;
-        }
-    }
-    for (double& a : acc) a /= double(q.size());
-    return acc;
-}
-
 void run_tune(const TuneFlags& f) {
     const rtd::Datastore ds = rtd::read_datastore(f.file);
-    int64_t per_item = 0;  // the most entries one item has: the neighbours to over-fetch
-    {
-        std::vector<int64_t> count;
-        for (int32_t it : ds.items) {
-            if (size_t(it) >= count.size()) count.resize(size_t(it) + 1, 0);
-            per_item = std::max(per_item, ++count[size_t(it)]);
-        }
-    }
-    const int64_t kk = f.k + per_item;
-    check(kk <= ds.size(), f.file, ": k = ", f.k, " plus ", per_item, " same-item entries is larger than the datastore (",
-          ds.size(), " entries)");
-    // Queries: evenly spaced entries (deterministic), at most f.queries.
-    std::vector<int64_t> q;
-    const int64_t nq = std::min<int64_t>(f.queries, ds.size());
-    for (int64_t i = 0; i < nq; ++i) q.push_back(i * ds.size() / nq);
-    std::vector<float> qkeys;
-    for (int64_t e : q) qkeys.insert(qkeys.end(), ds.keys.begin() + e * ds.info.d, ds.keys.begin() + (e + 1) * ds.info.d);
-    const rtd::RtdIndex index(ds.keys.data(), ds.labels.data(), ds.size(), ds.info.d, ds.info.n_labels, ds.info.n_head,
-                              true, true, rtd::parse_index_kind(f.index));
-    const std::vector<rtd::Neighbours> full = {index.search(qkeys.data(), nq, kk, f.file)};
-    const std::vector<rtd::Neighbours> heads = index.search_heads(qkeys.data(), nq, kk, f.file);
-    // The grid is relative to the scale of the hidden states: D = median squared distance to the k-th neighbour.
-    std::vector<float> kth;
-    for (int64_t i = 0; i < nq; ++i) kth.push_back(full[0].dist[size_t(i * kk + f.k - 1)]);
-    std::nth_element(kth.begin(), kth.begin() + kth.size() / 2, kth.end());
-    const double D = std::max(double(kth[kth.size() / 2]), 1e-12);
-    std::vector<double> factors, Ts;
-    for (int j = -8; j <= 4; ++j) factors.push_back(std::ldexp(1.0, j));
-    for (double fct : factors) Ts.push_back(fct * D);
-    const std::vector<double> acc = loo_accuracy(full, q, ds, f.k, Ts, false);
-    const std::vector<double> acc_mh = loo_accuracy(heads, q, ds, f.k, Ts, true);
-    const size_t best = size_t(std::max_element(acc.begin(), acc.end()) - acc.begin());
-    const size_t best_mh = size_t(std::max_element(acc_mh.begin(), acc_mh.end()) - acc_mh.begin());
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "leave-item-out on %lld train entries, k=%d, D=%.6g, grid T=D*2^j j=-8..4; ",
-                  (long long)nq, f.k, D);
-    std::string report = buf;
+    const rtd::TuneResult r = rtd::tune_temperature(ds, f.k, f.queries, rtd::parse_index_kind(f.index), f.file);
     std::printf("datastore tune %s: %lld queries (entries of the train split; their own item's entries excluded), k=%d, "
-                "D (median k-th squared distance) = %.6g\n", f.file.c_str(), (long long)nq, f.k, D);
+                "D (median k-th squared distance) = %.6g\n", f.file.c_str(), (long long)r.queries, f.k, r.D);
     std::printf("%10s %12s %10s %10s\n", "T/D", "T", "rtd", "mh-rtd");
-    for (size_t t = 0; t < Ts.size(); ++t) {
-        std::printf("%10.5g %12.6g %10.4f %10.4f%s%s\n", factors[t], Ts[t], acc[t], acc_mh[t], t == best ? " <rtd" : "",
-                    t == best_mh ? " <mh" : "");
-        std::snprintf(buf, sizeof buf, "%s%.4g:%.4f/%.4f", t ? "," : "acc(T/D:rtd/mh)=", factors[t], acc[t], acc_mh[t]);
-        report += buf;
-    }
-    std::printf("chosen: rtd T = %.6g (acc %.4f), mh-rtd T = %.6g (acc %.4f)%s\n", Ts[best], acc[best], Ts[best_mh],
-                acc_mh[best_mh], f.dry ? " (dry run: not written)" : "");
-    if (!f.dry) rtd::write_tuned(f.file, Ts[best], Ts[best_mh], report);
+    for (size_t t = 0; t < r.T.size(); ++t)
+        std::printf("%10.5g %12.6g %10.4f %10.4f%s%s\n", r.factors[t], r.T[t], r.acc[t], r.acc_mh[t],
+                    t == r.best ? " <rtd" : "", t == r.best_mh ? " <mh" : "");
+    std::printf("chosen: rtd T = %.6g (acc %.4f), mh-rtd T = %.6g (acc %.4f)%s\n", r.T[r.best], r.acc[r.best],
+                r.T[r.best_mh], r.acc_mh[r.best_mh], f.dry ? " (dry run: not written)" : "");
+    if (!f.dry) rtd::write_tuned(f.file, r.T[r.best], r.T[r.best_mh], r.report());
 }
 
 void run_info(const std::string& file) {
