@@ -152,16 +152,24 @@ std::vector<std::string> mmlu_subjects(const std::string& dir, const std::string
 
 void load_mmlu(ChoiceSplit split, const TaskBuildOptions& o, ChoiceData& d) {
     if (split == ChoiceSplit::TRAIN) {  // dev + val (auxiliary_train is not in shared/data)
+        // Per subject: its dev questions, then its val questions; subjects interleaved (question k of every
+        // subject, k = 0, 1, ...) so that a capped datastore covers every subject.
+        std::map<std::string, std::vector<ChoiceItem>> by_subject;
         for (const char* part : {"dev", "val"}) {
             const std::string dir = path_in(o, std::string("mmlu/") + part), suffix = std::string("_") + part + ".csv";
             for (const std::string& s : mmlu_subjects(dir, suffix)) {
                 const std::string f = (fs::path(dir) / (s + suffix)).string();
                 const auto rows = read_mmlu_csv(f);
                 for (size_t i = 0; i < rows.size(); ++i)
-                    d.items.push_back(mmlu_item(rows[i], s + "-" + part + "-" + std::to_string(i), f));
+                    by_subject[s].push_back(mmlu_item(rows[i], s + "-" + part + "-" + std::to_string(i), f));
             }
             d.sources += std::string(d.sources.empty() ? "" : ";") + dir;
         }
+        size_t longest = 0;
+        for (const auto& [s, v] : by_subject) longest = std::max(longest, v.size());
+        for (size_t k = 0; k < longest; ++k)
+            for (const auto& [s, v] : by_subject)
+                if (k < v.size()) d.items.push_back(v[k]);
         return;
     }
     const std::string dir = path_in(o, "mmlu/test");

@@ -6,7 +6,8 @@
 //   arc-easy       multiple_choice/arc/ARC-Easy-Train.jsonl (AI2)  multiple_choice/arc_easy.jsonl      A-D
 //   arc-challenge  multiple_choice/arc/ARC-Challenge-Train.jsonl   multiple_choice/arc_challenge.jsonl A-D
 //   openbookqa     multiple_choice/openbookqa/train.jsonl          multiple_choice/openbook_qa.jsonl   A-D
-//   mmlu-0shot     mmlu/dev + mmlu/val (auxiliary_train is absent) mmlu/test (subjects interleaved)    A-D
+//   mmlu-0shot     mmlu/dev + mmlu/val (auxiliary_train is absent; mmlu/test (subjects interleaved)    A-D
+//                  subjects interleaved: a capped datastore covers all)
 //   sst2           classification/sst2/stsa.binary.train           stsa.binary.test                    negative/positive
 //   trec           classification/trec/train.txt                   test.txt                            6 coarse types
 //   rte            classification/rte/train.jsonl                  val.jsonl (GLUE test has no labels) True/False
