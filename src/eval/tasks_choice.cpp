@@ -115,17 +115,69 @@ void read_foundry(const std::string& path, int32_t n_options, bool strip_questio
     }
 }
 
+// CSV as Python's csv module reads it (the MMLU files were written by it): a quote opens a quoted field only at
+// the start of a field ("" inside is a quote; newlines are kept); elsewhere it is a plain character (MMLU val has
+// such fields, e.g. `...Will to Truth?",`, which a quote-toggling reader mis-splits).
+std::vector<std::vector<std::string>> parse_csv_python(std::string_view text) {
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> row;
+    std::string field;
+    bool quoted = false, at_start = true, any = false;
+    auto end_field = [&] {
+        row.push_back(field);
+        field.clear();
+        at_start = true;
+    };
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (quoted) {
+            if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+                field += '"';
+                ++i;
+            } else if (c == '"') {
+                quoted = false;
+            } else {
+                field += c;
+            }
+            continue;
+        }
+        if (c == '"' && at_start) {
+            quoted = true;
+            at_start = false;
+            any = true;
+        } else if (c == ',') {
+            end_field();
+            any = true;
+        } else if (c == '\n' || c == '\r') {
+            if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+            if (any || !field.empty()) {
+                end_field();
+                rows.push_back(std::move(row));
+                row.clear();
+            }
+            any = false;
+        } else {
+            field += c;
+            at_start = false;
+            any = true;
+        }
+    }
+    if (any || !field.empty()) {
+        end_field();
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
 std::vector<std::vector<std::string>> read_mmlu_csv(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     check(bool(in), path, ": cannot open");
     std::stringstream ss;
     ss << in.rdbuf();
-    std::vector<std::vector<std::string>> rows;
-    for (const std::string& rec : split_csv_records(ss.str())) {
-        rows.push_back(parse_csv_record(rec));
-        check(rows.back().size() == 6, path, ": record ", rows.size(), " has ", rows.back().size(),
+    std::vector<std::vector<std::string>> rows = parse_csv_python(ss.str());
+    for (size_t i = 0; i < rows.size(); ++i)
+        check(rows[i].size() == 6, path, ": record ", i + 1, " has ", rows[i].size(),
               " fields, expected question,A,B,C,D,answer");
-    }
     return rows;
 }
 
