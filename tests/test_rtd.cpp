@@ -525,3 +525,20 @@ TEST_CASE("rtd tune: leave-item-out excludes the query's own rotations; the rela
     CHECK(s.report().find("leave-item-out on 200") != std::string::npos);
     CHECK_THROWS_WITH(rtd::tune_temperature(ds, 600, 10, rtd::IndexKind::FLAT, "t.h5"), Contains("t.h5") && Contains("k = 600"));
 }
+
+TEST_CASE("rtd tasks: MMLU train = dev + val, subjects interleaved, CSV read as Python's csv module", "[rtd]") {
+    eval::TaskBuildOptions to;
+    to.data_dir = std::string(HEADSWEEP_SOURCE_DIR) + "/tests/fixtures/rtd_data";
+    const eval::ChoiceData d = eval::load_choice_data("mmlu-0shot", eval::ChoiceSplit::TRAIN, to);
+    REQUIRE(d.items.size() == 11);  // anatomy 2 dev + 1 val, college_medicine 2 dev + 6 val
+    CHECK(d.items[0].id == "anatomy-dev-0");
+    CHECK(d.items[1].id == "college_medicine-dev-0");
+    CHECK(d.items[4].id == "anatomy-val-0");
+    CHECK(d.items[10].id == "college_medicine-val-5");
+    CHECK(d.items[10].question == "Which of the following would be the most accurate definition of Nietzsche\u2019s Will to Truth?\"");
+    CHECK(d.items[10].options[0] == "An intrinsic desire to know the truth.");
+    CHECK(d.items[10].gold == 0);
+    const eval::ChoiceData t = eval::load_choice_data("mmlu-0shot", eval::ChoiceSplit::TEST, to);
+    REQUIRE(t.items.size() == 3);
+    CHECK(t.items[1].id == "college_medicine-0");  // question k of every subject, in turn
+}
