@@ -25,7 +25,11 @@ def summary(path):
     out = {}
     if not os.path.exists(path):
         return out
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError:  # being written by a running evaluation (locked): not finished, left out
+        return out
+    with f:
         if "summary" not in f:
             return out
         s = f["summary"]
