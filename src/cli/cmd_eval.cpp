@@ -41,7 +41,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Job file (TOML): `model = "..."` or `models = [...]` at the top level (the sweep job's keys) and an [eval] table
-// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, data_dir, device, gpu_weights, limit,
+// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, ir_chunk, ir_topk, ir_window, data_dir, device, gpu_weights, limit,
 // max_new_tokens, max_prompt_tokens, output. A flag given on the command line wins over the file.
 void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
     toml::table t;
@@ -77,6 +77,9 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
         else if (key == "pear_train") str("--pear-train", f.ms.pear_train);
         else if (key == "pear_mode") str("--pear-mode", f.ms.pear_mode);
         else if (key == "pear_name") str("--pear-name", f.ms.pear_name);
+        else if (key == "ir_chunk") num("--ir-chunk", f.ms.ir_chunk);
+        else if (key == "ir_topk") num("--ir-topk", f.ms.ir_topk);
+        else if (key == "ir_window") num("--ir-window", f.ms.ir_window);
         else if (key == "data_dir") str("--data-dir", f.data_dir);
         else if (key == "output") str("--output", f.output);
         else if (key == "device") str("--device", f.device);
@@ -108,6 +111,10 @@ void add_eval_command(CLI::App& app) {
     cmd->add_option("--pear-mode", f->ms.pear_mode, "fold (tau into a copy of W_O) | runtime (head_scale)")
         ->capture_default_str();
     cmd->add_option("--pear-name", f->ms.pear_name, "method name recorded for pear (e.g. pear-placeholder)")
+        ->capture_default_str();
+    cmd->add_option("--ir-chunk", f->ms.ir_chunk, "InfiniRetri: context tokens per chunk")->capture_default_str();
+    cmd->add_option("--ir-topk", f->ms.ir_topk, "InfiniRetri: tokens selected per chunk (K)")->capture_default_str();
+    cmd->add_option("--ir-window", f->ms.ir_window, "InfiniRetri: box-filter width k along the keys")
         ->capture_default_str();
     cmd->add_option("--data-dir", f->data_dir, "the shared data folder (default: $HEADSWEEP_DATA or ../shared/data)");
     cmd->add_option("--limit", f->limit, "items per task and gold position (the first N in file order; -1 all)")

@@ -161,6 +161,8 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
                 plan.methods.push_back(make_method(m, job.method_settings));
                 if (!root || coordinator_works || W == 1) plan.methods.back()->prepare(*ctx);
             }
+            for (const Example& e : plan.examples)  // every example each method must answer, checked before any work
+                for (const auto& m : plan.methods) m->check_example(e, *ctx);
             std::set<std::string> names;
             for (const auto& m : plan.methods)
                 check(names.insert(m->name()).second, "eval: two methods are named ", m->name());
