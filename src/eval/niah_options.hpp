@@ -18,7 +18,9 @@ struct NiahOptions {
     int32_t buffer = 200;  // tokens of each length left for the prompt around the haystack (final_context_length_buffer)
     int32_t max_new_tokens = 48;
 
-    std::string settings() const;  // canonical one-line description (stored in the eval file; resume must match)
+    // Canonical one-line description of what changes answers (stored in the eval file; a resume must match): not
+    // the lengths and depths, which only choose cells (the record ids name them), so a grid can grow over runs.
+    std::string settings() const;
 };
 
 // "4k,16k,1m" / "4096,16384": k = 1024, m = 1048576. Throws hs::Error naming `what` on bad input.

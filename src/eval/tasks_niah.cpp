@@ -83,10 +83,8 @@ std::vector<int32_t> insert_needle(const std::vector<int32_t>& ctx, const std::v
 
 std::string NiahOptions::settings() const {
     std::ostringstream os;
-    os << "haystack=" << haystack << " buffer=" << buffer << " max_new_tokens=" << max_new_tokens << " lengths=";
-    for (size_t i = 0; i < lengths.size(); ++i) os << (i ? "," : "") << lengths[i];
-    os << " depths=";
-    for (size_t i = 0; i < depths.size(); ++i) os << (i ? "," : "") << depths[i];
+    // Lengths and depths are left out: the record ids name them, so a later run may add cells to the same file.
+    os << "haystack=" << haystack << " buffer=" << buffer << " max_new_tokens=" << max_new_tokens;
     auto q = [](const std::string& s) {  // newlines as \n so that the settings stay one line
         std::string o;
         for (char c : s) o += c == '\n' ? std::string("\\n") : std::string(1, c);
