@@ -382,3 +382,22 @@ TEST_CASE("infiniretri eval: niah on random:tiny, vanilla + infiniretri + pear+i
     CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Catch::Contains("--ir-chunk"));
     if (fs::exists(bad.output)) CHECK(eval::RecordsFile::read(bad.output).empty());
 }
+
+TEST_CASE("infiniretri longbench: passages and question cut out of LongBench's prompt", "[infiniretri]") {
+    TmpDir dir;
+    fs::create_directories(dir.path / "longbench");
+    std::ofstream(dir.path / "longbench" / "minilongbench_237.jsonl")
+        << R"({"task": "hotpotqa", "idx": 5, "prompt": "Answer the question based on the given passages. Only give me the answer and do not output any other words.\n\nThe following are given passages.\nPassage 1:\nAlpha\nAlpha is a river.\n\nPassage 2:\nBeta\nBeta is a town.\n\nAnswer the question based on the given passages. Only give me the answer and do not output any other words.\n\nQuestion: What is Alpha?\nAnswer:", "answers": ["a river"]})"
+        << "\n"
+        << R"({"task": "hotpotqa", "idx": 6, "prompt": "Other shape.\nQuestion: Who?\nAnswer:", "answers": ["x"]})" << "\n";
+    eval::TaskBuildOptions o;
+    o.data_dir = dir.path.string();
+    o.n_ctx = 100000;
+    const auto ex = eval::build_task("longbench-hotpotqa", Tokenizer::byte_level(300), o);
+    REQUIRE(ex.size() == 2);
+    CHECK(ex[0].context == "Passage 1:\nAlpha\nAlpha is a river.\n\nPassage 2:\nBeta\nBeta is a town.");
+    CHECK(ex[0].question == "What is Alpha?");
+    CHECK(ex[0].instruction.starts_with("Answer the question based on the given passages."));
+    CHECK(ex[1].context.empty());
+    CHECK(ex[1].question.empty());
+}

@@ -212,6 +212,20 @@ std::vector<Example> build_kv(const std::string& name, const Tokenizer& tok, con
     return out;
 }
 
+// The parts of LongBench's QA prompt ("{instr}\n\nThe following are given passages.\n{context}\n\n{instr}\n\n
+// Question: {question}\nAnswer:") for methods that build their own prompt (InfiniRetri); left empty when the prompt
+// has another shape.
+void split_longbench_prompt(const std::string& p, Example& ex) {
+    const std::string head = "The following are given passages.\n", q = "\n\nQuestion: ", tail = "\nAnswer:";
+    const size_t h = p.find(head), qa = p.rfind(q);
+    if (h == std::string::npos || qa == std::string::npos || qa < h || !p.ends_with(tail)) return;
+    const size_t instr2 = p.rfind("\n\n", qa - 1);  // the repeated instruction before the question
+    if (instr2 == std::string::npos || instr2 < h + head.size()) return;
+    ex.instruction = p.substr(0, p.find("\n\n"));
+    ex.context = p.substr(h + head.size(), instr2 - (h + head.size()));
+    ex.question = p.substr(qa + q.size(), p.size() - tail.size() - (qa + q.size()));
+}
+
 std::vector<Example> build_longbench(const LongBenchTask& t, const Tokenizer& tok, const TaskBuildOptions& o) {
     const std::string path = data_path(o, "longbench/minilongbench_237.jsonl");
     std::vector<Example> out;
@@ -228,6 +242,7 @@ std::vector<Example> build_longbench(const LongBenchTask& t, const Tokenizer& to
         ex.stop_at_newline = false;
         ex.metric = Metric::BEST_SUBSPAN_EM;
         ex.answers = it.at("answers", where).as_strings(where);
+        split_longbench_prompt(it.at("prompt", where).as_string(where), ex);
         finish(ex, it.at("prompt", where).as_string(where), tok, o);
         out.push_back(std::move(ex));
     }

@@ -38,7 +38,8 @@ struct Example {
     std::string id;                 // stable item id within the task, e.g. "nq-17", "kv-3", "mmlu-anatomy-2"
     int32_t gold_position = -1;     // see the table above; -1: none
     // The parts a method may use to build its own prompt (e.g. InfiniRetri reads `context` in chunks and asks
-    // `question` with its own template). For LongBench the prompt is LongBench's own: context = "", question = "".
+    // `question` with its own template). For LongBench the prompt is LongBench's own; context and question are its
+    // passages and question, cut out of it (empty when the prompt has another shape).
     std::string instruction, context, question;
     bool chat = false;              // prompt_text is wrapped in the model's chat template
     std::string prompt_text;        // the rendered prompt (template applied)
