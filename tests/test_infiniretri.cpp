@@ -401,3 +401,39 @@ TEST_CASE("infiniretri longbench: passages and question cut out of LongBench's p
     CHECK(ex[1].context.empty());
     CHECK(ex[1].question.empty());
 }
+
+// Real models: one 4K needle cell each. SmolLM2 keeps the needle (depth 0) in its cache and answers it; Gemma 3's
+// base GGUF runs the plain template with BOS and reads the same item (its cache is checked to be document text).
+TEST_CASE("infiniretri real models: a 4K needle cell on SmolLM2 and on Gemma 3", "[infiniretri][slow]") {
+    for (const std::string& path : {test_model_path(), test_gemma3_path()}) {
+        const Model model = open_model(path);
+        BackendOptions bo;
+        bo.threads = 1;
+        auto backend = make_backend(Device::CPU, bo);
+        Engine engine(model, *backend);
+        eval::TaskBuildOptions to;
+        to.data_dir = eval::resolve_data_dir("");
+        to.n_ctx = model.config.n_ctx;
+        to.niah.lengths = {4096};
+        to.niah.depths = {0};
+        const eval::Example ex = eval::build_niah(model.tokenizer, to).at(0);
+        ir::Options o;
+        o.max_input_tokens = model.config.n_ctx;
+        const ir::ReadResult r = ir::read_document(engine, ex.context, ex.question, o);
+        CHECK(r.chunks >= 4);
+        CHECK(r.context_tokens > 3500);
+        for (const ir::StepStats& s : r.steps) CHECK(s.prob_layers == 1);
+        INFO(path << " cache: " << r.cache_text.substr(0, 400));
+        if (path == test_model_path()) {
+            CHECK(r.cache_text.find("Dolores Park") != std::string::npos);
+            eval::MethodSettings ms;
+            auto m = eval::make_method("infiniretri", ms);
+            eval::EvalContext ctx(model, path, *backend);
+            m->prepare(ctx);
+            const eval::Answer a = m->answer(ex, ctx);
+            CHECK(eval::score_output(ex, a.text) == 1.0);
+        } else {
+            CHECK(ex.context.find(ir::strip(r.cache_text).substr(0, 30)) != std::string::npos);
+        }
+    }
+}
