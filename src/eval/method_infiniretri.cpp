@@ -83,6 +83,12 @@ public:
     Answer answer(const Example& ex, EvalContext& ctx) override {
         infiniretri::Options o = o_;
         o.max_input_tokens = engine_->config().n_ctx;
+        Timer since;
+        o.on_chunk = [&](int64_t done, int64_t all) {  // long documents: a line every 128 chunks on stderr
+            if (all >= 512 && done % 128 == 0)
+                std::fprintf(stderr, "\ninfiniretri %s: chunk %lld/%lld, %.2f s/chunk\n", ex.id.c_str(), (long long)done,
+                             (long long)all, since.seconds() / double(done));
+        };
         const infiniretri::ReadResult r = infiniretri::read_document(*engine_, ex.context, ex.question, o);
         Timer t;
         Example q = slim_copy(ex);

@@ -462,6 +462,7 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
         res.cache_tokens = st.kept_tokens;
         res.steps.push_back(st);
         ++res.chunks;
+        if (o.on_chunk) o.on_chunk(res.chunks, int64_t(chunks.size()));
     }
     res.cache_text = join(cache);
     res.seconds = timer.seconds();

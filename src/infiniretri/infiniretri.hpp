@@ -36,6 +36,8 @@ struct Options {
     int32_t window = 8;            // answer_length -> phrase_token_num: box-filter width along the keys
     std::string prompt_template = kDefaultTemplate;
     int64_t max_input_tokens = 0;  // > 0: a step's input may not exceed this (the model's context); see read_document
+    // Called after every chunk with (chunks read, chunks in all); empty: none (progress reports of long documents).
+    std::function<void(int64_t, int64_t)> on_chunk;
 };
 
 // ---- Step 1: sentences. re.split("(\n\n)|([。！？.?!])") keeping the delimiters, then merged left to right: a
