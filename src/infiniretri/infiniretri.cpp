@@ -215,16 +215,18 @@ std::vector<std::string> split_into_chunks(const std::string& text, int64_t cs, 
     return chunks;
 }
 
-std::vector<std::string> pack_chunks(std::string_view doc, int64_t cs, const TokenCount& L) {
+std::vector<std::string> pack_chunks(std::string_view doc, int64_t cs, const TokenCount& L, int64_t* total_tokens) {
     const std::vector<std::string> splits = split_sentences(doc, kChunkShortMerge);
     const int64_t sep = L("\n", false);  // the "\n" join cost: counted, never inserted (sentences join with "")
     std::vector<std::string> docs;
     std::vector<std::string> cur;
     std::vector<int64_t> cur_len;
     int64_t total = 0;
+    if (total_tokens) *total_tokens = 0;
     for (const std::string& d : splits) {
         if (d.empty()) continue;
         const int64_t now = L(d, false);
+        if (total_tokens) *total_tokens += now;
         if (total + now + (cur.empty() ? 0 : sep) > cs) {
             if (total > cs && cur.size() == 1) {  // one sentence longer than a chunk
                 for (std::string& p : split_into_chunks(cur[0], cs, false, L)) docs.push_back(std::move(p));
@@ -401,8 +403,7 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
     Timer timer;
     ReadResult res;
     const TokenCount count = counter_of(tok);
-    const std::vector<std::string> chunks = pack_chunks(context, o.chunk_tokens, count);
-    for (const std::string& s : split_sentences(context, kChunkShortMerge)) res.context_tokens += count(s, false);
+    const std::vector<std::string> chunks = pack_chunks(context, o.chunk_tokens, count, &res.context_tokens);
 
     std::vector<std::string> cache;  // the selected sentences, as text
     std::vector<double> qw;          // question weights of the first chunk

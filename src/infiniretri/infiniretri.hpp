@@ -53,7 +53,9 @@ std::string strip(std::string_view s);  // Python str.strip() on ASCII whitespac
 // ---- Step 2: chunks (Chunks.chunk_docs with chunk_overlap 0, split_into_chunks for over-long sentences).
 // count(text, with_special): tokens of text; with_special adds what encode(add_special_tokens=True) adds (BOS).
 using TokenCount = std::function<int64_t(const std::string& text, bool with_special)>;
-std::vector<std::string> pack_chunks(std::string_view doc, int64_t chunk_tokens, const TokenCount& count);
+// total_tokens (optional): the document's tokens, sum over its sentences (what the packing counted).
+std::vector<std::string> pack_chunks(std::string_view doc, int64_t chunk_tokens, const TokenCount& count,
+                                     int64_t* total_tokens = nullptr);
 std::vector<std::string> split_into_chunks(const std::string& text, int64_t chunk_tokens, bool by_words,
                                            const TokenCount& count);
 
