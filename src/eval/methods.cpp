@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "engine/engine.hpp"
+#include "eval/method_infiniretri.hpp"
 #include "model/model.hpp"
 #include "pear/fold.hpp"
 #include "pear/train.hpp"
@@ -178,6 +179,10 @@ public:
     }
     Answer answer(const Example& ex, EvalContext&) override { return right_->answer(ex, *inner_); }
     const Model* composable_model() const override { return right_->composable_model(); }
+    void check_example(const Example& ex, const EvalContext& ctx) const override {
+        left_->check_example(ex, ctx);
+        right_->check_example(ex, inner_ ? *inner_ : ctx);
+    }
 
 private:
     std::unique_ptr<Method> left_, right_;
@@ -191,6 +196,9 @@ const std::vector<MethodInfo>& method_registry() {
         {"vanilla", "the model as it is", [](const MethodSettings&) { return std::make_unique<Vanilla>(); }},
         {"pear", "PEAR: heads re-weighted by tau (--pear-heads, --pear-mode fold|runtime, --pear-name)",
          [](const MethodSettings& s) { return std::make_unique<Pear>(s); }},
+        {"infiniretri", "InfiniRetri: read the context in chunks through the last layer's attention, answer from the "
+                        "kept sentences (--ir-chunk 1024, --ir-topk 300, --ir-window 8)",
+         [](const MethodSettings& s) { return make_infiniretri(s); }},
     };
     return methods;
 }

@@ -61,6 +61,9 @@ public:
     // After prepare(): the model this method answers with, for "this+other" compositions; nullptr: it cannot be
     // composed on the left of '+'.
     virtual const Model* composable_model() const { return nullptr; }
+    // Checks an example before any answer is computed (run_eval calls it for every example and method right after
+    // the plan is built): a method that cannot answer it throws hs::Error naming the option or the example.
+    virtual void check_example(const Example& ex, const EvalContext& ctx) const {}
 };
 
 // The standard answer of a model under the engine: GENERATE = greedy decoding of ex.prompt_ids up to
@@ -76,6 +79,9 @@ struct MethodSettings {
     std::string pear_train;              // or: the heads and tau of a `headsweep train` output file
     std::string pear_mode = "fold";      // fold: tau folded into a copy of W_O; runtime: engine head_scale
     std::string pear_name = "pear";      // the record's method name (e.g. pear-placeholder)
+    int32_t ir_chunk = 1024;             // InfiniRetri: context tokens per chunk (--ir-chunk)
+    int32_t ir_topk = 300;               // InfiniRetri: tokens selected per chunk (--ir-topk)
+    int32_t ir_window = 8;               // InfiniRetri: box-filter width k along the keys (--ir-window)
 };
 
 struct HeadTau {
