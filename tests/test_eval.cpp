@@ -317,7 +317,7 @@ TEST_CASE("eval records file: round trip, resume checks, repair of a cut append"
     CHECK(RecordsFile::read(path).size() == 1);
 }
 
-TEST_CASE("eval records file: version 1 (no detail) is read and upgraded on resume; a newer version is refused",
+TEST_CASE("eval records file: version 1 (no detail) is read and upgraded on resume, a newer version is refused",
           "[eval]") {
     TmpDir dir;
     const std::string path = (dir.path / "v1.h5").string();
@@ -383,7 +383,7 @@ TEST_CASE("eval PEAR: folding tau into W_O equals runtime head scaling", "[eval]
     CHECK(changed > 1e-4);
 }
 
-TEST_CASE("eval composition: pear+vanilla answers exactly as pear; bad compositions are named", "[eval]") {
+TEST_CASE("eval composition: pear+vanilla answers exactly as pear, bad compositions are named", "[eval]") {
     TmpDir dir;
     EvalJob job;
     job.models = {"random:tiny"};

@@ -29,6 +29,8 @@ struct EvalFlags {
     int64_t limit = -1, max_prompt_tokens = 0, threads = 0;
     int32_t max_new_tokens = 0, mmlu_shots = 5, mmlu_per_subject = 5, icl_shots = 0;
     std::string user_train, user_test;
+    std::string niah_lengths, niah_depths;  // "" = the defaults of eval::NiahOptions
+    eval::NiahOptions niah;
     bool resume = false, overwrite = false, quiet = false, mpi = false, list = false, summary_only = false;
 };
 
@@ -42,7 +44,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Job file (TOML): `model = "..."` or `models = [...]` at the top level (the sweep job's keys) and an [eval] table
-// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, data_dir, device, gpu_weights, limit,
+// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, ir_chunk, ir_topk, ir_window, data_dir, device, gpu_weights, limit,
 // max_new_tokens, max_prompt_tokens, output. A flag given on the command line wins over the file.
 void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
     toml::table t;
@@ -91,7 +93,32 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
         else if (key == "pear_train") str("--pear-train", f.ms.pear_train);
         else if (key == "pear_mode") str("--pear-mode", f.ms.pear_mode);
         else if (key == "pear_name") str("--pear-name", f.ms.pear_name);
+        else if (key == "ir_chunk") num("--ir-chunk", f.ms.ir_chunk);
+        else if (key == "ir_topk") num("--ir-topk", f.ms.ir_topk);
+        else if (key == "ir_window") num("--ir-window", f.ms.ir_window);
         else if (key == "data_dir") str("--data-dir", f.data_dir);
+        else if (key == "niah_haystack") str("--niah-haystack", f.niah.haystack);
+        else if (key == "niah_needle") str("--niah-needle", f.niah.needle);
+        else if (key == "niah_question") str("--niah-question", f.niah.question);
+        else if (key == "niah_answer") str("--niah-answer", f.niah.answer);
+        else if (key == "niah_buffer") num("--niah-buffer", f.niah.buffer);
+        else if (key == "niah_lengths" || key == "niah_depths") {
+            // a string "4k,16k,1m" or an array of integers
+            std::string& out = key == "niah_lengths" ? f.niah_lengths : f.niah_depths;
+            if (given(key == "niah_lengths" ? "--niah-lengths" : "--niah-depths")) continue;
+            if (auto s = v.value<std::string>()) {
+                out = *s;
+            } else if (auto* arr = v.as_array()) {
+                out.clear();
+                for (auto& x : *arr) {
+                    auto n = x.value<int64_t>();
+                    check(bool(n), f.job_file, ": eval.", key, " must be a string or a list of integers");
+                    out += (out.empty() ? "" : ",") + std::to_string(*n);
+                }
+            } else {
+                fail(f.job_file, ": eval.", key, " must be a string or a list of integers");
+            }
+        }
         else if (key == "output") str("--output", f.output);
         else if (key == "device") str("--device", f.device);
         else if (key == "gpu_weights") str("--gpu-weights", f.gpu_weights);
@@ -123,6 +150,17 @@ void add_eval_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--pear-name", f->ms.pear_name, "method name recorded for pear (e.g. pear-placeholder)")
         ->capture_default_str();
+    cmd->add_option("--ir-chunk", f->ms.ir_chunk, "InfiniRetri: context tokens per chunk")->capture_default_str();
+    cmd->add_option("--ir-topk", f->ms.ir_topk, "InfiniRetri: tokens selected per chunk (K)")->capture_default_str();
+    cmd->add_option("--ir-window", f->ms.ir_window, "InfiniRetri: box-filter width k along the keys")
+        ->capture_default_str();
+    cmd->add_option("--niah-haystack", f->niah.haystack, "niah: haystack folder (*.txt, sorted) or file (default: <data>/niah/PaulGrahamEssays)");
+    cmd->add_option("--niah-needle", f->niah.needle, "niah: the needle text")->capture_default_str();
+    cmd->add_option("--niah-question", f->niah.question, "niah: the question")->capture_default_str();
+    cmd->add_option("--niah-answer", f->niah.answer, "niah: the expected answer (its words are scored)")->capture_default_str();
+    cmd->add_option("--niah-lengths", f->niah_lengths, "niah: context lengths in tokens (4k,16k,64k,256k,1m)");
+    cmd->add_option("--niah-depths", f->niah_depths, "niah: needle depths in % (0,25,50,75,100)");
+    cmd->add_option("--niah-buffer", f->niah.buffer, "niah: tokens of each length left for the prompt")->capture_default_str();
     cmd->add_option("--data-dir", f->data_dir, "the shared data folder (default: $HEADSWEEP_DATA or ../shared/data)");
     cmd->add_option("--limit", f->limit, "items per task and gold position (the first N in file order; -1 all)")
         ->capture_default_str();
@@ -188,6 +226,9 @@ void add_eval_command(CLI::App& app) {
         job.task_options.choice_shots = f->icl_shots;
         job.task_options.user_train = f->user_train;
         job.task_options.user_test = f->user_test;
+        job.task_options.niah = f->niah;
+        if (!f->niah_lengths.empty()) job.task_options.niah.lengths = eval::parse_niah_lengths(f->niah_lengths);
+        if (!f->niah_depths.empty()) job.task_options.niah.depths = eval::parse_niah_depths(f->niah_depths);
         job.output = f->output;
         job.resume = f->resume;
         job.overwrite = f->overwrite;

@@ -7,6 +7,7 @@
 
 #include "engine/engine.hpp"
 #include "eval/method_rtd.hpp"
+#include "eval/method_infiniretri.hpp"
 #include "model/model.hpp"
 #include "pear/fold.hpp"
 #include "pear/train.hpp"
@@ -183,6 +184,10 @@ public:
         if (inner_) right_->check_examples(examples, *inner_);
     }
     const Model* composable_model() const override { return right_->composable_model(); }
+    void check_example(const Example& ex, const EvalContext& ctx) const override {
+        left_->check_example(ex, ctx);
+        right_->check_example(ex, inner_ ? *inner_ : ctx);
+    }
 
 private:
     std::unique_ptr<Method> left_, right_;
@@ -202,6 +207,9 @@ const std::vector<MethodInfo>& method_registry() {
          [](const MethodSettings& s) { return make_rtd_method(s, true); }},
         {"icl", "k-shot in-context learning on the choice tasks (--icl-shots solved train prompts before the question)",
          [](const MethodSettings& s) { return make_icl_method(s); }},
+        {"infiniretri", "InfiniRetri: read the context in chunks through the last layer's attention, answer from the "
+                        "kept sentences (--ir-chunk 1024, --ir-topk 300, --ir-window 8)",
+         [](const MethodSettings& s) { return make_infiniretri(s); }},
     };
     return methods;
 }

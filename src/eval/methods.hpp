@@ -64,6 +64,9 @@ public:
     // After prepare(): the model this method answers with, for "this+other" compositions; nullptr: it cannot be
     // composed on the left of '+'.
     virtual const Model* composable_model() const { return nullptr; }
+    // Checks an example before any answer is computed (run_eval calls it for every example and method right after
+    // the plan is built): a method that cannot answer it throws hs::Error naming the option or the example.
+    virtual void check_example(const Example& ex, const EvalContext& ctx) const {}
 };
 
 // The standard answer of a model under the engine: GENERATE = greedy decoding of ex.prompt_ids up to
@@ -85,6 +88,9 @@ struct MethodSettings {
     double rtd_T = 0;                    // temperature; 0: the datastore's tuned T (headsweep datastore tune)
     double rtd_lambda = 1;               // lambda * r + (1 - lambda) * p_LM over the label tokens
     std::string rtd_index = "flat";      // flat | naive | hnsw | ivf (rtd/search.hpp)
+    int32_t ir_chunk = 1024;             // InfiniRetri: context tokens per chunk (--ir-chunk)
+    int32_t ir_topk = 300;               // InfiniRetri: tokens selected per chunk (--ir-topk)
+    int32_t ir_window = 8;               // InfiniRetri: box-filter width k along the keys (--ir-window)
 };
 
 struct HeadTau {

@@ -1,5 +1,6 @@
 #include "eval/run_eval.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -34,6 +35,7 @@ std::string EvalJob::settings_string() const {
     // RTD's choice-task options, only when set (files written before them resume unchanged)
     if (o.choice_shots > 0) os << " choice_shots=" << o.choice_shots;
     if (!o.user_train.empty() || !o.user_test.empty()) os << " user_train=" << o.user_train << " user_test=" << o.user_test;
+    if (std::find(tasks.begin(), tasks.end(), "niah") != tasks.end()) os << " niah: " << o.niah.settings();
     return os.str();
 }
 
@@ -54,6 +56,13 @@ struct Plan {
 // output's L bytes and the detail's bytes.
 constexpr size_t kHead = 7;
 
+// The method's detail object with the task's own members (e.g. niah's "strict") added at its end.
+std::string merge_detail(const std::string& method, const std::string& task) {
+    if (task.empty()) return method;
+    if (method.size() < 2 || method.back() != '}') return "{" + task + "}";
+    return method.substr(0, method.size() - 1) + (method.size() > 2 ? "," : "") + task + "}";
+}
+
 class EvalExecutor : public dist::Executor {
 public:
     EvalExecutor(Plan& plan, EvalContext& ctx) : plan_(plan), ctx_(ctx) {}
@@ -68,7 +77,7 @@ public:
         out.values = {score_output(ex, a.text), latency, double(a.prompt_tokens), double(ex.original_tokens),
                       double(a.new_tokens), ex.truncated ? 1.0 : 0.0, double(a.text.size())};
         for (unsigned char c : a.text) out.values.push_back(double(c));
-        for (unsigned char c : a.detail) out.values.push_back(double(c));
+        for (unsigned char c : merge_detail(a.detail, task_detail(ex, a.text))) out.values.push_back(double(c));
         out.seconds = latency;
     }
 
@@ -166,6 +175,8 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
             }
             if (!root || coordinator_works || W == 1)
                 for (const auto& m : plan.methods) m->check_examples(plan.examples, *ctx);
+            for (const Example& e : plan.examples)  // every example each method must answer, checked before any work
+                for (const auto& m : plan.methods) m->check_example(e, *ctx);
             std::set<std::string> names;
             for (const auto& m : plan.methods)
                 check(names.insert(m->name()).second, "eval: two methods are named ", m->name());

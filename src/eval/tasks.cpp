@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "eval/tasks_choice.hpp"
+#include "eval/tasks_niah.hpp"
 #include "eval/text.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
@@ -212,6 +213,20 @@ std::vector<Example> build_kv(const std::string& name, const Tokenizer& tok, con
     return out;
 }
 
+// The parts of LongBench's QA prompt ("{instr}\n\nThe following are given passages.\n{context}\n\n{instr}\n\n
+// Question: {question}\nAnswer:") for methods that build their own prompt (InfiniRetri); left empty when the prompt
+// has another shape.
+void split_longbench_prompt(const std::string& p, Example& ex) {
+    const std::string head = "The following are given passages.\n", q = "\n\nQuestion: ", tail = "\nAnswer:";
+    const size_t h = p.find(head), qa = p.rfind(q);
+    if (h == std::string::npos || qa == std::string::npos || qa < h || !p.ends_with(tail)) return;
+    const size_t instr2 = p.rfind("\n\n", qa - 1);  // the repeated instruction before the question
+    if (instr2 == std::string::npos || instr2 < h + head.size()) return;
+    ex.instruction = p.substr(0, p.find("\n\n"));
+    ex.context = p.substr(h + head.size(), instr2 - (h + head.size()));
+    ex.question = p.substr(qa + q.size(), p.size() - tail.size() - (qa + q.size()));
+}
+
 std::vector<Example> build_longbench(const LongBenchTask& t, const Tokenizer& tok, const TaskBuildOptions& o) {
     const std::string path = data_path(o, "longbench/minilongbench_237.jsonl");
     std::vector<Example> out;
@@ -228,6 +243,7 @@ std::vector<Example> build_longbench(const LongBenchTask& t, const Tokenizer& to
         ex.stop_at_newline = false;
         ex.metric = Metric::BEST_SUBSPAN_EM;
         ex.answers = it.at("answers", where).as_strings(where);
+        split_longbench_prompt(it.at("prompt", where).as_string(where), ex);
         finish(ex, it.at("prompt", where).as_string(where), tok, o);
         out.push_back(std::move(ex));
     }
@@ -312,6 +328,7 @@ const char* metric_name(Metric m) {
         case Metric::BEST_SUBSPAN_EM: return "best_subspan_em";
         case Metric::KV_SUBSTRING: return "kv_substring";
         case Metric::CHOICE_ACCURACY: return "accuracy";
+        case Metric::NIAH_WORDS: return "niah_words";
     }
     return "?";
 }
@@ -330,6 +347,8 @@ const std::vector<TaskSpec>& task_registry() {
         {"longbench-qasper", "LongBench qasper items of MiniLongBench (9; LongBench prompt, 128 new tokens)", {-1}},
         {"longbench-hotpotqa", "LongBench hotpotqa items of MiniLongBench (13; LongBench prompt, 32 new tokens)", {-1}},
         {"mmlu", "MMLU fixed subset (first k test questions per subject), 5-shot, next-token logits of A/B/C/D", {-1}},
+        {"niah", "needle in a haystack (KVCache-Factory harness; --niah-lengths, --niah-depths, own haystack/needle)",
+         {0, 25, 50, 75, 100}},
     };
     static const std::vector<TaskSpec> all = [] {
         std::vector<TaskSpec> v = tasks;
@@ -354,9 +373,10 @@ std::vector<std::string> expand_task_names(const std::vector<std::string>& names
         if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
     };
     for (const std::string& n : names) {
-        if (n == "all") {  // the retrieval/QA tasks; RTD's choice tasks are the group "rtd"
+        if (n == "all") {  // every task but niah (its grid reads up to 1M-token documents: ask for it by name) and
+                           // RTD's choice tasks (the group "rtd")
             for (const TaskSpec& t : task_registry())
-                if (!is_choice_task(t.name)) add(t.name);
+                if (t.name != "niah" && !is_choice_task(t.name)) add(t.name);
         } else if (n == "rtd") {
             for (const TaskSpec& t : choice_task_specs())
                 if (t.name != "user") add(t.name);
@@ -377,6 +397,7 @@ std::vector<Example> build_task(const std::string& name, const Tokenizer& tok, c
     if (name == "kv-75" || name == "kv-140") return build_kv(name, tok, o);
     if (name == "mmlu") return build_mmlu(tok, o);
     if (is_choice_task(name)) return build_choice_task(name, tok, o);
+    if (name == "niah") return build_niah(tok, o);
     for (const LongBenchTask& t : kLongBench)
         if (name == t.name) return build_longbench(t, tok, o);
     fail("task ", name, " has no builder");
@@ -387,8 +408,15 @@ double score_output(const Example& ex, const std::string& output) {
         case Metric::BEST_SUBSPAN_EM: return best_subspan_em(output, ex.answers);
         case Metric::KV_SUBSTRING: return kv_substring_match(output, ex.answers.at(0));
         case Metric::CHOICE_ACCURACY: return output == ex.answers.at(0) ? 1.0 : 0.0;
+        case Metric::NIAH_WORDS: return niah_word_score(output, ex.answers.at(0));
     }
     return 0.0;
+}
+
+std::string task_detail(const Example& ex, const std::string& output) {
+    if (ex.metric == Metric::NIAH_WORDS)
+        return std::string("\"strict\":") + (niah_word_score(output, ex.answers.at(0)) == 1.0 ? "1" : "0");
+    return "";
 }
 
 std::string render_mdqa_prompt(const std::vector<Document>& docs, const std::string& question) {

@@ -12,6 +12,7 @@
 //   longbench-2wikimqa / -musique / -qasper / -hotpotqa                -              LongBench, raw   32/32/128/32  best_subspan_em
 //                   longbench/minilongbench_237.jsonl
 //   mmlu            mmlu/dev (shots), mmlu/test (questions)        -                  raw, 5-shot      logits   accuracy
+//   niah            niah/PaulGrahamEssays (or --niah-haystack)     depth % 0..100     chat, IR tmpl    48       answer words found
 // Positions: mdqa = 1-based document number of the gold document (as the paper's plots); kv = 0-based index of
 // the gold pair (the paper's indices); -1 = the task has no gold position.
 #pragma once
@@ -20,13 +21,15 @@
 #include <string>
 #include <vector>
 
+#include "eval/niah_options.hpp"
+
 namespace hs {
 class Tokenizer;
 }
 
 namespace hs::eval {
 
-enum class Metric { BEST_SUBSPAN_EM, KV_SUBSTRING, CHOICE_ACCURACY };
+enum class Metric { BEST_SUBSPAN_EM, KV_SUBSTRING, CHOICE_ACCURACY, NIAH_WORDS };
 enum class AnswerKind { GENERATE, CHOICE };
 const char* metric_name(Metric m);
 
@@ -35,7 +38,8 @@ struct Example {
     std::string id;                 // stable item id within the task, e.g. "nq-17", "kv-3", "mmlu-anatomy-2"
     int32_t gold_position = -1;     // see the table above; -1: none
     // The parts a method may use to build its own prompt (e.g. InfiniRetri reads `context` in chunks and asks
-    // `question` with its own template). For LongBench the prompt is LongBench's own: context = "", question = "".
+    // `question` with its own template). For LongBench the prompt is LongBench's own; context and question are its
+    // passages and question, cut out of it (empty when the prompt has another shape).
     std::string instruction, context, question;
     bool chat = false;              // prompt_text is wrapped in the model's chat template
     std::string prompt_text;        // the rendered prompt (template applied)
@@ -70,6 +74,7 @@ struct TaskBuildOptions {
     // RTD's choice tasks (eval/tasks_choice.hpp)
     int32_t choice_shots = 0;             // > 0: Example::context holds this many solved train prompts (icl method)
     std::string user_train, user_test;    // task "user": llm-foundry {query, choices, gold} JSONL files
+    NiahOptions niah;                     // niah: haystack, needle, lengths, depths (eval/tasks_niah.hpp)
 };
 
 const std::vector<TaskSpec>& task_registry();
@@ -82,6 +87,8 @@ std::vector<Example> build_task(const std::string& name, const Tokenizer& tok, c
 
 // The task's metric on one output (GENERATE: the decoded new text; CHOICE: the chosen label).
 double score_output(const Example& ex, const std::string& output);
+// Task facts of one output for the record's detail (a JSON member list without braces, e.g. "\"strict\":1"; "" none).
+std::string task_detail(const Example& ex, const std::string& output);
 
 // Exposed for tests: prompt renderers, exactly as the tasks use them.
 struct Document {
