@@ -412,7 +412,7 @@ TEST_CASE("infiniretri real models: a 4K needle cell on SmolLM2 and on Gemma 3",
         auto backend = make_backend(Device::CPU, bo);
         Engine engine(model, *backend);
         eval::TaskBuildOptions to;
-        to.data_dir = eval::resolve_data_dir("");
+        to.data_dir = shared_data_dir();
         to.n_ctx = model.config.n_ctx;
         to.niah.lengths = {4096};
         to.niah.depths = {0};

@@ -24,6 +24,9 @@ inline std::string fixtures_dir() { return hs_test_paths::env_or("HEADSWEEP_FIXT
 // The repository root (analysis/ scripts and the like).
 inline std::string repo_dir() { return hs_test_paths::env_or("HEADSWEEP_REPO_DIR", HEADSWEEP_SOURCE_DIR); }
 
+// The shared evaluation data (../shared/data next to the repository; HEADSWEEP_DATA wins when set).
+inline std::string shared_data_dir() { return hs_test_paths::env_or("HEADSWEEP_DATA", (repo_dir() + "/../shared/data").c_str()); }
+
 // The default model's path, unchecked.
 inline std::string test_model_file() {
     return hs_test_paths::env_or("HEADSWEEP_TEST_MODEL_PATH", HEADSWEEP_TEST_MODEL);

@@ -86,7 +86,7 @@ TEST_CASE("rtd search: faiss flat equals the naive exact search on random data",
     for (int64_t j = 1; j < k; ++j) CHECK(a.dist[size_t(j)] >= a.dist[size_t(j - 1)]);
 }
 
-TEST_CASE("rtd search: ties are ordered by id; k larger than the datastore and k < 1 are errors", "[rtd]") {
+TEST_CASE("rtd search: ties are ordered by id, k larger than the datastore and k < 1 are errors", "[rtd]") {
     const int32_t d = 4;
     // Entries 0..5: three pairs of identical keys.
     std::vector<float> keys = {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0};
@@ -306,7 +306,7 @@ TEST_CASE("rtd datastore file: round trip, tuned T, and every bad input names th
     CHECK_THROWS_WITH(rtd::DatastoreWriter(ppath, changed, true, false), Contains("cannot resume") && Contains("cap"));
 }
 
-TEST_CASE("rtd builder: keys are the final hidden state; an interrupted, resumed build equals an uninterrupted one", "[rtd]") {
+TEST_CASE("rtd builder: keys are the final hidden state, an interrupted, resumed build equals an uninterrupted one", "[rtd]") {
     TempDir dir("rtd_build");
     const Model model = open_model("random:tiny");
     auto backend = make_backend(Device::CPU, 1);
@@ -364,7 +364,7 @@ TEST_CASE("rtd builder: keys are the final hidden state; an interrupted, resumed
     for (int32_t c = 0; c < info.d; ++c) CHECK(a.keys[size_t(4 * info.d + c)] == Approx(k4[size_t(c)]).margin(1e-4));
 }
 
-TEST_CASE("rtd eval: rtd, mh-rtd and icl end to end on a tiny user dataset; bad datastores fail before any answer", "[rtd][eval]") {
+TEST_CASE("rtd eval: rtd, mh-rtd and icl end to end on a tiny user dataset, bad datastores fail before any answer", "[rtd][eval]") {
     TempDir dir("rtd_eval");
     // 6 four-option questions; the test set is the train set, so with a small T the nearest key is the query's own
     // rotation-0 entry and rtd answers every item correctly.
@@ -444,7 +444,7 @@ TEST_CASE("rtd eval: rtd, mh-rtd and icl end to end on a tiny user dataset; bad 
     CHECK(eval::RecordsFile::read(bad.output).empty());
 }
 
-TEST_CASE("rtd composition: pear+rtd searches a datastore of PEAR's folded model; the base model's is refused", "[rtd][eval]") {
+TEST_CASE("rtd composition: pear+rtd searches a datastore of PEAR's folded model, the base model's is refused", "[rtd][eval]") {
     TempDir dir("rtd_pear");
     std::string jsonl;
     for (int i = 0; i < 4; ++i)
@@ -495,7 +495,7 @@ TEST_CASE("rtd composition: pear+rtd searches a datastore of PEAR's folded model
     CHECK_THROWS_WITH(eval::run_eval(job, nullptr), Contains("user.h5") && Contains("another model"));
 }
 
-TEST_CASE("rtd tune: leave-item-out excludes the query's own rotations; the relative grid and the choice", "[rtd]") {
+TEST_CASE("rtd tune: leave-item-out excludes the query's own rotations, the relative grid and the choice", "[rtd]") {
     // Labels are random; each item has 4 entries with identical keys and the same label. Without excluding the
     // query's item its 3 twins (distance 0) would decide every answer: accuracy 1 at small T. With the exclusion
     // the labels are unpredictable (about 1/2 for 2 labels).

@@ -71,13 +71,15 @@ public:
                " window=" + std::to_string(o_.window) + " score=phrase(method 3),question_weight^2 answer=greedy";
     }
     void prepare(EvalContext& ctx) override { engine_ = std::make_unique<Engine>(ctx.model, ctx.backend); }
-    void check_example(const Example& ex, const EvalContext& ctx) const override {
+    void check_examples(const std::vector<Example>& examples, EvalContext& ctx) override {
         infiniretri::Options o = o_;
         o.max_input_tokens = ctx.model.config.n_ctx;
-        try {
-            infiniretri::validate(ctx.model.tokenizer, ex.context, ex.question, o);
-        } catch (const Error& e) {
-            fail(ex.task, "/", ex.id, ": ", e.what());
+        for (const Example& ex : examples) {
+            try {
+                infiniretri::validate(ctx.model.tokenizer, ex.context, ex.question, o);
+            } catch (const Error& e) {
+                fail(ex.task, "/", ex.id, ": ", e.what());
+            }
         }
     }
     Answer answer(const Example& ex, EvalContext& ctx) override {

@@ -184,10 +184,6 @@ public:
         if (inner_) right_->check_examples(examples, *inner_);
     }
     const Model* composable_model() const override { return right_->composable_model(); }
-    void check_example(const Example& ex, const EvalContext& ctx) const override {
-        left_->check_example(ex, ctx);
-        right_->check_example(ex, inner_ ? *inner_ : ctx);
-    }
 
 private:
     std::unique_ptr<Method> left_, right_;

@@ -59,14 +59,12 @@ public:
     virtual void prepare(EvalContext& ctx) = 0;
     virtual Answer answer(const Example& ex, EvalContext& ctx) = 0;
     // Once per model after prepare(), with every example of the run, before any answer: load per-task state (RTD's
-    // datastores) and refuse bad input before any work. Default: nothing.
+    // datastores) and refuse input the method cannot answer (InfiniRetri: a question that does not fit a chunk)
+    // with an hs::Error naming the option, file or example, before any work. Default: nothing.
     virtual void check_examples(const std::vector<Example>& examples, EvalContext& ctx) {}
     // After prepare(): the model this method answers with, for "this+other" compositions; nullptr: it cannot be
     // composed on the left of '+'.
     virtual const Model* composable_model() const { return nullptr; }
-    // Checks an example before any answer is computed (run_eval calls it for every example and method right after
-    // the plan is built): a method that cannot answer it throws hs::Error naming the option or the example.
-    virtual void check_example(const Example& ex, const EvalContext& ctx) const {}
 };
 
 // The standard answer of a model under the engine: GENERATE = greedy decoding of ex.prompt_ids up to
