@@ -21,6 +21,7 @@ Patches to the package (monkeypatched here, the installed package is not modifie
      (" \n1984": original one token " \n" = 3717, GGUF-built " " + "\n"). With --pretokenizer gguf the
      GGUF-built one is kept.
 Usage: /work/.venv-ref/bin/python tools/infiniretri_reference.py MODEL.gguf TRACE.json... [-o results.jsonl]
+       python3 tools/infiniretri_reference.py --summarize results.jsonl   (a markdown table of a results file)
 """
 import argparse
 import json
@@ -28,6 +29,24 @@ import os
 import sys
 import time
 import types
+
+
+def summarize(path):
+    print("| length | depth | pre-tokenizer | chunks (ours/theirs) | chunks with equal kept sentences | mean Jaccard "
+          "| min Jaccard | answers equal | ours s | theirs s | theirs/ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for line in open(path):
+        r = json.loads(line)
+        js = [p["jaccard_text"] for p in r["steps"]]
+        print(f"| {r['length']} | {r['depth']} | {r.get('pretokenizer', 'gguf')} | {r['chunks_ours']}/{r['chunks_theirs']} "
+              f"| {r['steps_equal']}/{len(r['steps'])} | {sum(js) / len(js):.3f} | {min(js):.3f} "
+              f"| {'yes' if r['answers_equal'] else 'no'} | {r['ours_s']:.1f} | {r['theirs_s']:.1f} "
+              f"| {r['theirs_s'] / r['ours_s']:.2f} |")
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--summarize":
+    summarize(sys.argv[2])
+    sys.exit(0)
 
 for name in ("seaborn", "matplotlib", "matplotlib.gridspec", "matplotlib.pyplot", "matplotlib.patches"):
     m = types.ModuleType(name)
