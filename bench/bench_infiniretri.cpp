@@ -1,15 +1,19 @@
 // bench/bench_infiniretri.cpp: InfiniRetri's reading speed on one needle-in-a-haystack item against the engine's
 // plain prefill rate at the same step length, and peak memory, as one JSON line plus the ratios.
 // Usage: headsweep_bench_infiniretri MODEL [--tokens 32768] [--depth 50] [--threads 1] [--data DIR] [--chunk 1024]
-//        [--topk 300] [--window 8]
+//        [--topk 300] [--window 8] [--trace FILE]
+// --trace FILE: also writes one JSON object to FILE (the niah cell's context and question, every step's kept
+// sentences -- index among the step's context sentences and text --, the final cache and the greedy answer from it),
+// for the step-by-step comparison with the authors' package (tools/infiniretri_reference.py).
 // Ratio printed: context tokens read per second / plain prefill tokens per second at the mean step length (the
 // issue's goal: >= 0.6; the cache, the template and the per-sentence tokenisation are the only overhead).
-// The authors' package (torch + transformers, eager attention) is the peer for the per-item time; it is not run here
-// (see README "InfiniRetri and needle in a haystack" for what was measured).
+// The authors' package (torch + transformers, eager attention) is the peer for the per-item time: run it with
+// tools/infiniretri_reference.py on the --trace file (README "InfiniRetri and needle in a haystack").
 #include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "backend/cpu/cpu_runtime.hpp"
@@ -22,6 +26,25 @@
 using namespace hs;
 
 static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+static std::string json_str(const std::string& s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += char(c);
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(c));
+            out += buf;
+        } else {
+            out += char(c);
+        }
+    }
+    return out + "\"";
+}
 
 static double peak_rss_mib() {
     rusage ru{};
@@ -39,7 +62,7 @@ int main(int argc, char** argv) try {
     const std::string spec = argv[1];
     int64_t tokens = 32768;
     int32_t depth = 50, threads = 1;
-    std::string data;
+    std::string data, trace;
     infiniretri::Options o;
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
@@ -50,6 +73,7 @@ int main(int argc, char** argv) try {
         else if (k == "--chunk") o.chunk_tokens = std::stoi(v);
         else if (k == "--topk") o.top_k = std::stoi(v);
         else if (k == "--window") o.window = std::stoi(v);
+        else if (k == "--trace") trace = v;
         else fail("unknown option ", k);
     }
     const Model m = open_model(spec);
@@ -68,9 +92,35 @@ int main(int argc, char** argv) try {
     const eval::Example ex = eval::build_niah(m.tokenizer, to).at(0);
     const double build_s = now() - t0;
 
+    o.record_kept = !trace.empty();
     t0 = now();
     const infiniretri::ReadResult r = infiniretri::read_document(engine, ex.context, ex.question, o);
     const double read_s = now() - t0;
+    if (!trace.empty()) {  // the answer, greedy, from the cache alone (as the infiniretri method answers)
+        GenerateOptions g;
+        g.max_new_tokens = ex.max_new_tokens;
+        t0 = now();
+        const std::vector<int32_t> prompt =
+            infiniretri::answer_prompt_ids(m.tokenizer, o.prompt_template, r.cache_text, ex.question);
+        const GenerateResult gr = generate(engine, prompt, g);
+        const double answer_s = now() - t0;
+        std::ofstream f(trace, std::ios::binary);
+        check(bool(f), "cannot write ", trace);
+        f << "{\"length\":" << tokens << ",\"depth\":" << depth << ",\"chunk\":" << o.chunk_tokens
+          << ",\"topk\":" << o.top_k << ",\"window\":" << o.window << ",\"context_tokens\":" << r.context_tokens
+          << ",\"max_new_tokens\":" << ex.max_new_tokens << ",\"read_s\":" << read_s << ",\"answer_s\":" << answer_s
+          << ",\"question\":" << json_str(ex.question) << ",\"context\":" << json_str(ex.context) << ",\"steps\":[";
+        for (size_t i = 0; i < r.steps.size(); ++i) {
+            const infiniretri::StepStats& st = r.steps[i];
+            f << (i ? "," : "") << "{\"input_tokens\":" << st.input_tokens << ",\"kept_index\":[";
+            for (size_t j = 0; j < st.kept_index.size(); ++j) f << (j ? "," : "") << st.kept_index[j];
+            f << "],\"kept_text\":[";
+            for (size_t j = 0; j < st.kept_text.size(); ++j) f << (j ? "," : "") << json_str(st.kept_text[j]);
+            f << "]}";
+        }
+        f << "],\"cache\":" << json_str(r.cache_text) << ",\"answer_prompt_tokens\":" << prompt.size()
+          << ",\"answer\":" << json_str(m.tokenizer.decode(gr.tokens, false)) << "}\n";
+    }
     const int64_t step = r.chunks > 0 ? r.tokens_processed / r.chunks : 1;
 
     // The engine's plain prefill at the mean step length (no hooks, no cache), best of 3.
@@ -97,7 +147,7 @@ int main(int argc, char** argv) try {
                 (long long)step, context_tps / prefill_tps);
     std::printf("processed tokens per second / plain prefill rate: %.2fx (the overhead beyond the forwards)\n",
                 double(r.tokens_processed) / read_s / prefill_tps);
-    std::printf("peer (infini-retri + transformers): not run in this build's environment\n");
+    std::printf("peer (infini-retri + transformers): tools/infiniretri_reference.py on a --trace file\n");
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -253,6 +253,22 @@ TEST_CASE("infiniretri read: chunks, cache, memory bounded by the chunk (rows x 
     // the same document and settings give the same cache (deterministic)
     const std::string doc = filler_text(40, 11);
     CHECK(ir::read_document(engine, doc, question, o).cache_text == ir::read_document(engine, doc, question, o).cache_text);
+    // record_kept: every step's kept sentences (what the comparison with the package reads); off by default
+    CHECK(ir::read_document(engine, doc, question, o).steps.back().kept_text.empty());
+    o.record_kept = true;
+    const ir::ReadResult rk = ir::read_document(engine, doc, question, o);
+    std::string last;
+    for (const ir::StepStats& s : rk.steps) {
+        REQUIRE(int64_t(s.kept_index.size()) == s.kept_sentences);
+        REQUIRE(s.kept_text.size() == s.kept_index.size());
+        for (size_t i = 0; i < s.kept_index.size(); ++i) {
+            CHECK(s.kept_index[i] >= 0);
+            if (i) CHECK(s.kept_index[i] > s.kept_index[i - 1]);  // in order, no repeats
+        }
+        last.clear();
+        for (const std::string& t : s.kept_text) last += t;
+    }
+    CHECK(last == rk.cache_text);  // the last step's kept sentences are the final cache
 }
 
 TEST_CASE("infiniretri bad input: clear errors naming the option, before any work", "[infiniretri]") {

@@ -455,6 +455,10 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
             st.kept_tokens += e - b;
             ++st.kept_sentences;
             cache.push_back(tok.decode(std::vector<int32_t>(in.ids.begin() + b, in.ids.begin() + e), true));
+            if (o.record_kept) {
+                st.kept_index.push_back(s - in.first_context_sentence);
+                st.kept_text.push_back(cache.back());
+            }
         }
         st.input_tokens = L;
         st.chunk_chars = int64_t(chunk.size());

@@ -38,6 +38,9 @@ struct Options {
     int64_t max_input_tokens = 0;  // > 0: a step's input may not exceed this (the model's context); see read_document
     // Called after every chunk with (chunks read, chunks in all); empty: none (progress reports of long documents).
     std::function<void(int64_t, int64_t)> on_chunk;
+    // true: every StepStats also holds the kept sentences (index in the step's input and decoded text), for
+    // step-by-step comparison with the authors' package (bench/headsweep_bench_infiniretri --trace).
+    bool record_kept = false;
 };
 
 // ---- Step 1: sentences. re.split("(\n\n)|([。！？.?!])") keeping the delimiters, then merged left to right: a
@@ -96,6 +99,10 @@ struct StepStats {
     int64_t input_tokens = 0, cache_tokens_in = 0, chunk_chars = 0, kept_sentences = 0, kept_tokens = 0;
     int64_t prob_floats = 0;       // floats of attention probabilities the forward returned (rows x keys x heads)
     int64_t prob_layers = 0;       // layers whose probabilities were returned (always 1)
+    // Only with Options::record_kept: the kept sentences' indices among the step's context sentences (0 = the first
+    // sentence of cache + chunk) and their decoded text, in order.
+    std::vector<int64_t> kept_index;
+    std::vector<std::string> kept_text;
 };
 struct ReadResult {
     std::string cache_text;        // the selected sentences after the last chunk: the answer's context
