@@ -22,29 +22,13 @@
 #include "eval/tasks_niah.hpp"
 #include "infiniretri/infiniretri.hpp"
 #include "util/error.hpp"
+#include "util/json.hpp"
 
 using namespace hs;
 
 static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-static std::string json_str(const std::string& s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += char(c);
-        } else if (c == '\n') {
-            out += "\\n";
-        } else if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(c));
-            out += buf;
-        } else {
-            out += char(c);
-        }
-    }
-    return out + "\"";
-}
+static std::string json_str(const std::string& s) { return "\"" + json::escape(s) + "\""; }
 
 static double peak_rss_mib() {
     rusage ru{};

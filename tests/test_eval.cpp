@@ -102,6 +102,9 @@ TEST_CASE("eval json: strings, escapes, numbers, errors", "[eval]") {
     CHECK(v.at("a").arr[2].str == "x\xc3\xa9\n");
     CHECK(v.at("b").at("c").b);
     CHECK_THROWS_AS(json::parse("{\"a\": }", "f.jsonl:3"), hs::Error);
+    const std::string raw = "q\"b\\s\n\t\r\x01 \xc3\xa9";  // escape() round-trips through the reader
+    CHECK(json::escape(raw) == "q\\\"b\\\\s\\n\\t\\r\\u0001 \xc3\xa9");
+    CHECK(json::parse("\"" + json::escape(raw) + "\"").str == raw);
     CHECK_THROWS_WITH(v.at("zz", "f.jsonl:3"), Catch::Contains("f.jsonl:3") && Catch::Contains("zz"));
 }
 

@@ -12,34 +12,13 @@
 #include "infiniretri/infiniretri.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
+#include "util/json.hpp"
 #include "util/timer.hpp"
 
 namespace hs::eval {
 
 namespace {
 
-std::string json_escape(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += char(c);
-        } else if (c == '\n') {
-            out += "\\n";
-        } else if (c == '\t') {
-            out += "\\t";
-        } else if (c == '\r') {
-            out += "\\r";
-        } else if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(c));
-            out += buf;
-        } else {
-            out += char(c);
-        }
-    }
-    return out;
-}
 
 // The facts of one answer, as one JSON object (the record's detail column).
 std::string detail_json(const infiniretri::ReadResult& r, int64_t answer_prompt_tokens, double answer_seconds) {
@@ -52,7 +31,7 @@ std::string detail_json(const infiniretri::ReadResult& r, int64_t answer_prompt_
                   (long long)r.chunks, (long long)r.tokens_processed, (long long)r.context_tokens,
                   (long long)r.cache_tokens, kept, (long long)answer_prompt_tokens, (long long)r.dropped_sentences,
                   (long long)r.max_prob_floats, r.seconds, answer_seconds);
-    return std::string(buf) + "\"cache\":\"" + json_escape(r.cache_text) + "\"}";
+    return std::string(buf) + "\"cache\":\"" + json::escape(r.cache_text) + "\"}";
 }
 
 class InfiniRetri : public Method {

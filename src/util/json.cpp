@@ -1,5 +1,7 @@
 #include "util/json.hpp"
 
+#include <cstdio>
+
 #include <cstdlib>
 #include <fstream>
 
@@ -204,6 +206,29 @@ std::vector<Value> read_jsonl(const std::string& path) {
         ++n;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
         out.push_back(parse(line, path + ":" + std::to_string(n)));
+    }
+    return out;
+}
+
+std::string escape(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += char(c);
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(c));
+            out += buf;
+        } else {
+            out += char(c);
+        }
     }
     return out;
 }

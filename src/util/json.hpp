@@ -30,4 +30,8 @@ Value parse(std::string_view text, std::string_view where = "json");
 // Every non-empty line of a JSONL file, parsed. Throws hs::Error naming file:line.
 std::vector<Value> read_jsonl(const std::string& path);
 
+// The body of a JSON string literal for s (no surrounding quotes): " \ \n \t \r escaped, other control bytes as
+// \u00XX; UTF-8 passes through.
+std::string escape(std::string_view s);
+
 }  // namespace hs::json
