@@ -442,6 +442,19 @@ void serve(const boost::mpi::communicator& comm, Executor& ex) {
     }
 }
 
+void serve_then_sync(const boost::mpi::communicator& comm, Executor& executor) {
+    std::string error;
+    try {
+        serve(comm, executor);
+    } catch (const std::exception& e) {
+        error = e.what();
+    }
+    std::string root_error;
+    boost::mpi::broadcast(comm, root_error, 0);
+    if (!root_error.empty()) throw Error(root_error);
+    if (!error.empty()) throw Error(error);
+}
+
 void collective_step(const boost::mpi::communicator& comm, const std::function<void()>& f) {
     std::string err;
     try {

@@ -76,6 +76,10 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
 // coordinator's message when the distribution was stopped by an error (on any rank).
 void serve(const boost::mpi::communicator& comm, Executor& executor);
 
+// The worker side of a coordinated step whose rank 0 ends by broadcasting its error string (empty: success):
+// serve(), then receive rank 0's verdict; throws rank 0's error first, else this rank's own.
+void serve_then_sync(const boost::mpi::communicator& comm, Executor& executor);
+
 // Runs f on every rank; if it throws on any rank, every rank throws hs::Error with the first failing rank's
 // message ("rank 3: ..." for ranks other than 0). A collective: all ranks must call it.
 void collective_step(const boost::mpi::communicator& comm, const std::function<void()>& f);

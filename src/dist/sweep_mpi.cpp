@@ -265,16 +265,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             boost::mpi::broadcast(comm, error, 0);
             if (!error.empty()) throw Error(error);
         } else {
-            std::string error;
-            try {
-                serve(comm, exec);
-            } catch (const std::exception& e) {
-                error = e.what();
-            }
-            std::string root_error;
-            boost::mpi::broadcast(comm, root_error, 0);
-            if (!root_error.empty()) throw Error(root_error);
-            if (!error.empty()) throw Error(error);
+            serve_then_sync(comm, exec);
         }
         sum.seconds = timer.seconds();
         out.push_back(sum);

@@ -244,16 +244,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
             boost::mpi::broadcast(*comm, error, 0);
             if (!error.empty()) throw Error(error);
         } else {
-            std::string error;
-            try {
-                dist::serve(*comm, exec);
-            } catch (const std::exception& e) {
-                error = e.what();
-            }
-            std::string root_error;
-            boost::mpi::broadcast(*comm, root_error, 0);
-            if (!root_error.empty()) throw Error(root_error);
-            if (!error.empty()) throw Error(error);
+            dist::serve_then_sync(*comm, exec);
         }
     }
 

@@ -215,15 +215,7 @@ BuildStats build_datastore(Engine& engine, const std::vector<BuildEntry>& plan, 
         boost::mpi::broadcast(*comm, error, 0);
         if (!error.empty()) throw Error(error);
     } else {
-        try {
-            dist::serve(*comm, exec);
-        } catch (const std::exception& e) {
-            error = e.what();
-        }
-        std::string root_error;
-        boost::mpi::broadcast(*comm, root_error, 0);
-        if (!root_error.empty()) throw Error(root_error);
-        if (!error.empty()) throw Error(error);
+        dist::serve_then_sync(*comm, exec);
     }
     st.seconds = timer.seconds();
     st.computed = end - start;
