@@ -1,0 +1,63 @@
+// backend/cpu/matmul_blocks.hpp: matrix products with weights kept at the GGUF file's own precision (issue 16).
+//
+// A weight matrix W [rows = out][cols = in] is stored row by row in ggml blocks of one type (Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q4_K, Q5_K, Q6_K; or BF16/F16/F32 elements), each row ggml_row_bytes(type, cols) bytes, exactly as in the
+// file. Two strategies, chosen by the number of input rows n:
+//   - n small (decode, n < kGemmMinRows): a GEMV per input row. Activations are quantised to 8 bits per block
+//     (Q8_0 for the 32-element types, Q8_K for the K-quants, as ggml does) and dotted with integer instructions;
+//     BF16/F16 rows are widened to fp32 and dotted with FMA (no rounding of the activations).
+//   - n large (prefill): tiles of W rows are dequantised into a per-thread fp32 buffer and multiplied with the
+//     fp32 SGEMM (OpenBLAS). The result equals the f32 path's up to summation order.
+// The instruction set is chosen at run time from the CPU's features (best_kernel_isa); a lower one can be forced
+// (tests run every variant the machine can execute against the scalar reference).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "gguf/quant.hpp"
+#include "util/cpu_features.hpp"
+
+namespace hs::cpu {
+
+enum class KernelIsa : uint8_t {
+    SCALAR,       // portable C++ (the reference every other variant is tested against)
+    AVX2,         // AVX2 + FMA (+ F16C)
+    AVX512,       // AVX-512 F/BW/DQ/VL
+    AVX512_VNNI,  // AVX-512 + VNNI (vpdpbusd) and, where present, AVX-512-BF16
+};
+const char* kernel_isa_name(KernelIsa isa);         // "scalar" | "avx2" | "avx512" | "avx512-vnni"
+KernelIsa parse_kernel_isa(const std::string& s);   // the names above or "auto"-less; throws hs::Error naming them
+KernelIsa best_kernel_isa(const CpuFeatures& cpu);  // the best variant this CPU (and OS) can run
+bool can_run_kernel_isa(const CpuFeatures& cpu, KernelIsa isa);
+
+// The weight operand as it sits in memory.
+struct BlockMatrix {
+    GgmlType type = GgmlType::F32;
+    const void* data = nullptr;  // rows * row_bytes bytes
+    int64_t rows = 0;            // output features
+    int64_t cols = 0;            // input features (a multiple of the type's block size)
+    uint64_t row_bytes = 0;      // ggml_row_bytes(type, cols)
+};
+
+// Types with native kernels (every GgmlType the reader decodes).
+bool has_block_kernels(GgmlType t);
+
+// Input rows from which the dequantise-tile + SGEMM path is used instead of the integer GEMV.
+inline constexpr int64_t kGemmMinRows = 8;
+
+struct KernelOptions {
+    KernelIsa isa = KernelIsa::SCALAR;
+    int threads = 1;  // OpenMP threads for the GEMV and the tile dequantisation
+};
+
+// y[n, w.rows] = x[n, w.cols] . W^T  (+ y when accumulate).
+void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate,
+                   const KernelOptions& o);
+// dx[n, w.cols] = dy[n, w.rows] . W  (+ dx when accumulate): the backward of matmul_blocks (PEAR training).
+void matmul_dx_blocks(const float* dy, const BlockMatrix& w, float* dx, int64_t n, bool accumulate,
+                      const KernelOptions& o);
+// out[0 .. n_rows * w.cols) = decode(W rows row0 .. row0 + n_rows).
+void dequantize_rows(const BlockMatrix& w, int64_t row0, int64_t n_rows, float* out);
+
+}  // namespace hs::cpu
