@@ -1,0 +1,341 @@
+// backend/cpu/matmul_blocks.cpp: dispatch, activation quantisation, threading and the dequantise + SGEMM path of
+// the native-precision matrix products (see matmul_blocks.hpp; the per-ISA dot kernels are in matmul_blocks_*.cpp).
+#include "backend/cpu/matmul_blocks.hpp"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "backend/cpu/matmul_blocks_kernels.hpp"
+#include "util/error.hpp"
+
+namespace hs::cpu {
+
+using detail::DotType;
+using detail::GemvKernels;
+using detail::XRow;
+
+// ------------------------------------------------------------------------------------------------ ISA selection
+
+const char* kernel_isa_name(KernelIsa isa) {
+    switch (isa) {
+    case KernelIsa::SCALAR: return "scalar";
+    case KernelIsa::AVX2: return "avx2";
+    case KernelIsa::AVX512: return "avx512";
+    case KernelIsa::AVX512_VNNI: return "avx512-vnni";
+    }
+    return "scalar";
+}
+
+KernelIsa parse_kernel_isa(const std::string& s) {
+    for (KernelIsa isa : {KernelIsa::SCALAR, KernelIsa::AVX2, KernelIsa::AVX512, KernelIsa::AVX512_VNNI})
+        if (s == kernel_isa_name(isa)) return isa;
+    fail("unknown kernel instruction set '", s, "' (expected scalar, avx2, avx512 or avx512-vnni)");
+}
+
+namespace {
+
+const GemvKernels* kernels_for(KernelIsa isa) {
+    switch (isa) {
+    case KernelIsa::SCALAR: return detail::gemv_kernels_scalar();
+    case KernelIsa::AVX2: return detail::gemv_kernels_avx2();
+    case KernelIsa::AVX512: return detail::gemv_kernels_avx512();
+    case KernelIsa::AVX512_VNNI: return detail::gemv_kernels_avx512_vnni();
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+bool can_run_kernel_isa(const CpuFeatures& cpu, KernelIsa isa) {
+    if (kernels_for(isa) == nullptr) return false;  // not built into this binary
+    switch (isa) {
+    case KernelIsa::SCALAR: return true;
+    // The AVX2 file is compiled for x86-64-v3 (AVX2, FMA, F16C, and BMI1/2, LZCNT, MOVBE, which every CPU with the
+    // first three has).
+    case KernelIsa::AVX2: return cpu.avx2 && cpu.fma && cpu.f16c;
+    case KernelIsa::AVX512: return cpu.avx512_core() && cpu.avx2 && cpu.fma && cpu.f16c;
+    case KernelIsa::AVX512_VNNI: return cpu.avx512_core() && cpu.avx512_vnni && cpu.avx2 && cpu.fma && cpu.f16c;
+    }
+    return false;
+}
+
+KernelIsa best_kernel_isa(const CpuFeatures& cpu) {
+    for (KernelIsa isa : {KernelIsa::AVX512_VNNI, KernelIsa::AVX512, KernelIsa::AVX2})
+        if (can_run_kernel_isa(cpu, isa)) return isa;
+    return KernelIsa::SCALAR;
+}
+
+bool has_block_kernels(GgmlType t) {
+    switch (t) {
+    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q4_0: case GgmlType::Q4_1:
+    case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0: case GgmlType::Q4_K: case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+        return true;
+    }
+    return false;
+}
+
+namespace {
+
+DotType dot_type(GgmlType t) {
+    switch (t) {
+    case GgmlType::F32: return detail::DT_F32;
+    case GgmlType::F16: return detail::DT_F16;
+    case GgmlType::BF16: return detail::DT_BF16;
+    case GgmlType::Q4_0: return detail::DT_Q4_0;
+    case GgmlType::Q4_1: return detail::DT_Q4_1;
+    case GgmlType::Q5_0: return detail::DT_Q5_0;
+    case GgmlType::Q5_1: return detail::DT_Q5_1;
+    case GgmlType::Q8_0: return detail::DT_Q8_0;
+    case GgmlType::Q4_K: return detail::DT_Q4_K;
+    case GgmlType::Q5_K: return detail::DT_Q5_K;
+    case GgmlType::Q6_K: return detail::DT_Q6_K;
+    }
+    fail("matmul_blocks: no kernel for ggml type ", ggml_type_name(t));
+}
+
+enum class ActQuant { NONE, Q8_0, Q8_K };
+
+ActQuant act_quant(GgmlType t) {
+    switch (t) {
+    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: return ActQuant::NONE;
+    case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: return ActQuant::Q8_K;
+    default: return ActQuant::Q8_0;
+    }
+}
+
+void check_matrix(const BlockMatrix& w, const char* what) {
+    check(has_block_kernels(w.type), what, ": no kernel for ggml type ", ggml_type_name(w.type));
+    check(w.rows >= 0 && w.cols >= 0 && w.cols % ggml_block_size(w.type) == 0, what, ": ", w.cols,
+          " columns are not a whole number of ", ggml_type_name(w.type), " blocks");
+    check(w.row_bytes == ggml_row_bytes(w.type, w.cols), what, ": row_bytes ", w.row_bytes, " != ",
+          ggml_row_bytes(w.type, w.cols), " for ", w.cols, " ", ggml_type_name(w.type), " columns");
+    check(w.data != nullptr || w.rows == 0 || w.cols == 0, what, ": no weight data");
+}
+
+int thread_count(const KernelOptions& o) { return std::max(1, o.threads); }
+
+// 64-byte aligned scratch that frees itself.
+struct AlignedFree {
+    void operator()(void* p) const { std::free(p); }
+};
+template <typename T>
+std::unique_ptr<T[], AlignedFree> aligned_array(size_t n) {
+    const size_t bytes = std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64);
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    return std::unique_ptr<T[], AlignedFree>(static_cast<T*>(p));
+}
+
+float round_fp16(float v) { return fp16_to_fp32(fp32_to_fp16(v)); }
+
+// The activations of n input rows, quantised once before the parallel loop.
+struct QuantizedInput {
+    std::unique_ptr<int8_t[], AlignedFree> qs;
+    std::vector<float> d;
+    std::vector<int32_t> s32;
+    std::vector<int16_t> bsums;
+    std::vector<XRow> rows;
+};
+
+// Q8_0 as ggml: d = amax/127 (stored as fp16), q = round(x / d) with the unrounded reciprocal; plus each block's sum.
+void quantize_q8_0(const float* x, int64_t cols, int8_t* qs, float* d, int32_t* s) {
+    for (int64_t b = 0; b < cols / 32; ++b) {
+        const float* xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+        const float db = amax / 127.0f;
+        const float id = db != 0.0f ? 1.0f / db : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; ++j) {
+            const int v = static_cast<int>(std::roundf(std::clamp(xb[j] * id, -127.0f, 127.0f)));  // half away from 0
+            qs[32 * b + j] = static_cast<int8_t>(v);
+            sum += v;
+        }
+        d[b] = round_fp16(db);
+        s[b] = sum;
+    }
+}
+
+// Q8_K as ggml: a float scale per 256 (amax/127), int8 quants, the sum of each 16.
+void quantize_q8_k(const float* x, int64_t cols, int8_t* qs, float* d, int16_t* bsums) {
+    for (int64_t b = 0; b < cols / 256; ++b) {
+        const float* xb = x + 256 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 256; ++j) amax = std::max(amax, std::fabs(xb[j]));
+        const float iscale = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < 256; ++j)
+            qs[256 * b + j] = static_cast<int8_t>(std::nearbyint(std::clamp(xb[j] * iscale, -127.0f, 127.0f)));
+        for (int g = 0; g < 16; ++g) {
+            int sum = 0;
+            for (int j = 0; j < 16; ++j) sum += qs[256 * b + 16 * g + j];
+            bsums[16 * b + g] = static_cast<int16_t>(sum);
+        }
+        d[b] = amax != 0.0f ? 1.0f / iscale : 0.0f;
+    }
+}
+
+QuantizedInput quantize_input(const float* x, int64_t n, int64_t cols, ActQuant aq) {
+    QuantizedInput q;
+    q.rows.resize(static_cast<size_t>(n));
+    if (aq == ActQuant::NONE) {
+        for (int64_t i = 0; i < n; ++i) q.rows[i].f = x + i * cols;
+        return q;
+    }
+    // each row's quants start on a 64-byte boundary
+    const int64_t stride = (cols + 63) / 64 * 64;
+    q.qs = aligned_array<int8_t>(static_cast<size_t>(n * stride));
+    if (aq == ActQuant::Q8_0) {
+        const int64_t nb = cols / 32;
+        q.d.resize(static_cast<size_t>(n * nb));
+        q.s32.resize(static_cast<size_t>(n * nb));
+        for (int64_t i = 0; i < n; ++i) {
+            quantize_q8_0(x + i * cols, cols, q.qs.get() + i * stride, q.d.data() + i * nb, q.s32.data() + i * nb);
+            q.rows[i].qs = q.qs.get() + i * stride;
+            q.rows[i].d32 = q.d.data() + i * nb;
+            q.rows[i].s32 = q.s32.data() + i * nb;
+        }
+    } else {
+        const int64_t nb = cols / 256;
+        q.d.resize(static_cast<size_t>(n * nb));
+        q.bsums.resize(static_cast<size_t>(n * nb * 16));
+        for (int64_t i = 0; i < n; ++i) {
+            quantize_q8_k(x + i * cols, cols, q.qs.get() + i * stride, q.d.data() + i * nb,
+                          q.bsums.data() + i * nb * 16);
+            q.rows[i].qs = q.qs.get() + i * stride;
+            q.rows[i].dk = q.d.data() + i * nb;
+            q.rows[i].bsums = q.bsums.data() + i * nb * 16;
+        }
+    }
+    return q;
+}
+
+// Output rows per work item of the GEMV: enough to amortise the loop, few enough to balance two threads on the
+// smallest matrices (192 rows); the item's weights (<= 32 KiB at 576 Q4 columns) stay in L1/L2 across the n inputs.
+constexpr int64_t kGemvChunk = 32;
+
+void gemv(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate, const KernelOptions& o) {
+    const GemvKernels* k = kernels_for(o.isa);
+    check(k != nullptr, "matmul_blocks: the ", kernel_isa_name(o.isa), " kernels are not built into this binary");
+    const detail::DotFn dot = k->dot[dot_type(w.type)];
+    const QuantizedInput q = quantize_input(x, n, w.cols, act_quant(w.type));
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const int64_t chunks = (w.rows + kGemvChunk - 1) / kGemvChunk;
+    const int threads = thread_count(o);
+    // One thread for tiny products, where waking the team costs more than the work (< ~64 KiB of weights).
+    const bool parallel = threads > 1 && chunks > 1 && static_cast<uint64_t>(w.rows) * w.row_bytes >= (64u << 10);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+    for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t r0 = c * kGemvChunk, r1 = std::min(w.rows, r0 + kGemvChunk);
+        for (int64_t i = 0; i < n; ++i) {
+            float* yi = y + i * w.rows;
+            const XRow& xr = q.rows[i];
+            for (int64_t r = r0; r < r1; ++r) {
+                const float v = dot(base + r * w.row_bytes, w.cols, xr);
+                yi[r] = accumulate ? yi[r] + v : v;
+            }
+        }
+    }
+}
+
+// Rows of W per dequantised tile of the SGEMM path: about 2 MiB of fp32 (L2-sized slices per thread in OpenBLAS's
+// packing), a multiple of 16, at least 16.
+int64_t tile_rows_for(int64_t cols, int64_t rows) {
+    const int64_t t = std::max<int64_t>(16, ((int64_t{2} << 20) / (4 * std::max<int64_t>(cols, 1))) / 16 * 16);
+    return std::min(t, std::max<int64_t>(rows, 1));
+}
+
+// Decodes W rows [r0, r0 + nr) into tile (row-major, w.cols per row), the rows split over the OpenMP threads.
+void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile, int threads) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    constexpr int64_t kStep = 8;
+    const int64_t steps = (nr + kStep - 1) / kStep;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && steps > 1)
+    for (int64_t s = 0; s < steps; ++s) {
+        const int64_t a = s * kStep, b = std::min(nr, a + kStep);
+        dequantize_row(w.type, base + (r0 + a) * w.row_bytes, tile + a * w.cols, (b - a) * w.cols);
+    }
+}
+
+// The prefill path. Threading: the tiles are decoded by the OpenMP team, then multiplied by ONE cblas_sgemm call
+// from this (the calling) thread, outside any parallel region, so OpenBLAS parallelises it with its own thread
+// count (the backend sets it). Debian's OpenBLAS here is the pthreads build, which cannot tell that it is called
+// from inside an OpenMP region: concurrent sgemm calls from an OpenMP team would each start OpenBLAS's threads and
+// oversubscribe the cores (and its openblas_set_num_threads is process-global, so it cannot be lowered safely
+// around a call). One call per tile is safe with either build.
+void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate, const KernelOptions& o) {
+    const float beta = accumulate ? 1.0f : 0.0f;
+    if (w.type == GgmlType::F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(w.rows), int(w.cols), 1.0f, x, int(w.cols),
+                    static_cast<const float*>(w.data), int(w.cols), beta, y, int(w.rows));
+        return;
+    }
+    const int64_t tr = tile_rows_for(w.cols, w.rows);
+    auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
+    for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
+        const int64_t nr = std::min(tr, w.rows - r0);
+        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nr), int(w.cols), 1.0f, x, int(w.cols),
+                    tile.get(), int(w.cols), beta, y + r0, int(w.rows));
+    }
+}
+
+}  // namespace
+
+void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate,
+                   const KernelOptions& o) {
+    check_matrix(w, "matmul_blocks");
+    if (n <= 0 || w.rows == 0) return;
+    if (w.cols == 0) {
+        if (!accumulate) std::fill(y, y + n * w.rows, 0.0f);
+        return;
+    }
+    if (n < kGemmMinRows)
+        gemv(x, w, y, n, accumulate, o);
+    else
+        gemm(x, w, y, n, accumulate, o);
+}
+
+void matmul_dx_blocks(const float* dy, const BlockMatrix& w, float* dx, int64_t n, bool accumulate,
+                      const KernelOptions& o) {
+    check_matrix(w, "matmul_dx_blocks");
+    if (n <= 0 || w.cols == 0) return;
+    if (w.rows == 0) {
+        if (!accumulate) std::fill(dx, dx + n * w.cols, 0.0f);
+        return;
+    }
+    if (w.type == GgmlType::F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(w.cols), int(w.rows), 1.0f, dy,
+                    int(w.rows), static_cast<const float*>(w.data), int(w.cols), accumulate ? 1.0f : 0.0f, dx,
+                    int(w.cols));
+        return;
+    }
+    // dx = sum over row tiles of dy[:, tile] . W[tile, :]
+    const int64_t tr = tile_rows_for(w.cols, w.rows);
+    auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
+    for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
+        const int64_t nr = std::min(tr, w.rows - r0);
+        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
+        const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(w.cols), int(nr), 1.0f, dy + r0,
+                    int(w.rows), tile.get(), int(w.cols), beta, dx, int(w.cols));
+    }
+}
+
+void dequantize_rows(const BlockMatrix& w, int64_t row0, int64_t n_rows, float* out) {
+    check_matrix(w, "dequantize_rows");
+    check(row0 >= 0 && n_rows >= 0 && row0 + n_rows <= w.rows, "dequantize_rows: rows [", row0, ", ",
+          row0 + n_rows, ") out of range (", w.rows, " rows)");
+    if (n_rows == 0 || w.cols == 0) return;
+    // rows are stored back to back with no padding, so the range decodes as one run of blocks
+    dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + row0 * w.row_bytes, out, n_rows * w.cols);
+}
+
+}  // namespace hs::cpu

@@ -1,0 +1,44 @@
+// backend/cpu/matmul_blocks_kernels.hpp: the per-instruction-set GEMV dot kernels behind matmul_blocks (internal).
+//
+// Each variant lives in its own translation unit compiled for its instruction set (matmul_blocks_scalar.cpp,
+// matmul_blocks_avx2.cpp, matmul_blocks_avx512.cpp, matmul_blocks_avx512_vnni.cpp) with every helper in an anonymous
+// namespace, so that no inline function or template instantiation built for AVX-512 can be merged by the linker into
+// code that a lesser CPU runs. Only the table accessors below have external linkage; they are plain functions
+// that return a pointer to a constant table and execute no vector instruction themselves.
+#pragma once
+
+#include <cstdint>
+
+namespace hs::cpu::detail {
+
+// One input row as the dot kernels read it. `f` is the fp32 row (for F32/F16/BF16 weights). The 32-element types
+// read the Q8_0-style quantisation: qs[cols] int8, d32[cols/32] the block scales (fp16-rounded, as ggml stores
+// them), s32[cols/32] the sum of each block's qs. The K-quants read the Q8_K quantisation: qs[cols] int8,
+// dk[cols/256] float scales, bsums[cols/16] the sums of each 16 qs. qs is 64-byte aligned; a row holds only the
+// quantisation its weight type needs (the others are null).
+struct XRow {
+    const float* f = nullptr;
+    const int8_t* qs = nullptr;
+    const float* d32 = nullptr;
+    const int32_t* s32 = nullptr;
+    const float* dk = nullptr;
+    const int16_t* bsums = nullptr;
+};
+
+// y = dot(W row `w` (cols elements in the table's type), x).
+using DotFn = float (*)(const uint8_t* w, int64_t cols, const XRow& x);
+
+// Indexed by DotType.
+enum DotType : int { DT_F32, DT_F16, DT_BF16, DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K,
+                     DT_COUNT };
+
+struct GemvKernels {
+    DotFn dot[DT_COUNT];
+};
+
+const GemvKernels* gemv_kernels_scalar();
+const GemvKernels* gemv_kernels_avx2();         // null when the build has no x86 AVX2 variant
+const GemvKernels* gemv_kernels_avx512();       // null when the build has no AVX-512 variant
+const GemvKernels* gemv_kernels_avx512_vnni();  // null when the build has no AVX-512-VNNI variant
+
+}  // namespace hs::cpu::detail

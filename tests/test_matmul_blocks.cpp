@@ -1,0 +1,367 @@
+// tests/test_matmul_blocks.cpp: the native-precision matmul kernels (backend/cpu/matmul_blocks.hpp) of every weight
+// type and every instruction-set variant this machine can run, against double-precision references.
+//
+// Three references per product: (1) the exact one, sum of double(x) * double(decode(W)), which the fp32 paths
+// (float weights, the SGEMM path) must match to ~1e-5 and the 8-bit GEMV within the activation rounding;
+// (2) for the 8-bit GEMV, the same sum with the activations quantised as ggml does (Q8_0 / Q8_K, re-derived here),
+// which the kernels must match to float rounding: a wrong scale, offset, min or nibble order cannot hide in the
+// activation rounding there; (3) the SCALAR variant, which every SIMD variant must equal up to the order of the
+// float sums (their integer block sums are identical).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/matmul_blocks.hpp"
+#include "gguf/quant.hpp"
+#include "util/cpu_features.hpp"
+#include "util/error.hpp"
+
+using namespace hs;
+using namespace hs::cpu;
+
+namespace {
+
+constexpr KernelIsa kAllIsas[] = {KernelIsa::SCALAR, KernelIsa::AVX2, KernelIsa::AVX512, KernelIsa::AVX512_VNNI};
+constexpr GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                                  GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                                  GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+std::vector<KernelIsa> runnable_isas() {
+    const CpuFeatures cpu = detect_cpu_features();
+    std::vector<KernelIsa> v;
+    for (KernelIsa isa : kAllIsas)
+        if (can_run_kernel_isa(cpu, isa)) v.push_back(isa);
+    return v;
+}
+
+bool is_float_type(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
+bool is_k_type(GgmlType t) { return t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K; }
+
+void put_f16(uint8_t* p, float v) {
+    const uint16_t h = fp32_to_fp16(v);
+    std::memcpy(p, &h, 2);
+}
+
+// A weight matrix of `rows` x `cols`. Types with an encoder: random normal rows (each row its own scale) encoded
+// with quantize_row. Q8_0 is also built raw (random bytes, so -128 occurs, which the encoder never writes). The
+// other types: random bytes with the fp16 scale fields set to small finite values of either sign.
+struct TestMatrix {
+    std::vector<uint8_t> bytes;
+    BlockMatrix m;
+    std::vector<float> decoded;  // rows x cols
+};
+
+TestMatrix make_matrix(GgmlType t, int64_t rows, int64_t cols, std::mt19937& rng, bool raw = false) {
+    TestMatrix tm;
+    const uint64_t rb = ggml_row_bytes(t, cols);
+    tm.bytes.resize(rb * rows + 64);  // slack: no kernel may read past the matrix, but a bug should not crash here
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::uniform_real_distribution<float> scale(0.01f, 0.05f);
+    std::uniform_int_distribution<int> byte(0, 255), coin(0, 1);
+    auto sgn = [&] { return coin(rng) ? 1.0f : -1.0f; };
+    if (ggml_type_can_encode(t) && !raw) {
+        std::vector<float> row(cols);
+        for (int64_t r = 0; r < rows; ++r) {
+            const float s = 0.1f + 0.9f * (static_cast<float>(r % 7) / 7.0f);
+            for (float& v : row) v = s * nd(rng);
+            REQUIRE(quantize_row(t, row.data(), tm.bytes.data() + r * rb, cols));
+        }
+    } else {
+        for (uint64_t i = 0; i < rb * rows; ++i) tm.bytes[i] = static_cast<uint8_t>(byte(rng));
+        const int64_t bs = ggml_block_size(t), bb = ggml_block_bytes(t);
+        for (int64_t b = 0; b < rows * cols / bs; ++b) {
+            uint8_t* p = tm.bytes.data() + b * bb;
+            switch (t) {
+            case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0: put_f16(p, sgn() * scale(rng)); break;
+            case GgmlType::Q4_1: case GgmlType::Q5_1:
+            case GgmlType::Q4_K: case GgmlType::Q5_K:
+                put_f16(p, sgn() * scale(rng));
+                put_f16(p + 2, sgn() * scale(rng));
+                break;
+            case GgmlType::Q6_K: put_f16(p + 208, sgn() * scale(rng) * 0.1f); break;
+            default: FAIL("no raw construction for " << ggml_type_name(t));
+            }
+        }
+    }
+    tm.m = BlockMatrix{t, tm.bytes.data(), rows, cols, rb};
+    tm.decoded.resize(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) dequantize_row(t, tm.bytes.data() + r * rb, tm.decoded.data() + r * cols, cols);
+    REQUIRE(std::all_of(tm.decoded.begin(), tm.decoded.end(), [](float v) { return std::isfinite(v); }));
+    return tm;
+}
+
+std::vector<float> random_x(int64_t n, int64_t cols, std::mt19937& rng) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(n * cols));
+    for (float& v : x) v = nd(rng);
+    if (!x.empty()) x[0] = 4.0f;  // an outlier that sets a block's scale
+    return x;
+}
+
+// The activations as the 8-bit kernels see them (re-derived from ggml's quantize_row_q8_0 / q8_K).
+std::vector<double> quantised_activations(GgmlType t, const float* x, int64_t cols) {
+    std::vector<double> q(static_cast<size_t>(cols));
+    if (is_k_type(t)) {
+        for (int64_t b = 0; b < cols / 256; ++b) {
+            float amax = 0.0f;
+            for (int j = 0; j < 256; ++j) amax = std::max(amax, std::fabs(x[256 * b + j]));
+            const float iscale = amax != 0.0f ? 127.0f / amax : 0.0f;
+            const float d = amax != 0.0f ? 1.0f / iscale : 0.0f;
+            for (int j = 0; j < 256; ++j)
+                q[256 * b + j] = double(d) * std::nearbyint(std::clamp(x[256 * b + j] * iscale, -127.0f, 127.0f));
+        }
+    } else {
+        for (int64_t b = 0; b < cols / 32; ++b) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * b + j]));
+            const float d = amax / 127.0f;
+            const float id = d != 0.0f ? 1.0f / d : 0.0f;
+            const double dh = fp16_to_fp32(fp32_to_fp16(d));
+            for (int j = 0; j < 32; ++j)
+                q[32 * b + j] = dh * std::roundf(std::clamp(x[32 * b + j] * id, -127.0f, 127.0f));
+        }
+    }
+    return q;
+}
+
+double norm(const float* v, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += double(v[i]) * v[i];
+    return std::sqrt(s);
+}
+
+struct Reference {
+    std::vector<double> exact;      // n x rows: sum x * w
+    std::vector<double> quantised;  // n x rows: sum q(x) * w (8-bit types)
+    std::vector<double> scale;      // n x rows: ||x_i|| * ||w_r|| (the error scale)
+    std::vector<double> abs_q;      // n x rows: sum |q(x)| * |w| (the float-rounding scale of the quantised sum)
+};
+
+Reference reference(const TestMatrix& tm, const std::vector<float>& x, int64_t n) {
+    const int64_t rows = tm.m.rows, cols = tm.m.cols;
+    Reference ref;
+    ref.exact.assign(n * rows, 0.0);
+    ref.quantised.assign(n * rows, 0.0);
+    ref.scale.assign(n * rows, 0.0);
+    ref.abs_q.assign(n * rows, 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+        const float* xi = x.data() + i * cols;
+        const std::vector<double> q =
+            is_float_type(tm.m.type) ? std::vector<double>(xi, xi + cols) : quantised_activations(tm.m.type, xi, cols);
+        const double nx = norm(xi, cols);
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* w = tm.decoded.data() + r * cols;
+            double e = 0, qs = 0, aq = 0;
+            for (int64_t j = 0; j < cols; ++j) {
+                e += double(xi[j]) * w[j];
+                qs += q[j] * w[j];
+                aq += std::fabs(q[j] * w[j]);
+            }
+            ref.exact[i * rows + r] = e;
+            ref.quantised[i * rows + r] = qs;
+            ref.scale[i * rows + r] = nx * norm(w, cols);
+            ref.abs_q[i * rows + r] = aq;
+        }
+    }
+    return ref;
+}
+
+// Largest |y - want| / (scale + tiny) over the output.
+double worst(const std::vector<float>& y, const std::vector<double>& want, const std::vector<double>& scale) {
+    double m = 0;
+    for (size_t k = 0; k < y.size(); ++k) m = std::max(m, std::fabs(double(y[k]) - want[k]) / (scale[k] + 1e-30));
+    return m;
+}
+
+std::vector<int64_t> cols_for(GgmlType t) {
+    if (is_float_type(t)) return {1, 7, 33, 256, 515};
+    if (is_k_type(t)) return {256, 512, 768};
+    return {32, 64, 96, 256, 544};
+}
+
+// Tolerances, relative to ||x|| * ||w_row||: the 8-bit activations against the exact sum (their rounding error is
+// ~0.5% of ||x|| per element, far less in a dot with unrelated weights), and the float paths.
+constexpr double kTol8Bit = 1e-2;
+constexpr double kTolFloat = 2e-5;
+// Relative to sum |q(x) w|: the 8-bit kernels against the quantised-activation sum, and SIMD against scalar.
+constexpr double kTolSameInts = 2e-5;
+
+}  // namespace
+
+TEST_CASE("matmul_blocks: ISA names round-trip, the best ISA is runnable, every type has kernels", "[matmul_blocks]") {
+    for (KernelIsa isa : kAllIsas) CHECK(parse_kernel_isa(kernel_isa_name(isa)) == isa);
+    CHECK(std::string(kernel_isa_name(KernelIsa::AVX512_VNNI)) == "avx512-vnni");
+    CHECK_THROWS_AS(parse_kernel_isa("avx9000"), Error);
+    const CpuFeatures cpu = detect_cpu_features();
+    CHECK(can_run_kernel_isa(cpu, KernelIsa::SCALAR));
+    CHECK(can_run_kernel_isa(cpu, best_kernel_isa(cpu)));
+    if (cpu.avx512_core() && cpu.avx512_vnni) CHECK(best_kernel_isa(cpu) == KernelIsa::AVX512_VNNI);
+    CpuFeatures none;
+    CHECK(best_kernel_isa(none) == KernelIsa::SCALAR);
+    CHECK_FALSE(can_run_kernel_isa(none, KernelIsa::AVX2));
+    for (GgmlType t : kAllTypes) CHECK(has_block_kernels(t));
+    WARN("kernel variants runnable here: " << [] {
+        std::string s;
+        for (KernelIsa isa : runnable_isas()) s += std::string(kernel_isa_name(isa)) + " ";
+        return s;
+    }());
+}
+
+TEST_CASE("matmul_blocks: GEMV (n < kGemmMinRows) of every type and ISA against the double references",
+          "[matmul_blocks]") {
+    std::mt19937 rng(1234);
+    const std::vector<KernelIsa> isas = runnable_isas();
+    for (GgmlType t : kAllTypes) {
+        for (bool raw : {false, true}) {
+            if (raw && !(t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q4_1)) continue;
+            for (int64_t cols : cols_for(t)) {
+                for (int64_t rows : {1, 7, 65, 131}) {
+                    const TestMatrix tm = make_matrix(t, rows, cols, rng, raw);
+                    for (int64_t n : {1, 2, 3, 7}) {
+                        const std::vector<float> x = random_x(n, cols, rng);
+                        const Reference ref = reference(tm, x, n);
+                        std::vector<float> y_scalar;
+                        for (KernelIsa isa : isas) {
+                            INFO(ggml_type_name(t) << (raw ? " (raw)" : "") << " " << kernel_isa_name(isa) << " rows "
+                                                   << rows << " cols " << cols << " n " << n);
+                            std::vector<float> y(n * rows, std::nanf(""));
+                            matmul_blocks(x.data(), tm.m, y.data(), n, false, KernelOptions{isa, 2});
+                            if (is_float_type(t)) {
+                                CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
+                            } else {
+                                CHECK(worst(y, ref.quantised, ref.abs_q) <= kTolSameInts);
+                                CHECK(worst(y, ref.exact, ref.scale) <= kTol8Bit);
+                            }
+                            if (isa == KernelIsa::SCALAR) {
+                                y_scalar = y;
+                            } else {
+                                std::vector<double> ys(y_scalar.begin(), y_scalar.end());
+                                CHECK(worst(y, ys, is_float_type(t) ? ref.scale : ref.abs_q) <= kTolSameInts);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul_blocks: the SGEMM path (n >= kGemmMinRows) of every type equals the fp32 reference",
+          "[matmul_blocks]") {
+    std::mt19937 rng(99);
+    for (GgmlType t : kAllTypes) {
+        for (int64_t cols : {cols_for(t).front(), cols_for(t).back()}) {
+            for (int64_t rows : {7, 131}) {
+                const TestMatrix tm = make_matrix(t, rows, cols, rng);
+                for (int64_t n : {kGemmMinRows, kGemmMinRows + 1, int64_t{33}}) {
+                    const std::vector<float> x = random_x(n, cols, rng);
+                    const Reference ref = reference(tm, x, n);
+                    for (int threads : {1, 2}) {
+                        INFO(ggml_type_name(t) << " rows " << rows << " cols " << cols << " n " << n << " threads "
+                                               << threads);
+                        std::vector<float> y(n * rows, std::nanf(""));
+                        matmul_blocks(x.data(), tm.m, y.data(), n, false, KernelOptions{KernelIsa::SCALAR, threads});
+                        CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul_blocks: accumulate adds to y on both paths, and 1 and 2 threads give identical results",
+          "[matmul_blocks]") {
+    std::mt19937 rng(7);
+    const KernelIsa best = best_kernel_isa(detect_cpu_features());
+    for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::BF16}) {
+        const int64_t cols = is_k_type(t) ? 512 : 576, rows = 1000;  // big enough for the parallel GEMV
+        const TestMatrix tm = make_matrix(t, rows, cols, rng);
+        for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{9}}) {
+            INFO(ggml_type_name(t) << " n " << n);
+            const std::vector<float> x = random_x(n, cols, rng);
+            std::vector<float> y1(n * rows), y2(n * rows), base(n * rows), acc(n * rows);
+            matmul_blocks(x.data(), tm.m, y1.data(), n, false, KernelOptions{best, 1});
+            matmul_blocks(x.data(), tm.m, y2.data(), n, false, KernelOptions{best, 2});
+            if (n < kGemmMinRows) {
+                CHECK(y1 == y2);  // each output is computed by one thread, the same way
+            } else {
+                double m = 0;  // OpenBLAS may split the sums differently
+                for (size_t k = 0; k < y1.size(); ++k) m = std::max(m, double(std::fabs(y1[k] - y2[k])));
+                CHECK(m <= 1e-4);
+            }
+            for (size_t k = 0; k < base.size(); ++k) base[k] = acc[k] = static_cast<float>(k % 13) - 6.0f;
+            matmul_blocks(x.data(), tm.m, acc.data(), n, true, KernelOptions{best, 2});
+            double m = 0;
+            for (size_t k = 0; k < acc.size(); ++k) m = std::max(m, double(std::fabs(acc[k] - (base[k] + y2[k]))));
+            CHECK(m <= 1e-4);
+        }
+    }
+}
+
+TEST_CASE("matmul_dx_blocks: dx = dy . W of every type equals the double reference", "[matmul_blocks]") {
+    std::mt19937 rng(5);
+    for (GgmlType t : kAllTypes) {
+        const int64_t cols = cols_for(t).back(), rows = 300;  // 300 rows: several SGEMM tiles for the wide types
+        const TestMatrix tm = make_matrix(t, rows, cols, rng);
+        for (int64_t n : {1, 3, 9}) {
+            for (bool accumulate : {false, true}) {
+                INFO(ggml_type_name(t) << " n " << n << (accumulate ? " accumulate" : ""));
+                const std::vector<float> dy = random_x(n, rows, rng);
+                std::vector<float> dx(n * cols);
+                for (size_t k = 0; k < dx.size(); ++k) dx[k] = accumulate ? 0.5f * static_cast<float>(k % 5) : NAN;
+                std::vector<double> want(n * cols), scale(n * cols);
+                for (int64_t i = 0; i < n; ++i) {
+                    for (int64_t j = 0; j < cols; ++j) {
+                        double s = accumulate ? dx[i * cols + j] : 0.0, a = 0;
+                        for (int64_t r = 0; r < rows; ++r) {
+                            s += double(dy[i * rows + r]) * tm.decoded[r * cols + j];
+                            a += std::fabs(double(dy[i * rows + r]) * tm.decoded[r * cols + j]);
+                        }
+                        want[i * cols + j] = s;
+                        scale[i * cols + j] = a + 1.0;
+                    }
+                }
+                matmul_dx_blocks(dy.data(), tm.m, dx.data(), n, accumulate, KernelOptions{KernelIsa::SCALAR, 2});
+                CHECK(worst(dx, want, scale) <= kTolFloat);
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul_blocks: dequantize_rows equals dequantize_row, and bad shapes are refused", "[matmul_blocks]") {
+    std::mt19937 rng(3);
+    for (GgmlType t : kAllTypes) {
+        const int64_t cols = cols_for(t).back(), rows = 9;
+        const TestMatrix tm = make_matrix(t, rows, cols, rng);
+        std::vector<float> out(4 * cols, NAN);
+        dequantize_rows(tm.m, 3, 4, out.data());
+        CHECK(std::memcmp(out.data(), tm.decoded.data() + 3 * cols, out.size() * sizeof(float)) == 0);
+        CHECK_THROWS_AS(dequantize_rows(tm.m, 7, 3, out.data()), Error);
+        BlockMatrix bad = tm.m;
+        bad.row_bytes += 1;
+        std::vector<float> y(rows);
+        CHECK_THROWS_AS(matmul_blocks(out.data(), bad, y.data(), 1, false, KernelOptions{}), Error);
+    }
+}
+
+TEST_CASE("matmul_blocks: the tests see a wrong block scale", "[matmul_blocks]") {
+    // The check above would pass a kernel that ignored one block's scale only if the tolerance hid it: change one
+    // block's d after decoding the reference and require the comparison to fail.
+    std::mt19937 rng(11);
+    for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q4_K}) {
+        TestMatrix tm = make_matrix(t, 16, 256, rng);
+        const std::vector<float> x = random_x(1, 256, rng);
+        const Reference ref = reference(tm, x, 1);
+        uint16_t h;
+        std::memcpy(&h, tm.bytes.data(), 2);
+        put_f16(tm.bytes.data(), 1.5f * fp16_to_fp32(h));
+        std::vector<float> y(16);
+        matmul_blocks(x.data(), tm.m, y.data(), 1, false, KernelOptions{best_kernel_isa(detect_cpu_features()), 1});
+        CHECK(worst(y, ref.quantised, ref.abs_q) > 100 * kTolSameInts);
+    }
+}
