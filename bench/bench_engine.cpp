@@ -1,6 +1,6 @@
 // bench/bench_engine.cpp: prefill and decode throughput and peak memory of the engine, as JSON lines.
 // Usage: headsweep_bench_engine MODEL [--threads N] [--tokens 512] [--batches 1,16] [--decode 64] [--reps 3]
-//        [--device cpu|cuda] [--gpu-weights bf16|fp16|fp32]
+//        [--device cpu|cuda] [--gpu-weights bf16|fp16|fp32] [--precision f32|bf16|native] [--cpu-kernels auto|...]
 // MODEL is a GGUF file or random:<shape>. bench/bench_engine.py runs this and llama.cpp in one invocation and
 // prints the ratios.
 #include <sys/resource.h>
@@ -32,12 +32,13 @@ int main(int argc, char** argv) try {
     hs::prepare_cpu_runtime(argv);
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL [--threads N] [--tokens T] [--batches 1,16] [--decode N] [--reps R] "
-                             "[--device cpu|cuda] [--gpu-weights bf16|fp16|fp32]\n", argv[0]);
+                             "[--device cpu|cuda] [--gpu-weights bf16|fp16|fp32] [--precision f32|bf16|native] "
+                             "[--cpu-kernels auto|scalar|avx2|avx512|avx512-vnni]\n", argv[0]);
         return 2;
     }
     std::string model_spec = argv[1];
     int threads = 2, tokens = 512, decode = 64, reps = 3;
-    std::string device = "cpu", gpu_weights = "bf16";
+    std::string device = "cpu", gpu_weights = "bf16", precision = "f32", cpu_kernels = "auto";
     std::vector<int> batches = {1, 16};
     for (int i = 2; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
@@ -47,17 +48,22 @@ int main(int argc, char** argv) try {
         else if (k == "--reps") reps = std::stoi(v);
         else if (k == "--device") device = v;
         else if (k == "--gpu-weights") gpu_weights = v;
+        else if (k == "--precision") precision = v;
+        else if (k == "--cpu-kernels") cpu_kernels = v;
         else if (k == "--batches") {
             batches.clear();
             for (char* p = std::strtok(v.data(), ","); p; p = std::strtok(nullptr, ",")) batches.push_back(std::atoi(p));
         } else fail("unknown option ", k);
     }
     double t0 = now();
-    Model m = open_model(model_spec);
+    LoadOptions lo;
+    lo.precision = parse_weight_precision(precision);
+    Model m = open_model(model_spec, lo);
     const double load_s = now() - t0;
-    const double weights_mib = m.weights.n_floats * 4.0 / (1 << 20);
+    const double weights_mib = weights_bytes(m.weights) / 1048576.0;  // host weights as stored in this precision
     BackendOptions bo;
     bo.threads = threads;
+    bo.cpu_kernels = cpu_kernels;
     bo.gpu_weights = parse_weight_type(gpu_weights);
     auto be = make_backend(parse_device(device), bo);
     Engine e(m, *be);
@@ -68,8 +74,9 @@ int main(int argc, char** argv) try {
         return ids;
     };
     std::printf("{\"engine\":\"headsweep\",\"model\":\"%s\",\"device\":\"%s\",\"backend\":\"%s\",\"threads\":%d,"
-                "\"load_s\":%.3f,\"weights_fp32_mib\":%.1f}\n",
-                model_spec.c_str(), device.c_str(), be->describe().c_str(), threads, load_s, weights_mib);
+                "\"precision\":\"%s\",\"load_s\":%.3f,\"weights_mib\":%.1f}\n",
+                model_spec.c_str(), device.c_str(), be->describe().c_str(), threads, precision.c_str(), load_s,
+                weights_mib);
     for (int B : batches) {
         auto ids = random_ids(int64_t(B) * tokens);
         e.forward(ids, B, tokens);  // warm-up: workspace allocation, page faults
@@ -99,7 +106,7 @@ int main(int argc, char** argv) try {
                     tokens, decode, dt, decode / dt);
     }
     const double rss = peak_rss_mib();
-    std::printf("{\"engine\":\"headsweep\",\"test\":\"memory\",\"peak_rss_mib\":%.1f,\"weights_fp32_mib\":%.1f,\"ratio\":%.3f}\n", rss,
+    std::printf("{\"engine\":\"headsweep\",\"test\":\"memory\",\"peak_rss_mib\":%.1f,\"weights_mib\":%.1f,\"ratio\":%.3f}\n", rss,
                 weights_mib, rss / weights_mib);
     return 0;
 } catch (const std::exception& ex) {

@@ -60,24 +60,28 @@ def main():
     ap.add_argument("--decode", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--ours", default="build/headsweep_bench_engine")
+    ap.add_argument("--precision", default="native", help="our host weights: native (the GGUF's blocks, as llama.cpp "
+                                                          "keeps them; default) | bf16 | f32")
+    ap.add_argument("--cpu-kernels", default="auto", help="our bf16/native kernels: auto | scalar | avx2 | avx512 | avx512-vnni")
     ap.add_argument("--smoke", action="store_true", help="32 tokens, 4 decode steps, 1 repetition; stub llama.cpp "
                                                          "where llama_cpp is absent")
     a = ap.parse_args()
     if a.smoke:
         a.tokens, a.decode, a.reps = 32, 4, 1
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    prec = ["--precision", a.precision, "--cpu-kernels", a.cpu_kernels]
     ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1,16",
-                "--decode", str(a.decode), "--reps", str(a.reps)], env)
+                "--decode", str(a.decode), "--reps", str(a.reps)] + prec, env)
     # Our memory figure at batch 1 (the 16 x 512 forward needs activations for 8192 tokens).
     ours_b1 = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
-                   "--decode", "0", "--reps", "1"], env)
+                   "--decode", "0", "--reps", "1"] + prec, env)
     stub = [dict(engine="llama.cpp", test="prefill", tokens_per_s=1.0), dict(engine="llama.cpp", test="decode", tokens_per_s=1.0),
             dict(engine="llama.cpp", test="memory", peak_rss_mib=1.0)]
     peer = peer_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)],
                      "llama_cpp", stub, a.smoke, env)
     lp = one(peer, test="prefill")["tokens_per_s"]
     print(f"model {a.model}; machine: {machine(a.threads)}")
-    print(f"headsweep: {next(r['backend'] for r in ours if 'backend' in r)}")
+    print(f"headsweep: {next(r['backend'] for r in ours if 'backend' in r)}, {a.precision} weights")
     print(f"llama.cpp: {llama_cpp_build()}")
     if any(r.get("stub") for r in peer):
         print("(smoke test: llama.cpp is a stub, its figures mean nothing)")
@@ -90,8 +94,8 @@ def main():
     m1 = one(ours_b1, test="memory")
     mb16 = one(ours, test="memory")
     print(f"peak RSS batch 1      MiB{m1['peak_rss_mib']:14.1f}{one(peer, test='memory')['peak_rss_mib']:12.1f}"
-          f"   ours / fp32 weights = {m1['ratio']:.2f}")
-    print(f"peak RSS batch 16     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / fp32 weights = {mb16['ratio']:.2f}")
+          f"   ours / our weights = {m1['ratio']:.2f}")
+    print(f"peak RSS batch 16     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / our weights = {mb16['ratio']:.2f}")
     print(json.dumps(dict(ours=ours, ours_batch1=ours_b1, llama_cpp=peer)))
 
 

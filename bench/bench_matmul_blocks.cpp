@@ -26,10 +26,21 @@
 #include "backend/cpu/matmul_blocks.hpp"
 #include "gguf/quant.hpp"
 #include "util/error.hpp"
+#include "backend/cpu/thread_pool.hpp"
+#include <map>
+#include <memory>
 
 extern "C" void openblas_set_num_threads(int num_threads);
 
 using namespace hs;
+
+// Kernel options with a pool of `threads` threads (one pool per count, kept for the process).
+static hs::cpu::KernelOptions kernel_options(hs::cpu::KernelIsa isa, int threads) {
+    static std::map<int, std::unique_ptr<hs::cpu::ThreadPool>> pools;
+    auto& p = pools[threads];
+    if (!p) p = std::make_unique<hs::cpu::ThreadPool>(threads);
+    return hs::cpu::KernelOptions{isa, p.get()};
+}
 using namespace hs::cpu;
 
 namespace {
@@ -204,7 +215,7 @@ int main(int argc, char** argv) try {
                     min_time).wall;
                 for (KernelIsa isa : isas) {
                     size_t wi = 0;
-                    const KernelOptions o{isa, th};
+                    const KernelOptions o = kernel_options(isa, th);
                     const Timing ours = time_call(
                         [&] {
                             const BlockMatrix m{t, w[wi].data(), rows, cols, ggml_row_bytes(t, cols)};
@@ -231,7 +242,7 @@ int main(int argc, char** argv) try {
                         min_time).wall;
                     const BlockMatrix m{t, w[0].data(), rows, cols, ggml_row_bytes(t, cols)};
                     const double t_mm = time_call(
-                        [&] { matmul_blocks(x.data(), m, y.data(), gemm_n, false, KernelOptions{best, th}); },
+                        [&] { matmul_blocks(x.data(), m, y.data(), gemm_n, false, kernel_options(best, th)); },
                         min_time).wall;
                     std::printf("{\"op\": \"gemm\", \"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, \"n\": %lld, "
                                 "\"threads\": %d, \"ms\": %.3f, \"GFLOPs\": %.1f, \"sgemm_ms\": %.3f, "

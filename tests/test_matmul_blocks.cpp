@@ -20,8 +20,19 @@
 #include "gguf/quant.hpp"
 #include "util/cpu_features.hpp"
 #include "util/error.hpp"
+#include "backend/cpu/thread_pool.hpp"
+#include <map>
+#include <memory>
 
 using namespace hs;
+
+// Kernel options with a pool of `threads` threads (one pool per count, kept for the process).
+static hs::cpu::KernelOptions kernel_options(hs::cpu::KernelIsa isa, int threads) {
+    static std::map<int, std::unique_ptr<hs::cpu::ThreadPool>> pools;
+    auto& p = pools[threads];
+    if (!p) p = std::make_unique<hs::cpu::ThreadPool>(threads);
+    return hs::cpu::KernelOptions{isa, p.get()};
+}
 using namespace hs::cpu;
 
 namespace {
@@ -230,7 +241,7 @@ TEST_CASE("matmul_blocks: GEMV (n < kGemmMinRows) of every type and ISA against 
                             INFO(ggml_type_name(t) << (raw ? " (raw)" : "") << " " << kernel_isa_name(isa) << " rows "
                                                    << rows << " cols " << cols << " n " << n);
                             std::vector<float> y(n * rows, std::nanf(""));
-                            matmul_blocks(x.data(), tm.m, y.data(), n, false, KernelOptions{isa, 2});
+                            matmul_blocks(x.data(), tm.m, y.data(), n, false, kernel_options(isa, 2));
                             if (is_float_type(t)) {
                                 CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
                             } else {
@@ -265,7 +276,7 @@ TEST_CASE("matmul_blocks: the SGEMM path (n >= kGemmMinRows) of every type equal
                         INFO(ggml_type_name(t) << " rows " << rows << " cols " << cols << " n " << n << " threads "
                                                << threads);
                         std::vector<float> y(n * rows, std::nanf(""));
-                        matmul_blocks(x.data(), tm.m, y.data(), n, false, KernelOptions{KernelIsa::SCALAR, threads});
+                        matmul_blocks(x.data(), tm.m, y.data(), n, false, kernel_options(KernelIsa::SCALAR, threads));
                         CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
                     }
                 }
@@ -285,8 +296,8 @@ TEST_CASE("matmul_blocks: accumulate adds to y on both paths, and 1 and 2 thread
             INFO(ggml_type_name(t) << " n " << n);
             const std::vector<float> x = random_x(n, cols, rng);
             std::vector<float> y1(n * rows), y2(n * rows), base(n * rows), acc(n * rows);
-            matmul_blocks(x.data(), tm.m, y1.data(), n, false, KernelOptions{best, 1});
-            matmul_blocks(x.data(), tm.m, y2.data(), n, false, KernelOptions{best, 2});
+            matmul_blocks(x.data(), tm.m, y1.data(), n, false, kernel_options(best, 1));
+            matmul_blocks(x.data(), tm.m, y2.data(), n, false, kernel_options(best, 2));
             if (n < kGemmMinRows) {
                 CHECK(y1 == y2);  // each output is computed by one thread, the same way
             } else {
@@ -295,7 +306,7 @@ TEST_CASE("matmul_blocks: accumulate adds to y on both paths, and 1 and 2 thread
                 CHECK(m <= 1e-4);
             }
             for (size_t k = 0; k < base.size(); ++k) base[k] = acc[k] = static_cast<float>(k % 13) - 6.0f;
-            matmul_blocks(x.data(), tm.m, acc.data(), n, true, KernelOptions{best, 2});
+            matmul_blocks(x.data(), tm.m, acc.data(), n, true, kernel_options(best, 2));
             double m = 0;
             for (size_t k = 0; k < acc.size(); ++k) m = std::max(m, double(std::fabs(acc[k] - (base[k] + y2[k]))));
             CHECK(m <= 1e-4);
@@ -326,7 +337,7 @@ TEST_CASE("matmul_dx_blocks: dx = dy . W of every type equals the double referen
                         scale[i * cols + j] = a + 1.0;
                     }
                 }
-                matmul_dx_blocks(dy.data(), tm.m, dx.data(), n, accumulate, KernelOptions{KernelIsa::SCALAR, 2});
+                matmul_dx_blocks(dy.data(), tm.m, dx.data(), n, accumulate, kernel_options(KernelIsa::SCALAR, 2));
                 CHECK(worst(dx, want, scale) <= kTolFloat);
             }
         }
@@ -361,7 +372,7 @@ TEST_CASE("matmul_blocks: the tests see a wrong block scale", "[matmul_blocks]")
         std::memcpy(&h, tm.bytes.data(), 2);
         put_f16(tm.bytes.data(), 1.5f * fp16_to_fp32(h));
         std::vector<float> y(16);
-        matmul_blocks(x.data(), tm.m, y.data(), 1, false, KernelOptions{best_kernel_isa(detect_cpu_features()), 1});
+        matmul_blocks(x.data(), tm.m, y.data(), 1, false, kernel_options(best_kernel_isa(detect_cpu_features()), 1));
         CHECK(worst(y, ref.quantised, ref.abs_q) > 100 * kTolSameInts);
     }
 }

@@ -127,10 +127,13 @@ struct BackendOptions {
     int threads = 0;                          // CPU: OpenBLAS threads (<= 0: OpenBLAS's default)
     int gpu = -1;                             // CUDA: device index; -1: the MPI local rank modulo the GPU count
     WeightType gpu_weights = WeightType::BF16;  // CUDA: how weight matrices are stored (fp32 = exact fp32 compute)
+    std::string cpu_kernels = "auto";  // CPU: instruction set of the native-precision kernels (auto = the best the
+                                       // CPU runs; scalar | avx2 | avx512 | avx512-vnni force a lower one)
 };
 
-// The CPU backend (OpenBLAS). threads <= 0: keep OpenBLAS's default.
-std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+// The CPU backend (OpenBLAS for fp32 weights; our kernels for bf16 and native blocks). threads <= 0: keep OpenBLAS's
+// default. kernels: as BackendOptions::cpu_kernels.
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0, const std::string& kernels = "auto");
 // CPU or CUDA; CUDA throws hs::Error when the build has no CUDA or no device is present.
 std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options);
 inline std::unique_ptr<Backend> make_backend(Device device, int threads = 0) {

@@ -40,6 +40,7 @@ namespace {
 
 struct BuildFlags {
     std::string task, model, output = "results/rtd/ds/{task}.h5", data_dir, user_train, compose, device = "cpu";
+    std::string precision = "f32";
     eval::MethodSettings ms;
     int64_t cap = rtd::kDefaultCap, max_prompt_tokens = 0, limit_items = -1, max_entries = -1;
     int32_t threads = 0;
@@ -57,6 +58,7 @@ void run_build(const BuildFlags& f, const boost::mpi::communicator* comm) {
 
     LoadOptions lo;
     lo.verbose = root && !f.quiet;
+    lo.precision = parse_weight_precision(f.precision);
     const std::string spec = f.model.empty() ? kDefaultModel : f.model;
     Model base = open_model(spec, lo);
     BackendOptions bo;
@@ -172,6 +174,7 @@ void add_datastore_command(CLI::App& app) {
     b->add_option("--pear-train", bf->ms.pear_train, "with --compose pear: heads and tau from a train output file");
     b->add_option("-t,--threads", bf->threads, "BLAS threads (0: OpenBLAS default; 1 per rank under MPI)");
     b->add_option("--device", bf->device, "cpu or cuda")->capture_default_str();
+    b->add_option("--precision", bf->precision, "host weights: f32 (default) | bf16 | native")->capture_default_str();
     b->add_flag("--resume", bf->resume, "continue a partial file (its settings must match)");
     b->add_flag("--overwrite", bf->overwrite, "replace an existing file");
     b->add_flag("-q,--quiet", bf->quiet, "no progress lines");

@@ -24,7 +24,7 @@ struct EvalFlags {
     std::string job_file;
     std::vector<std::string> models;
     std::string tasks = "mdqa,kv,nq,longbench,mmlu", methods, data_dir, output = "results/eval.h5";
-    std::string device = "cpu", gpu_weights = "bf16";
+    std::string device = "cpu", gpu_weights = "bf16", precision = "f32";
     eval::MethodSettings ms;
     int64_t limit = -1, max_prompt_tokens = 0, threads = 0;
     int32_t max_new_tokens = 0, mmlu_shots = 5, mmlu_per_subject = 5, icl_shots = 0;
@@ -44,7 +44,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Job file (TOML): `model = "..."` or `models = [...]` at the top level (the sweep job's keys) and an [eval] table
-// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, ir_chunk, ir_topk, ir_window, data_dir, device, gpu_weights, limit,
+// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, ir_chunk, ir_topk, ir_window, data_dir, device, gpu_weights, precision, limit,
 // max_new_tokens, max_prompt_tokens, output. A flag given on the command line wins over the file.
 void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
     toml::table t;
@@ -122,6 +122,7 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
         else if (key == "output") str("--output", f.output);
         else if (key == "device") str("--device", f.device);
         else if (key == "gpu_weights") str("--gpu-weights", f.gpu_weights);
+        else if (key == "precision") str("--precision", f.precision);
         else if (key == "limit") num("--limit", f.limit);
         else if (key == "max_new_tokens") num("--max-new-tokens", f.max_new_tokens);
         else if (key == "max_prompt_tokens") num("--max-prompt-tokens", f.max_prompt_tokens);
@@ -191,6 +192,9 @@ void add_eval_command(CLI::App& app) {
     cmd->add_option("--device", f->device, "cpu or cuda (under MPI: rank i of a node uses GPU i mod count)")
         ->capture_default_str();
     cmd->add_option("--gpu-weights", f->gpu_weights, "cuda: weights as bf16 | fp16 | fp32")->capture_default_str();
+    cmd->add_option("--precision", f->precision,
+                    "host weights: f32 (exact, default) | bf16 | native (the GGUF's own quantised blocks)")
+        ->capture_default_str();
     cmd->add_flag("-q,--quiet", f->quiet, "no progress lines");
     cmd->add_flag("--mpi", f->mpi, "use the MPI coordinator even with one rank");
     cmd->add_flag("--list-tasks", f->list, "list the tasks and methods, then exit");
@@ -237,6 +241,8 @@ void add_eval_command(CLI::App& app) {
         parse_weight_type(f->gpu_weights);
         job.device = f->device;
         job.gpu_weights = f->gpu_weights;
+        parse_weight_precision(f->precision);
+        job.precision = f->precision;
         job.progress = !f->quiet;
         job.summary_only = f->summary_only;
         eval::EvalOutcome out;

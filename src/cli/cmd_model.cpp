@@ -1,10 +1,12 @@
 // headsweep info | generate | score: look at a model, run it, measure how well it predicts a text.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "backend/cpu/cpu_runtime.hpp"
@@ -21,6 +23,8 @@ struct ModelOptions {
     std::string model = kDefaultModel;
     std::string device = "cpu";
     std::string gpu_weights = "bf16";
+    std::string precision = "f32";
+    std::string cpu_kernels = "auto";
     int threads = 0;
 };
 
@@ -30,6 +34,12 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
     cmd->add_option("--gpu-weights", o.gpu_weights, "cuda: weights as bf16 | fp16 | fp32 (fp32: exact fp32 compute)")
         ->capture_default_str();
     cmd->add_option("-t,--threads", o.threads, "CPU threads for BLAS (0: OpenBLAS default)");
+    cmd->add_option("--precision", o.precision,
+                    "host weights: f32 (exact, default) | bf16 | native (the GGUF's own quantised blocks)")
+        ->capture_default_str();
+    cmd->add_option("--cpu-kernels", o.cpu_kernels,
+                    "cpu: instruction set of the bf16/native kernels: auto | scalar | avx2 | avx512 | avx512-vnni")
+        ->capture_default_str();
 }
 
 // A model ready to run: the engine refers to the model and the backend, so all three live together.
@@ -42,11 +52,13 @@ struct RunnableModel {
 std::unique_ptr<RunnableModel> open_runnable(const ModelOptions& o) {
     LoadOptions lo;
     lo.verbose = true;
+    lo.precision = parse_weight_precision(o.precision);
     auto r = std::make_unique<RunnableModel>();
     r->model = open_model(o.model, lo);
     BackendOptions bo;
     bo.threads = o.threads;
     bo.gpu_weights = parse_weight_type(o.gpu_weights);
+    bo.cpu_kernels = o.cpu_kernels;
     r->backend = make_backend(parse_device(o.device), bo);
     r->engine = std::make_unique<Engine>(r->model, *r->backend);
     return r;
@@ -129,13 +141,21 @@ void add_info_command(CLI::App& app) {
     cmd->add_flag("--machine", o->machine_only, "describe the machine only: CPU features, BLAS library and core");
     cmd->callback([o] {
         if (o->machine_only) return print_machine();
-        Model m = open_model(o->model);
+        LoadOptions lo;
+        lo.precision = WeightPrecision::NATIVE;  // the file's blocks: an 8B model is described without 32 GB of fp32
+        Model m = open_model(o->model, lo);
         const ModelConfig& c = m.config;
         std::printf("model          %s\n", m.source.path.c_str());
         std::printf("name           %s\n", c.name.c_str());
         std::printf("architecture   %s\n", c.arch_name.c_str());
-        std::printf("parameters     %.2f M (fp32 in memory: %.1f MiB)\n", c.n_params() / 1e6,
-                    m.weights.n_floats * 4.0 / (1 << 20));
+        int64_t native_bytes = m.weights.n_floats * 4, matrix_f32 = 0;
+        auto count = [&](const Matrix& x) { native_bytes += matrix_bytes(x); matrix_f32 += x.rows * x.cols * 4; };
+        count(m.weights.token_embd);
+        if (!c.tied_embeddings) count(m.weights.output);
+        for (const LayerWeights& L : m.weights.layers)
+            for (const Matrix* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) count(*x);
+        std::printf("parameters     %.2f M (weights in memory: %.1f MiB with --precision f32, %.1f MiB native)\n",
+                    c.n_params() / 1e6, (m.weights.n_floats * 4 + matrix_f32) / 1048576.0, native_bytes / 1048576.0);
         std::printf("layers         %d\n", c.n_layer);
         std::printf("d_model        %d\n", c.d_model);
         std::printf("heads          %d query, %d key/value (group of %d), head dim %d: %d heads in all\n", c.n_head,
@@ -158,6 +178,33 @@ void add_info_command(CLI::App& app) {
         std::printf("tokenizer      %d tokens, pre-tokenizer %s, bos %d, eos %d, add_bos %s\n", tk.n_vocab(),
                     tk.pre_tokenizer().c_str(), tk.bos_id(), tk.eos_id(), tk.add_bos() ? "yes" : "no");
         print_machine();
+    });
+}
+
+void add_write_random_command(CLI::App& app) {
+    struct Opts {
+        std::string shape, output, type = "Q4_0";
+        uint64_t seed = 1;
+        bool quiet = false;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* cmd = app.add_subcommand(
+        "write-random", "Write a random-weight model of a real shape as a GGUF file (e.g. an 8B shape in Q4_0, for "
+                        "benchmarks here and in llama.cpp)");
+    cmd->add_option("shape", o->shape, "shape name (see `headsweep info random:?`), e.g. llama3-8b")->required();
+    cmd->add_option("-o,--output", o->output, "the GGUF file to write")->required();
+    cmd->add_option("--type", o->type, "matrix type: F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1")->capture_default_str();
+    cmd->add_option("--seed", o->seed, "random seed (random:<shape>:<seed> is the same model in f32)")
+        ->capture_default_str();
+    cmd->add_flag("-q,--quiet", o->quiet, "no progress");
+    cmd->callback([o] {
+        std::string want = o->type;
+        for (char& ch : want) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+        std::optional<GgmlType> type;
+        for (uint32_t id = 0; id < 64 && !type; ++id)
+            if (auto t = ggml_type_from_id(id); t && want == ggml_type_name(*t)) type = t;
+        check(type.has_value(), "write-random: unknown type '", o->type, "' (use F32, F16, BF16, Q8_0, Q4_0 or Q4_1)");
+        write_random_gguf(o->shape, o->seed, *type, o->output, !o->quiet);
     });
 }
 
@@ -207,7 +254,8 @@ void add_generate_command(CLI::App& app) {
 void add_score_command(CLI::App& app) {
     struct Opts : ModelOptions {
         std::string text, file;
-        bool per_token = false;
+        bool per_token = false, json = false;
+        int64_t step = 256;
     };
     auto o = std::make_shared<Opts>();
     CLI::App* cmd = app.add_subcommand("score", "Per-token log-probabilities and perplexity of a text");
@@ -215,6 +263,10 @@ void add_score_command(CLI::App& app) {
     cmd->add_option("--text", o->text, "text to score");
     cmd->add_option("-f,--file", o->file, "read the text from a file");
     cmd->add_flag("--per-token", o->per_token, "print one line per token: position, id, text, log-probability");
+    cmd->add_option("--step", o->step, "tokens per forward (1: token by token through the KV cache, as decoding "
+                                       "runs; larger: prefill chunks)")->capture_default_str();
+    cmd->add_flag("--json", o->json, "print one JSON line: the token ids (BOS included) and the log-probability of "
+                                     "each token after the first");
     cmd->callback([o] {
         std::string text = read_text(o->text, o->file);
         auto run = open_runnable(*o);
@@ -222,8 +274,20 @@ void add_score_command(CLI::App& app) {
         Engine& engine = *run->engine;
         std::vector<int32_t> ids = m.tokenizer.encode(text, false, m.tokenizer.add_bos());
         auto t0 = std::chrono::steady_clock::now();
-        std::vector<double> lp = token_logprobs(engine, ids);
+        std::vector<double> lp = token_logprobs(engine, ids, o->step);
         const double secs = seconds_since(t0);
+        if (o->json) {
+            std::string out = "{\"ids\":[";
+            for (size_t i = 0; i < ids.size(); ++i) out += (i ? "," : "") + std::to_string(ids[i]);
+            out += "],\"logprobs\":[";
+            char buf[32];
+            for (size_t i = 0; i < lp.size(); ++i) {
+                std::snprintf(buf, sizeof buf, "%s%.7g", i ? "," : "", lp[i]);
+                out += buf;
+            }
+            std::printf("%s]}\n", out.c_str());
+            return;
+        }
         double sum = 0;
         for (size_t i = 0; i < lp.size(); ++i) {
             sum += lp[i];

@@ -21,7 +21,7 @@ namespace {
 struct SweepFlags {
     std::string job_file;
     std::vector<std::string> models, modes;
-    std::string settings, output, device, gpu_weights, mean_over, positions;
+    std::string settings, output, device, gpu_weights, precision, mean_over, positions;
     int64_t seed = -1, top_k = -1, threads = -1;
     bool overwrite = false, resume = false, exclude_special = false, quiet = false, dry_run = false, mpi = false;
 };
@@ -116,6 +116,10 @@ pear::SweepJob build_job(const SweepFlags& f) {
         job.gpu_weights = f.gpu_weights;
         set("gpu_weights", "--gpu-weights");
     }
+    if (!f.precision.empty()) {
+        job.precision = f.precision;
+        set("precision", "--precision");
+    }
     return job;
 }
 
@@ -140,6 +144,9 @@ void add_sweep_command(CLI::App& app) {
     cmd->add_option("-t,--threads", f->threads, "CPU threads for BLAS (0: OpenBLAS default)")->default_str("0");
     cmd->add_option("--device", f->device, "cpu or cuda")->default_str("cpu");
     cmd->add_option("--gpu-weights", f->gpu_weights, "cuda: weights as bf16 | fp16 | fp32")->default_str("bf16");
+    cmd->add_option("--precision", f->precision,
+                    "host weights: f32 (exact, default) | bf16 | native (the GGUF's own quantised blocks)")
+        ->default_str("f32");
     cmd->add_flag("--exclude-special", f->exclude_special, "draw proxy tokens only from non-special ids");
     cmd->add_option("--mean-over", f->mean_over, "total mode: ablation mean over batch | sequence")
         ->default_str("batch");

@@ -27,7 +27,7 @@ namespace hs::cli {
 namespace {
 
 struct TrainCli {
-    std::string model = kDefaultModel, job, heads, sweep, output = "train.h5", device = "cpu", gpu_weights = "bf16";
+    std::string model = kDefaultModel, job, heads, sweep, output = "train.h5", device = "cpu", gpu_weights = "bf16", precision = "f32";
     int32_t top_k = 8;
     int threads = 0;
     bool resume = false, overwrite = false;
@@ -64,6 +64,7 @@ void apply_job_file(TrainCli& o, const std::string& path, const CLI::App& cmd) {
         else if (key == "threads") { if (!given("--threads")) o.threads = int(num()); }
         else if (key == "device") { if (!given("--device")) o.device = str(); }
         else if (key == "gpu_weights") { if (!given("--gpu-weights")) o.gpu_weights = str(); }
+        else if (key == "precision") { if (!given("--precision")) o.precision = str(); }
         else if (key == "n") { if (!given("--n")) o.opt.half_len = int32_t(num()); }
         else if (key == "batch") { if (!given("--batch")) o.opt.batch = int32_t(num()); }
         else if (key == "steps") { if (!given("--steps")) o.opt.steps = int32_t(num()); }
@@ -85,6 +86,8 @@ void run_training(TrainCli& opt, const boost::mpi::communicator& world) {
     check(o->heads.empty() != o->sweep.empty(), "train: give exactly one of --heads and --sweep");
     LoadOptions lo;
     lo.verbose = root;
+    lo.precision = parse_weight_precision(o->precision);
+    o->opt.precision = lo.precision;
     Model m = open_model(o->model, lo);
     o->opt.heads = o->heads.empty() ? pear::read_sweep_top_heads(o->sweep, o->top_k, m.config.n_head)
                                     : pear::parse_heads(o->heads);
@@ -156,6 +159,9 @@ void add_train_command(CLI::App& app) {
     cmd->add_option("--device", o->device, "cpu or cuda (one GPU per rank: rank i of a node uses GPU i mod count)")
         ->capture_default_str();
     cmd->add_option("--gpu-weights", o->gpu_weights, "cuda: weights as bf16 | fp16 | fp32")->capture_default_str();
+    cmd->add_option("--precision", o->precision,
+                    "host weights: f32 (exact, default) | bf16 | native (the GGUF's own quantised blocks)")
+        ->capture_default_str();
     cmd->add_option("--n", o->opt.half_len, "half length n (sequence [X, X] of 2n tokens)")->capture_default_str();
     cmd->add_option("--batch", o->opt.batch, "sequences per step")->capture_default_str();
     cmd->add_option("--steps", o->opt.steps, "stop after this many steps")->capture_default_str();

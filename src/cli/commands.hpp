@@ -7,6 +7,7 @@
 namespace hs::cli {
 
 void add_info_command(CLI::App& app);
+void add_write_random_command(CLI::App& app);  // cmd_model.cpp
 void add_generate_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);  // cmd_sweep.cpp

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", "headsweep " HEADSWEEP_VERSION);
     hs::cli::add_info_command(app);
+    hs::cli::add_write_random_command(app);
     hs::cli::add_generate_command(app);
     hs::cli::add_score_command(app);
     hs::cli::add_sweep_command(app);

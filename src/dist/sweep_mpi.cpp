@@ -153,8 +153,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             if (loaded_spec == run.model) return;
             engine.reset();
             backend.reset();
-            LoadOptions lo;
-            lo.verbose = root && dopt.progress;
+            LoadOptions lo = pear::load_options(job, root && dopt.progress);
             model = std::make_unique<Model>(open_model(run.model, lo));
             BackendOptions bo = pear::backend_options(job);
             bo.threads = threads;

@@ -188,8 +188,11 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
     if (rq.loss == LossKind::LOGIT_MARGIN) {  // d l / d hidden = E[target] - mean_v E[v]
         const Matrix& E = model_.weights.output;
         mean_unembed.assign(size_t(d), 0.0);
-        for (int64_t vv = 0; vv < E.rows; ++vv)
-            for (int64_t i = 0; i < d; ++i) mean_unembed[i] += E.data[vv * E.cols + i];
+        std::vector<float> row(static_cast<size_t>(d));
+        for (int64_t vv = 0; vv < E.rows; ++vv) {
+            read_rows(E, vv, 1, row.data());  // any host precision
+            for (int64_t i = 0; i < d; ++i) mean_unembed[i] += row[size_t(i)];
+        }
         for (auto& m : mean_unembed) m /= double(E.rows);
     }
     for (int64_t r0 = 0; r0 < out_rows; r0 += chunk) {
@@ -209,15 +212,16 @@ GradResult Engine::loss_gradients(const std::vector<int32_t>& tokens, int64_t B,
             be.download(g.logits.get(), host_logits.data(), n * V);
             host_dh.resize(size_t(n * d));
             const Matrix& E = model_.weights.output;
+            std::vector<float> e_row(static_cast<size_t>(d));
             for (int64_t o = 0; o < n; ++o) {
                 const float* lg = host_logits.data() + o * V;
                 double m = 0;
                 for (int64_t vv = 0; vv < V; ++vv) m += lg[vv];
                 const int32_t t = rq.targets[size_t(r0 + o)];
                 res.per_position[size_t(r0 + o)] = double(lg[t]) - m / V;
+                read_rows(E, t, 1, e_row.data());
                 for (int64_t i = 0; i < d; ++i)
-                    host_dh[size_t(o * d + i)] = float(rq.loss_scale * (double(E.data[int64_t(t) * E.cols + i]) -
-                                                                         mean_unembed[i]));
+                    host_dh[size_t(o * d + i)] = float(rq.loss_scale * (double(e_row[size_t(i)]) - mean_unembed[i]));
             }
             be.upload(host_dh.data(), g.dhidden.get(), n * d);
         }

@@ -187,7 +187,8 @@ struct GenerateResult {
 };
 GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, const GenerateOptions& options);
 
-// Per-token log-probabilities of ids[1..] given the prefix (teacher forcing), computed in chunks of positions.
-std::vector<double> token_logprobs(Engine& engine, const std::vector<int32_t>& ids);
+// Per-token log-probabilities of ids[1..] given the prefix (teacher forcing), computed in forwards of `chunk`
+// positions through a KV cache (chunk 1: token by token, the decode path).
+std::vector<double> token_logprobs(Engine& engine, const std::vector<int32_t>& ids, int64_t chunk = 256);
 
 }  // namespace hs

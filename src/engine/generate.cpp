@@ -86,7 +86,7 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
     return out;
 }
 
-std::vector<double> token_logprobs(Engine& engine, const std::vector<int32_t>& ids) {
+std::vector<double> token_logprobs(Engine& engine, const std::vector<int32_t>& ids, int64_t chunk) {
     const ModelConfig& c = engine.config();
     check(ids.size() >= 2, "score: need at least 2 tokens");
     check(int64_t(ids.size()) <= c.n_ctx, "score: ", ids.size(), " tokens exceed the context length ", c.n_ctx);
@@ -97,7 +97,7 @@ std::vector<double> token_logprobs(Engine& engine, const std::vector<int32_t>& i
     // from one forward that keeps the final hidden states.
     ForwardHooks hk;
     hk.logits = LogitsMode::ALL;
-    const int64_t chunk = 256;
+    check(chunk >= 1, "score: the step must be >= 1 token");
     KvCache cache(engine.backend(), c, 1, T);
     for (int64_t t0 = 0; t0 < T - 1; t0 += chunk) {
         const int64_t n = std::min(chunk, T - 1 - t0);

@@ -138,7 +138,9 @@ public:
     std::string config() const override { return "pear mode=" + mode_ + " heads=" + format_head_taus(heads_); }
     void prepare(EvalContext& ctx) override {
         if (mode_ == "fold") {
-            model_ = std::make_unique<Model>(open_model(ctx.model_spec));
+            LoadOptions lo;
+            lo.precision = ctx.model.weights.precision;  // the folded copy in the run's precision
+            model_ = std::make_unique<Model>(open_model(ctx.model_spec, lo));
             fold_head_taus(*model_, heads_);
             engine_ = std::make_unique<Engine>(*model_, ctx.backend);
         } else {

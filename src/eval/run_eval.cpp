@@ -36,6 +36,7 @@ std::string EvalJob::settings_string() const {
     if (o.choice_shots > 0) os << " choice_shots=" << o.choice_shots;
     if (!o.user_train.empty() || !o.user_test.empty()) os << " user_train=" << o.user_train << " user_test=" << o.user_test;
     if (std::find(tasks.begin(), tasks.end(), "niah") != tasks.end()) os << " niah: " << o.niah.settings();
+    if (precision != "f32") os << " precision=" << precision;  // f32 files written before the option resume as they were
     return os.str();
 }
 
@@ -157,6 +158,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
         collective(comm, [&] {
             LoadOptions lo;
             lo.verbose = root && job.progress;
+            lo.precision = parse_weight_precision(job.precision);
             model = std::make_unique<Model>(open_model(spec, lo));
             BackendOptions bo;
             bo.threads = threads;

@@ -32,6 +32,7 @@ struct EvalJob {
     int32_t threads = 0;                // BLAS threads; distributed: 0 means 1 per rank
     std::string device = "cpu";
     std::string gpu_weights = "bf16";   // CUDA: bf16 | fp16 | fp32 weight copies
+    std::string precision = "f32";      // host weights: f32 | bf16 | native (in the settings when not f32)
     bool progress = true;
     int64_t max_results = -1;           // stop after this many new results (tests: an interrupted run)
     bool summary_only = false;          // recompute /summary from the records of an existing file, answer nothing

@@ -157,6 +157,7 @@ std::string dims_str(const std::vector<int64_t>& d) {
 
 struct TensorLoader {
     const GgufFile& f;
+    ModelWeights& w;
     std::set<std::string> used;
 
     const GgufTensorInfo& expect(const std::string& name, std::vector<int64_t> dims) {
@@ -166,18 +167,43 @@ struct TensorLoader {
         used.insert(name);
         return t;
     }
-    // Vector [n] (norms, biases).
+    // Vector [n] (norms, biases): always fp32.
     void vector(const std::string& name, float* dst, int64_t n) {
         const GgufTensorInfo& t = expect(name, {n});
         dequantize_row(t.type, t.data, dst, n);
     }
-    // Matrix [rows][cols]; row_map (optional) gives the destination row of each file row.
+    // Matrix [rows][cols] in the run's precision; row_map (optional) gives the destination row of each file row.
     void matrix(const std::string& name, Matrix& m, const std::vector<int64_t>* row_map = nullptr) {
         const GgufTensorInfo& t = expect(name, {m.cols, m.rows});
         const uint64_t row_bytes = ggml_row_bytes(t.type, m.cols);
-        for (int64_t r = 0; r < m.rows; ++r) {
-            int64_t dst = row_map ? (*row_map)[r] : r;
-            dequantize_row(t.type, t.data + r * row_bytes, m.data + dst * m.cols, m.cols);
+        auto dst_row = [&](int64_t r) { return row_map ? (*row_map)[r] : r; };
+        switch (w.precision) {
+            case WeightPrecision::F32:
+                for (int64_t r = 0; r < m.rows; ++r)
+                    dequantize_row(t.type, t.data + r * row_bytes, m.data + dst_row(r) * m.cols, m.cols);
+                return;
+            case WeightPrecision::BF16: {
+                auto* dst = static_cast<uint16_t*>(allocate_matrix_storage(w, size_t(m.rows * m.cols) * 2));
+                std::vector<float> row(size_t(m.cols));
+                for (int64_t r = 0; r < m.rows; ++r) {
+                    dequantize_row(t.type, t.data + r * row_bytes, row.data(), m.cols);
+                    uint16_t* d = dst + dst_row(r) * m.cols;
+                    for (int64_t i = 0; i < m.cols; ++i) d[i] = fp32_to_bf16(row[size_t(i)]);
+                }
+                m.data16 = dst;
+                m.type = WeightType::BF16;
+                return;
+            }
+            case WeightPrecision::NATIVE: {
+                auto* dst = static_cast<uint8_t*>(allocate_matrix_storage(w, size_t(m.rows) * row_bytes));
+                for (int64_t r = 0; r < m.rows; ++r)
+                    std::memcpy(dst + uint64_t(dst_row(r)) * row_bytes, t.data + r * row_bytes, row_bytes);
+                m.blocks = dst;
+                m.block_type = t.type;
+                m.row_bytes = row_bytes;
+                m.type = WeightType::GGML;
+                return;
+            }
         }
     }
 };
@@ -206,12 +232,13 @@ Model load_model(const std::string& path, const LoadOptions& opt) {
     Model m;
     m.config = read_config(f, spec);
     const ModelConfig& c = m.config;
-    allocate_weights(c, m.weights);
+    allocate_weights(c, m.weights, opt.precision);
     ModelWeights& w = m.weights;
 
-    TensorLoader tl{f, {}};
+    TensorLoader tl{f, w, {}};
     const int64_t d = c.d_model;
     tl.matrix("token_embd.weight", w.token_embd);
+    if (c.tied_embeddings) w.output = w.token_embd;
     tl.vector("output_norm.weight", w.output_norm, d);
     if (!c.tied_embeddings) tl.matrix("output.weight", w.output);
 
@@ -267,8 +294,8 @@ Model load_model(const std::string& path, const LoadOptions& opt) {
     f.release_pages();
     if (opt.verbose) {
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::fprintf(stderr, "loaded %s: %s, %d layers, %.1f M parameters, %.2f s\n", path.c_str(),
-                     c.arch_name.c_str(), c.n_layer, c.n_params() / 1e6, s);
+        std::fprintf(stderr, "loaded %s: %s, %d layers, %.1f M parameters, %s weights, %.2f s\n", path.c_str(),
+                     c.arch_name.c_str(), c.n_layer, c.n_params() / 1e6, weight_precision_name(opt.precision), s);
     }
     return m;
 }

@@ -12,16 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "gguf/quant.hpp"
 #include "model/config.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace hs {
 
-// How a backend stores a weight matrix. Host weights (and the CPU backend's) are always F32; a GPU backend may keep
-// 16-bit copies (BF16 default on CUDA) and computes with fp32 accumulation.
-enum class WeightType : uint8_t { F32, BF16, F16 };
-const char* weight_type_name(WeightType t);       // "fp32" | "bf16" | "fp16"
-WeightType parse_weight_type(const std::string& s);  // the names above; throws hs::Error naming the choices
+// How a weight matrix is stored. Host weights follow the run's WeightPrecision (F32 by default; BF16; or GGML: the
+// file's own blocks); a GPU backend keeps its own copies (BF16 default on CUDA) and computes with fp32 accumulation.
+enum class WeightType : uint8_t { F32, BF16, F16, GGML };
+const char* weight_type_name(WeightType t);       // "fp32" | "bf16" | "fp16" | "ggml"
+WeightType parse_weight_type(const std::string& s);  // fp32 | bf16 | fp16; throws hs::Error naming the choices
 
 struct Matrix {
     float* data = nullptr;    // [rows, cols] row-major, when type == F32
@@ -29,7 +30,28 @@ struct Matrix {
     int64_t cols = 0;         // input features
     WeightType type = WeightType::F32;
     void* data16 = nullptr;   // [rows, cols] row-major 16-bit elements, when type is BF16 or F16
+    // type == GGML: rows of ggml blocks of block_type exactly as in the GGUF file (row_bytes each, row-major).
+    void* blocks = nullptr;
+    GgmlType block_type = GgmlType::F32;
+    uint64_t row_bytes = 0;
 };
+
+// Decodes rows row0 .. row0 + n_rows of m into out [n_rows, m.cols] (fp32), whatever m's storage type (host memory).
+void read_rows(const Matrix& m, int64_t row0, int64_t n_rows, float* out);
+// Bytes of m's weight storage (for memory reports).
+int64_t matrix_bytes(const Matrix& m);
+struct ModelWeights;
+// Bytes of all of w's host storage: the fp32 arena plus every matrix stored outside it (tied matrices once).
+int64_t weights_bytes(const ModelWeights& w);
+
+// The precision host weight matrices are kept in for a run (norms, biases and other vectors are always fp32).
+//   F32     every matrix dequantised to fp32 at load: exact, the reference, and the sweeps' default
+//   BF16    matrices rounded to bf16 (half the memory of F32; products in fp32)
+//   NATIVE  the GGUF's own blocks (Q4_0 ... Q6_K, F16, BF16, F32) kept as they are in the file: the least memory,
+//           products through 8-bit-activation integer kernels (decode) or dequantised tiles (prefill)
+enum class WeightPrecision : uint8_t { F32, BF16, NATIVE };
+const char* weight_precision_name(WeightPrecision p);       // "f32" | "bf16" | "native"
+WeightPrecision parse_weight_precision(const std::string& s);  // the names above (fp32 too); throws naming them
 
 struct LayerWeights {
     float* attn_norm = nullptr;                  // [d_model]
@@ -57,6 +79,9 @@ struct ModelWeights {
     struct Arena;
     std::shared_ptr<Arena> arena;
     int64_t n_floats = 0;
+    // Storage of matrices that are not fp32 (BF16 or GGML precision; matrices converted later, e.g. by a fold).
+    std::vector<std::shared_ptr<void>> matrix_storage;
+    WeightPrecision precision = WeightPrecision::F32;
 };
 
 // Where the weights came from (for `headsweep info` and provenance attributes in output files).
@@ -75,6 +100,7 @@ struct Model {
 
 struct LoadOptions {
     bool verbose = false;  // progress on stderr
+    WeightPrecision precision = WeightPrecision::F32;
 };
 
 // Loads a GGUF model (architectures: llama, qwen2). Throws hs::Error("<path>: <problem>") on anything unexpected:
@@ -87,13 +113,29 @@ Model load_model(const std::string& path, const LoadOptions& options = {});
 // norms, post-norms, GELU-tanh, embedding scale, 1 kv head, sliding-window layers), "smollm2-135m", "qwen2.5-0.5b",
 // "gemma3-270m", "llama2-7b", "llama3-8b". The tokenizer is byte-level.
 Model make_random_model(const std::string& shape, uint64_t seed = 1);
-ModelConfig random_model_config(const std::string& shape);  // throws for unknown names, listing the known ones
+ModelConfig random_model_config(const std::string& shape);
+// The same random model (same values) as a GGUF file laid out as llama.cpp's converter writes it: matrices in
+// matrix_type (F32, F16, BF16, Q8_0, Q4_0, Q4_1), vectors F32, llama's Q/K rows interleaved, a byte-level GPT-2
+// vocabulary without merges. Written tensor by tensor: memory ~ the file's size plus one fp32 tensor (an 8B shape in
+// Q4_0 fits a 24 GiB machine). Loads with load_model, and with llama.cpp.
+void write_random_gguf(const std::string& shape, uint64_t seed, GgmlType matrix_type, const std::string& path,
+                       bool verbose = false);  // throws for unknown names, listing the known ones
 std::vector<std::string> random_model_shapes();
 
 // A model named on a command line or in a job file: a GGUF path, or "random:<shape>[:<seed>]".
 Model open_model(const std::string& spec, const LoadOptions& options = {});
 
-// Allocates zeroed fp32 storage for `config` and points every tensor of `weights` into it.
-void allocate_weights(const ModelConfig& config, ModelWeights& weights);
+// Allocates zeroed fp32 storage for `config` and points every tensor of `weights` into it. With a precision other
+// than F32, matrices get no fp32 storage (data = nullptr, type left to the caller; see set_matrix_blocks).
+void allocate_weights(const ModelConfig& config, ModelWeights& weights,
+                      WeightPrecision precision = WeightPrecision::F32);
+// Gives m its own storage of n_bytes (64-byte aligned, owned by w) and returns it.
+void* allocate_matrix_storage(ModelWeights& w, size_t n_bytes);
+// Converts every F32 matrix of w to `precision` (BF16: rounded to nearest even; NATIVE: kept F32, there being no
+// file blocks to keep). For random models and tests.
+void convert_weights(ModelWeights& w, WeightPrecision precision);
+// Stores m (any type) as F32 in storage owned by w (exact for F32/BF16/F16; decodes GGML blocks). A fold uses it
+// where a head's columns do not align with the matrix's blocks.
+void make_matrix_f32(ModelWeights& w, Matrix& m);
 
 }  // namespace hs

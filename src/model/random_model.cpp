@@ -1,11 +1,13 @@
 // Random-weight models of named real shapes (tests and benchmarks: timing does not depend on weight values).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "gguf/gguf.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
 
@@ -152,56 +154,197 @@ ModelConfig random_model_config(const std::string& shape) {
     fail("unknown model shape '", shape, "' (known: ", known, ")");
 }
 
+namespace {
+
+// One tensor of a random model, in GGUF naming: [rows, cols] (rows = 1 for vectors), values offset + N(0, stddev^2)
+// from `stream` (stddev 0: the constant offset).
+struct RandomTensor {
+    std::string name;
+    int64_t rows = 1, cols = 0;
+    float stddev = 0, offset = 0;
+    uint64_t stream = 0;
+};
+
+// Every tensor of the random model of `c`, in the order their streams are numbered (the order the values were
+// always drawn in: changing it changes every random model).
+std::vector<RandomTensor> random_tensors(const ModelConfig& c, uint64_t seed) {
+    std::vector<RandomTensor> out;
+    uint64_t stream = splitmix64(seed);
+    auto next = [&] { return stream = splitmix64(stream + 1); };
+    auto add = [&](std::string name, int64_t rows, int64_t cols, float stddev, float offset = 0.0f) {
+        out.push_back(RandomTensor{std::move(name), rows, cols, stddev, offset, stddev > 0 ? next() : 0});
+    };
+    const int64_t d = c.d_model;
+    // Embeddings larger than the other weights so that the residual stream has a realistic scale (with an
+    // embedding scale, divided by it: the scaled embedding, and the tied output head, stay O(1)).
+    add("token_embd.weight", c.n_vocab, d, 1.0f / c.embed_scale);
+    add("output_norm.weight", 1, d, 0.0f, 1.0f);
+    if (!c.tied_embeddings) add("output.weight", c.n_vocab, d, 0.02f);
+    for (int32_t l = 0; l < c.n_layer; ++l) {
+        const std::string b = "blk." + std::to_string(l) + ".";
+        // Norm weights near 1 but not exactly, so that tests notice a norm applied with the wrong weight.
+        add(b + "attn_norm.weight", 1, d, 0.1f, 1.0f);
+        add(b + "ffn_norm.weight", 1, d, 0.1f, 1.0f);
+        // Larger q/k weights than 0.02 so attention patterns are not uniform (tests must see softmax at work).
+        add(b + "attn_q.weight", c.q_dim(), d, 0.15f);
+        add(b + "attn_k.weight", c.kv_dim(), d, 0.15f);
+        add(b + "attn_v.weight", c.kv_dim(), d, 0.02f);
+        add(b + "attn_output.weight", d, c.q_dim(), 0.02f);
+        if (c.qkv_bias) {
+            add(b + "attn_q.bias", 1, c.q_dim(), 0.1f);
+            add(b + "attn_k.bias", 1, c.kv_dim(), 0.1f);
+            add(b + "attn_v.bias", 1, c.kv_dim(), 0.1f);
+        }
+        // Gemma's extra norms: near 1 as well (the (1 + w) of HF's Gemma RMSNorm is already in GGUF norm weights).
+        if (c.qk_norm) {
+            add(b + "attn_q_norm.weight", 1, c.d_head, 0.1f, 1.0f);
+            add(b + "attn_k_norm.weight", 1, c.d_head, 0.1f, 1.0f);
+        }
+        if (c.post_norms) {
+            add(b + "post_attention_norm.weight", 1, d, 0.1f, 1.0f);
+            add(b + "post_ffw_norm.weight", 1, d, 0.1f, 1.0f);
+        }
+        add(b + "ffn_gate.weight", c.d_ff, d, 0.02f);
+        add(b + "ffn_up.weight", c.d_ff, d, 0.02f);
+        add(b + "ffn_down.weight", d, c.d_ff, 0.02f);
+    }
+    return out;
+}
+
+void fill_tensor(const RandomTensor& t, float* dst) {
+    const int64_t n = t.rows * t.cols;
+    if (t.stddev > 0) {
+        fill_normal(dst, n, t.stddev, t.stream);
+        if (t.offset != 0.0f)
+            for (int64_t i = 0; i < n; ++i) dst[i] += t.offset;
+    } else {
+        fill_const(dst, n, t.offset);
+    }
+}
+
+// Where each GGUF-named tensor lives in `w` (fp32 storage).
+float* tensor_storage(const ModelConfig& c, ModelWeights& w, const std::string& name) {
+    if (name == "token_embd.weight") return w.token_embd.data;
+    if (name == "output_norm.weight") return w.output_norm;
+    if (name == "output.weight") return w.output.data;
+    const size_t dot = name.find('.', 4);
+    const int32_t l = std::stoi(name.substr(4, dot - 4));
+    check(l >= 0 && l < c.n_layer, "random model: tensor ", name, " outside the layers");
+    LayerWeights& L = w.layers[size_t(l)];
+    const std::string t = name.substr(dot + 1);
+    if (t == "attn_norm.weight") return L.attn_norm;
+    if (t == "ffn_norm.weight") return L.ffn_norm;
+    if (t == "attn_q.weight") return L.wq.data;
+    if (t == "attn_k.weight") return L.wk.data;
+    if (t == "attn_v.weight") return L.wv.data;
+    if (t == "attn_output.weight") return L.wo.data;
+    if (t == "attn_q.bias") return L.bq;
+    if (t == "attn_k.bias") return L.bk;
+    if (t == "attn_v.bias") return L.bv;
+    if (t == "attn_q_norm.weight") return L.q_norm;
+    if (t == "attn_k_norm.weight") return L.k_norm;
+    if (t == "post_attention_norm.weight") return L.post_attn_norm;
+    if (t == "post_ffw_norm.weight") return L.post_ffn_norm;
+    if (t == "ffn_gate.weight") return L.w_gate.data;
+    if (t == "ffn_up.weight") return L.w_up.data;
+    if (t == "ffn_down.weight") return L.w_down.data;
+    fail("random model: no storage for tensor ", name);
+}
+
+}  // namespace
+
 Model make_random_model(const std::string& shape, uint64_t seed) {
     Model m;
     m.config = random_model_config(shape);
     const ModelConfig& c = m.config;
     allocate_weights(c, m.weights);
-    // Every tensor draws from its own stream, numbered in the order below.
-    uint64_t stream = splitmix64(seed);
-    auto next = [&] { return stream = splitmix64(stream + 1); };
-    auto mat = [&](Matrix& w) { fill_normal(w.data, w.rows * w.cols, 0.02f, next()); };
-    // Embeddings larger than the other weights so that the residual stream has a realistic scale (with an
-    // embedding scale, divided by it: the scaled embedding, and the tied output head, stay O(1)).
-    fill_normal(m.weights.token_embd.data, int64_t(c.n_vocab) * c.d_model, 1.0f / c.embed_scale, next());
-    fill_const(m.weights.output_norm, c.d_model, 1.0f);
-    if (!c.tied_embeddings) mat(m.weights.output);
-    for (auto& L : m.weights.layers) {
-        // Norm weights near 1 but not exactly, so that tests notice a norm applied with the wrong weight.
-        fill_normal(L.attn_norm, c.d_model, 0.1f, next());
-        fill_normal(L.ffn_norm, c.d_model, 0.1f, next());
-        for (int i = 0; i < c.d_model; ++i) L.attn_norm[i] += 1.0f, L.ffn_norm[i] += 1.0f;
-        // Larger q/k weights than 0.02 so attention patterns are not uniform (tests must see softmax at work).
-        fill_normal(L.wq.data, L.wq.rows * L.wq.cols, 0.15f, next());
-        fill_normal(L.wk.data, L.wk.rows * L.wk.cols, 0.15f, next());
-        mat(L.wv);
-        mat(L.wo);
-        if (c.qkv_bias) {
-            fill_normal(L.bq, c.q_dim(), 0.1f, next());
-            fill_normal(L.bk, c.kv_dim(), 0.1f, next());
-            fill_normal(L.bv, c.kv_dim(), 0.1f, next());
-        }
-        // Gemma's extra norms: near 1 as well (the (1 + w) of HF's Gemma RMSNorm is already in GGUF norm weights).
-        auto near_one = [&](float* w, int32_t n) {
-            fill_normal(w, n, 0.1f, next());
-            for (int32_t i = 0; i < n; ++i) w[i] += 1.0f;
-        };
-        if (c.qk_norm) {
-            near_one(L.q_norm, c.d_head);
-            near_one(L.k_norm, c.d_head);
-        }
-        if (c.post_norms) {
-            near_one(L.post_attn_norm, c.d_model);
-            near_one(L.post_ffn_norm, c.d_model);
-        }
-        mat(L.w_gate);
-        mat(L.w_up);
-        mat(L.w_down);
-    }
+    for (const RandomTensor& t : random_tensors(c, seed)) fill_tensor(t, tensor_storage(c, m.weights, t.name));
     m.tokenizer = Tokenizer::byte_level(c.n_vocab);
     m.source.path = "random:" + shape + ":seed=" + std::to_string(seed);
     m.source.tensor_types["F32"] = 0;
     return m;
+}
+
+void write_random_gguf(const std::string& shape, uint64_t seed, GgmlType matrix_type, const std::string& path,
+                       bool verbose) {
+    check(ggml_type_can_encode(matrix_type), "write_random_gguf: ", ggml_type_name(matrix_type),
+          " has no encoder here (use F32, F16, BF16, Q8_0, Q4_0 or Q4_1)");
+    const ModelConfig c = random_model_config(shape);
+    const std::string a = c.arch_name;
+    GgufWriter w;
+    w.add("general.architecture", GgufWriter::string(a));
+    w.add("general.name", GgufWriter::string("random:" + shape + ":" + std::to_string(seed)));
+    w.add(a + ".block_count", GgufWriter::u32(uint32_t(c.n_layer)));
+    w.add(a + ".context_length", GgufWriter::u32(uint32_t(c.n_ctx)));
+    w.add(a + ".embedding_length", GgufWriter::u32(uint32_t(c.d_model)));
+    w.add(a + ".feed_forward_length", GgufWriter::u32(uint32_t(c.d_ff)));
+    w.add(a + ".attention.head_count", GgufWriter::u32(uint32_t(c.n_head)));
+    w.add(a + ".attention.head_count_kv", GgufWriter::u32(uint32_t(c.n_head_kv)));
+    w.add(a + ".attention.key_length", GgufWriter::u32(uint32_t(c.d_head)));
+    w.add(a + ".attention.value_length", GgufWriter::u32(uint32_t(c.d_head)));
+    w.add(a + ".attention.layer_norm_rms_epsilon", GgufWriter::f32(c.rms_eps));
+    w.add(a + ".rope.dimension_count", GgufWriter::u32(uint32_t(c.rope_dims)));
+    float global_base = c.layers[0].rope_base;
+    for (const LayerAttention& la : c.layers)
+        if (la.window == 0) global_base = la.rope_base;
+    w.add(a + ".rope.freq_base", GgufWriter::f32(global_base));
+    if (c.arch == Arch::GEMMA3) {
+        int32_t window = 0;
+        float local_base = 10000.0f;
+        std::vector<int32_t> pattern;
+        for (const LayerAttention& la : c.layers) {
+            if (la.window > 0) window = la.window, local_base = la.rope_base;
+            pattern.push_back(la.window > 0 ? 1 : 0);
+        }
+        w.add(a + ".attention.sliding_window", GgufWriter::u32(uint32_t(window)));
+        w.add(a + ".rope.freq_base_swa", GgufWriter::f32(local_base));
+        w.add(a + ".attention.sliding_window_pattern", GgufWriter::i32_array(pattern));
+        w.add(a + ".attention.scale", GgufWriter::f32(c.attn_scale));
+    }
+    // A byte-level vocabulary as GPT-2-style BPE without merges: token i is "<0xii>" for i < 256, "t<i>" above.
+    std::vector<std::string> tokens;
+    for (int32_t i = 0; i < c.n_vocab; ++i) {
+        char buf[16];
+        if (i < 256) std::snprintf(buf, sizeof buf, "<0x%02X>", i);
+        tokens.push_back(i < 256 ? std::string(buf) : "t" + std::to_string(i));
+    }
+    w.add("tokenizer.ggml.model", GgufWriter::string("gpt2"));
+    w.add("tokenizer.ggml.pre", GgufWriter::string("gpt2"));
+    w.add("tokenizer.ggml.tokens", GgufWriter::string_array(tokens));
+    w.add("tokenizer.ggml.token_type", GgufWriter::i32_array(std::vector<int32_t>(size_t(c.n_vocab), 1)));
+    w.add("tokenizer.ggml.merges", GgufWriter::string_array({}));
+
+    const std::vector<RandomTensor> all = random_tensors(c, seed);
+    std::vector<float> values;
+    for (size_t i = 0; i < all.size(); ++i) {
+        const RandomTensor& t = all[i];
+        const bool vector = t.rows == 1 && t.name != "token_embd.weight" && t.name != "output.weight";
+        const GgmlType type = vector ? GgmlType::F32 : matrix_type;
+        values.resize(size_t(t.rows * t.cols));
+        fill_tensor(t, values.data());
+        // llama.cpp's converter stores llama's Q/K rows interleaved per head (the loader undoes it): do the same.
+        const bool permute = c.arch == Arch::LLAMA &&
+                             (t.name.find("attn_q.weight") != std::string::npos || t.name.find("attn_k.weight") != std::string::npos);
+        if (permute) {
+            std::vector<float> p(values.size());
+            const int32_t dh = c.d_head, half = dh / 2;
+            for (int64_t h = 0; h < t.rows / dh; ++h)
+                for (int32_t r = 0; r < dh; ++r) {
+                    const int64_t src = h * dh + (r % 2 == 0 ? r / 2 : r / 2 + half);
+                    std::copy_n(values.data() + src * t.cols, t.cols, p.data() + (h * dh + r) * t.cols);
+                }
+            values.swap(p);
+        }
+        const uint64_t rb = ggml_row_bytes(type, t.cols);
+        std::vector<uint8_t> bytes(size_t(rb * uint64_t(t.rows)));
+        for (int64_t r = 0; r < t.rows; ++r) quantize_row(type, values.data() + r * t.cols, bytes.data() + r * rb, t.cols);
+        w.add_tensor(t.name, vector ? std::vector<int64_t>{t.cols} : std::vector<int64_t>{t.cols, t.rows}, type,
+                     std::move(bytes));
+        if (verbose && (i + 1) % 16 == 0)
+            std::fprintf(stderr, "\rwrite-random: %zu/%zu tensors", i + 1, all.size());
+    }
+    if (verbose) std::fprintf(stderr, "\rwrite-random: %zu/%zu tensors, writing %s\n", all.size(), all.size(), path.c_str());
+    w.write(path);
 }
 
 Model open_model(const std::string& spec, const LoadOptions& options) {
@@ -216,7 +359,9 @@ Model open_model(const std::string& spec, const LoadOptions& options) {
         }
         rest = rest.substr(0, colon);
     }
-    return make_random_model(rest, seed);
+    Model m = make_random_model(rest, seed);
+    convert_weights(m.weights, options.precision);  // native: a random model has no file blocks, it stays f32
+    return m;
 }
 
 }  // namespace hs

@@ -21,17 +21,50 @@ std::vector<float> head_scale_of(const ModelConfig& c, const std::vector<HeadRef
     return s;
 }
 
+namespace {
+
+// Multiplies columns col0 .. col0 + n of every row of wo by s, in wo's own storage type. GGML blocks are scaled
+// through their scale fields (scale_block: no re-quantisation) when whole blocks cover the columns; otherwise the
+// matrix is first converted to fp32 (in memory only; `headsweep export` writes files with its own rules).
+void scale_columns_of(ModelWeights& w, Matrix& wo, int64_t col0, int64_t n, float s) {
+    if (wo.type == WeightType::GGML) {
+        const int64_t bs = ggml_block_size(wo.block_type);
+        if (col0 % bs != 0 || n % bs != 0) make_matrix_f32(w, wo);
+    }
+    for (int64_t r = 0; r < wo.rows; ++r) {
+        switch (wo.type) {
+            case WeightType::F32: {
+                float* p = wo.data + r * wo.cols + col0;
+                for (int64_t j = 0; j < n; ++j) p[j] *= s;
+                break;
+            }
+            case WeightType::BF16:
+            case WeightType::F16: {
+                uint16_t* p = static_cast<uint16_t*>(wo.data16) + r * wo.cols + col0;
+                const bool bf = wo.type == WeightType::BF16;
+                for (int64_t j = 0; j < n; ++j)
+                    p[j] = bf ? fp32_to_bf16(bf16_to_fp32(p[j]) * s) : fp32_to_fp16(fp16_to_fp32(p[j]) * s);
+                break;
+            }
+            case WeightType::GGML: {
+                const int64_t bs = ggml_block_size(wo.block_type), bb = ggml_block_bytes(wo.block_type);
+                uint8_t* row = static_cast<uint8_t*>(wo.blocks) + uint64_t(r) * wo.row_bytes;
+                for (int64_t b = col0 / bs; b < (col0 + n) / bs; ++b) scale_block(wo.block_type, row + b * bb, s);
+                break;
+            }
+        }
+    }
+}
+
+}  // namespace
+
 void fold_head_scale(const ModelConfig& c, ModelWeights& w, const std::vector<float>& hs) {
     check(int64_t(hs.size()) == int64_t(c.n_layer) * c.n_head, "fold: head scale must have n_layer*n_head entries");
     for (int32_t l = 0; l < c.n_layer; ++l) {
         Matrix& wo = w.layers[l].wo;  // [d_model][q_dim]
         for (int32_t h = 0; h < c.n_head; ++h) {
             const float s = hs[size_t(l) * c.n_head + h];
-            if (s == 1.0f) continue;
-            for (int64_t r = 0; r < wo.rows; ++r) {
-                float* p = wo.data + r * wo.cols + int64_t(h) * c.d_head;
-                for (int32_t j = 0; j < c.d_head; ++j) p[j] *= s;
-            }
+            if (s != 1.0f) scale_columns_of(w, wo, int64_t(h) * c.d_head, c.d_head, s);
         }
     }
 }

@@ -30,7 +30,7 @@ std::string SweepJob::where(const std::string& key) const {
 const std::vector<std::string>& job_keys() {
     static const std::vector<std::string> keys = {
         "model", "models", "mode", "modes", "settings", "seed", "top_k", "exclude_special", "mean_over",
-        "positions", "output", "overwrite", "resume", "threads", "device", "gpu_weights"};
+        "positions", "output", "overwrite", "resume", "threads", "device", "gpu_weights", "precision"};
     return keys;
 }
 
@@ -262,6 +262,14 @@ SweepJob parse_job_text(std::string_view text, const std::string& source) {
         }
     }
     if (const toml::node* n = tbl.get("gpu_weights")) job.gpu_weights = r.string("gpu_weights", *n);
+    if (const toml::node* n = tbl.get("precision")) {
+        job.precision = r.string("precision", *n);
+        try {
+            parse_weight_precision(job.precision);
+        } catch (const Error&) {
+            fail(r.key_where("precision"), " = \"", job.precision, "\" is not a weight precision (f32, bf16, native)");
+        }
+    }
     check_output_template(job);
     return job;
 }
@@ -316,7 +324,19 @@ BackendOptions backend_options(const SweepJob& job) {
 }
 
 std::string device_label(const SweepJob& job) {
-    return job.device == "cuda" ? "cuda (" + job.gpu_weights + " weights)" : job.device;
+    // f32 host weights (the default) leave the label as files before --precision had it.
+    const WeightPrecision p = parse_weight_precision(job.precision);
+    if (job.device == "cuda")
+        return "cuda (" + job.gpu_weights + " weights" +
+               (p == WeightPrecision::F32 ? std::string() : std::string(", from ") + weight_precision_name(p) + " host weights") + ")";
+    return p == WeightPrecision::F32 ? job.device : job.device + " (" + weight_precision_name(p) + " weights)";
+}
+
+LoadOptions load_options(const SweepJob& job, bool verbose) {
+    LoadOptions lo;
+    lo.verbose = verbose;
+    lo.precision = parse_weight_precision(job.precision);
+    return lo;
 }
 
 void validate_job(const SweepJob& job) {
@@ -336,6 +356,11 @@ void validate_job(const SweepJob& job) {
         parse_weight_type(job.gpu_weights);
     } catch (const Error&) {
         fail(job.where("gpu_weights"), " = \"", job.gpu_weights, "\" is not a weight type (bf16, fp16, fp32)");
+    }
+    try {
+        parse_weight_precision(job.precision);
+    } catch (const Error&) {
+        fail(job.where("precision"), " = \"", job.precision, "\" is not a weight precision (f32, bf16, native)");
     }
     for (size_t i = 0; i < job.options.settings.size(); ++i) {
         const std::string ki = job.where("settings") + "[" + std::to_string(i) + "]";

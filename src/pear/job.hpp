@@ -34,6 +34,7 @@ struct SweepJob {
     int32_t threads = 0;   // BLAS threads, 0: library default
     std::string device = "cpu";
     std::string gpu_weights = "bf16";  // CUDA: bf16 | fp16 | fp32 weight copies (fp32: exact fp32 compute)
+    std::string precision = "f32";     // host weights: f32 (exact; the sweeps' default) | bf16 | native
 
     // Where each key was set, for error messages: key -> "jobs/x.toml: key top_k" or "command line: --top-k".
     // Keys never set read "key top_k (default)".
@@ -43,8 +44,10 @@ struct SweepJob {
 
 // The backend options a job asks for (threads, GPU weight type; the GPU index is chosen per MPI rank).
 BackendOptions backend_options(const SweepJob& job);
-// What output files record as the device: "cpu" or "cuda (bf16 weights)".
+// What output files record as the device: "cpu", "cpu (native weights)" or "cuda (bf16 weights)".
 std::string device_label(const SweepJob& job);
+// The load options a job asks for (weight precision).
+LoadOptions load_options(const SweepJob& job, bool verbose);
 
 // The TOML keys a job file may have (anything else is an error).
 const std::vector<std::string>& job_keys();

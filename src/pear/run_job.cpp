@@ -94,8 +94,7 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
         Timer timer;
         if (loaded_spec != run.model) {  // runs of one model are adjacent: load it once
             engine.reset();
-            LoadOptions lo;
-            lo.verbose = ro.progress;
+            LoadOptions lo = load_options(job, ro.progress);
             model = std::make_unique<Model>(open_model(run.model, lo));
             backend = make_backend(parse_device(job.device), backend_options(job));
             engine = std::make_unique<Engine>(*model, *backend);

@@ -45,10 +45,10 @@ struct SettingRun::Impl {
         Backend& be = engine.backend();
         if (!readout_u.get()) {
             const Matrix& E = engine.model().weights.output;
-            std::vector<float> u(size_t(N) * d);
+            std::vector<float> u(size_t(N) * d), e(static_cast<size_t>(d));
             for (int32_t b = 0; b < N; ++b) {
-                const float* e = E.data + int64_t(batch.target(b)) * E.cols;
-                for (int32_t i = 0; i < d; ++i) u[size_t(b) * d + i] = float(double(e[i]) - mean_unembed[i]);
+                read_rows(E, batch.target(b), 1, e.data());  // any host precision
+                for (int32_t i = 0; i < d; ++i) u[size_t(b) * d + i] = float(double(e[size_t(i)]) - mean_unembed[i]);
             }
             readout_u = DeviceBuffer(be, int64_t(N) * d);
             be.upload(u.data(), readout_u.get(), int64_t(N) * d);
@@ -409,8 +409,11 @@ SettingRun::SettingRun(Engine& engine, const SweepOptions& opt, int32_t index)
     m.batch = make_proxy_batch(s, index, opt.seed, engine.model().tokenizer, c.n_vocab, opt.exclude_special);
     const Matrix& E = engine.model().weights.output;
     m.mean_unembed.assign(c.d_model, 0.0);
-    for (int64_t v = 0; v < E.rows; ++v)
-        for (int32_t i = 0; i < c.d_model; ++i) m.mean_unembed[i] += E.data[v * E.cols + i];
+    std::vector<float> row(size_t(c.d_model));
+    for (int64_t v = 0; v < E.rows; ++v) {
+        read_rows(E, v, 1, row.data());  // any host precision
+        for (int32_t i = 0; i < c.d_model; ++i) m.mean_unembed[i] += row[size_t(i)];
+    }
     for (auto& x : m.mean_unembed) x /= double(E.rows);
     m.clean_run();
 }

@@ -271,6 +271,7 @@ void write_train_file(const std::string& path, const TrainOptions& o, const Trai
         h5::File f = h5::File::create(tmp, h5::Overwrite::yes);
         f.set_attr("format", kTrainFormat);
         f.set_attr("model", model);
+        f.set_attr("weight_precision", std::string(weight_precision_name(o.precision)));
         f.set_attr("heads", heads_string(o.heads));
         f.set_attr("step", int32_t(s.step));
         f.set_attr("steps", int32_t(o.steps));

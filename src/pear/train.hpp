@@ -50,6 +50,7 @@ struct TrainOptions {
     int32_t checkpoint_every = 10;  // 0: only at the end
     int32_t eval_batch = 20;        // sequences of the fixed evaluation batch (before/after); 0: none
     uint64_t eval_seed = 12345;
+    WeightPrecision precision = WeightPrecision::F32;  // host weights of the frozen model (recorded, not numeric)
 
     void validate(const ModelConfig& c) const;  // throws hs::Error naming the problem
 };

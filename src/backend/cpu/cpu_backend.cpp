@@ -9,10 +9,13 @@
 #include "backend/backend.hpp"
 #include "backend/cpu/backward_cpu.hpp"
 #include "backend/cpu/cpu_runtime.hpp"
+#include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/thread_pool.hpp"
 #include "backend/cpu/ops_cpu.hpp"
 #include "util/error.hpp"
 
 extern "C" void openblas_set_num_threads(int num_threads);
+extern "C" int openblas_get_num_threads(void);
 
 namespace hs {
 
@@ -23,6 +26,7 @@ const char* weight_type_name(WeightType t) {
         case WeightType::F32: return "fp32";
         case WeightType::BF16: return "bf16";
         case WeightType::F16: return "fp16";
+        case WeightType::GGML: return "ggml";
     }
     return "?";
 }
@@ -42,14 +46,32 @@ Device parse_device(const std::string& name) {
 
 namespace {
 
+// The kernels' view of a non-fp32 weight matrix (BF16/F16 elements or the file's GGML blocks).
+cpu::BlockMatrix block_matrix(const Matrix& w) {
+    cpu::BlockMatrix b;
+    b.rows = w.rows;
+    b.cols = w.cols;
+    switch (w.type) {
+        case WeightType::F32: b.type = GgmlType::F32; b.data = w.data; break;
+        case WeightType::BF16: b.type = GgmlType::BF16; b.data = w.data16; break;
+        case WeightType::F16: b.type = GgmlType::F16; b.data = w.data16; break;
+        case WeightType::GGML: b.type = w.block_type; b.data = w.blocks; break;
+    }
+    b.row_bytes = ggml_row_bytes(b.type, w.cols);
+    return b;
+}
+
 class CpuBackend final : public Backend {
 public:
-    explicit CpuBackend(int threads) : threads_(threads) {
+    CpuBackend(int threads, cpu::KernelIsa isa) : threads_(threads) {
         if (threads > 0) openblas_set_num_threads(threads);
+        kernels_.isa = isa;
+        pool_ = std::make_unique<cpu::ThreadPool>(threads > 0 ? threads : std::max(1, openblas_get_num_threads()));
+        kernels_.pool = pool_.get();
     }
     Device device() const override { return Device::CPU; }
     std::string describe() const override {
-        return "cpu (" + cpu_runtime_tag() + ")";
+        return "cpu (" + cpu_runtime_tag() + ", kernels " + cpu::kernel_isa_name(kernels_.isa) + ")";
     }
 
     float* allocate(int64_t n) override {
@@ -74,14 +96,19 @@ public:
         for (int64_t r = 0; r < rows; ++r) {
             check(ids[r] >= 0 && ids[r] < table.rows, "token id ", ids[r], " is outside the vocabulary (",
                   table.rows, " tokens)");
-            const float* src = table.data + int64_t(ids[r]) * table.cols;
             float* dst = out + r * table.cols;
-            for (int64_t i = 0; i < table.cols; ++i) dst[i] = src[i] * scale;
+            if (table.type == WeightType::F32) {
+                const float* src = table.data + int64_t(ids[r]) * table.cols;
+                for (int64_t i = 0; i < table.cols; ++i) dst[i] = src[i] * scale;
+            } else {
+                cpu::dequantize_rows(block_matrix(table), ids[r], 1, dst);
+                for (int64_t i = 0; i < table.cols; ++i) dst[i] *= scale;
+            }
         }
     }
     void matmul(const float* x, const Matrix& w, float* y, int64_t rows, bool acc) override {
-        check(w.type == WeightType::F32, "cpu backend: matmul needs fp32 weights, got ", weight_type_name(w.type));
-        cpu::matmul_cpu(x, w, y, rows, acc);
+        if (w.type == WeightType::F32) return cpu::matmul_cpu(x, w, y, rows, acc);
+        cpu::matmul_blocks(x, block_matrix(w), y, rows, acc, kernels_);
     }
     void add_bias(float* y, const float* b, int64_t rows, int64_t n) override {
         for (int64_t r = 0; r < rows; ++r)
@@ -129,7 +156,7 @@ public:
     // ---- backward ops
     void matmul_dx(const float* dy, const Matrix& w, float* dx, int64_t rows, bool acc) override {
         if (rows == 0) return;
-        check(w.type == WeightType::F32, "cpu backend: matmul_dx needs fp32 weights, got ", weight_type_name(w.type));
+        if (w.type != WeightType::F32) return cpu::matmul_dx_blocks(dy, block_matrix(w), dx, rows, acc, kernels_);
         // dx[rows, in] = dy[rows, out] . W[out, in]
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(w.cols), int(w.rows), 1.0f, dy,
                     int(w.rows), w.data, int(w.cols), acc ? 1.0f : 0.0f, dx, int(w.cols));
@@ -170,18 +197,29 @@ private:
         if (src != dst && n > 0) std::memmove(dst, src, sizeof(float) * size_t(n));
     }
     int threads_;
+    std::unique_ptr<cpu::ThreadPool> pool_;  // our kernels' threads (OpenBLAS keeps its own)
+    cpu::KernelOptions kernels_;
     std::map<std::pair<float, int32_t>, cpu::RopeTable> rope_tables_;  // per (base, d_head)
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernels) {
+    const CpuFeatures cpu = detect_cpu_features();
+    cpu::KernelIsa isa = cpu::best_kernel_isa(cpu);
+    if (!kernels.empty() && kernels != "auto") {
+        isa = cpu::parse_kernel_isa(kernels);
+        check(cpu::can_run_kernel_isa(cpu, isa), "--cpu-kernels ", kernels, ": this CPU cannot run them (it offers: ",
+              cpu.summary(), "; best: ", cpu::kernel_isa_name(cpu::best_kernel_isa(cpu)), ")");
+    }
+    return std::make_unique<CpuBackend>(threads, isa);
+}
 
 #ifndef HEADSWEEP_HAVE_CUDA
 std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options) {
     if (device == Device::CUDA)
         fail("this build of headsweep has no CUDA backend (configure with the CUDA toolkit installed)");
-    return make_cpu_backend(options.threads);
+    return make_cpu_backend(options.threads, options.cpu_kernels);
 }
 #endif
 

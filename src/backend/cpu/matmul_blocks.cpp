@@ -3,7 +3,9 @@
 #include "backend/cpu/matmul_blocks.hpp"
 
 #include <cblas.h>
-#include <omp.h>
+#include <functional>
+
+#include "backend/cpu/thread_pool.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -120,7 +122,13 @@ void check_matrix(const BlockMatrix& w, const char* what) {
     check(w.data != nullptr || w.rows == 0 || w.cols == 0, what, ": no weight data");
 }
 
-int thread_count(const KernelOptions& o) { return std::max(1, o.threads); }
+int thread_count(const KernelOptions& o) { return o.pool ? o.pool->size() : 1; }
+
+// fn(begin, end) over [0, n), split over the pool's threads (or run here when there is no pool or parallel is false).
+void split(const KernelOptions& o, int64_t n, bool parallel, const std::function<void(int64_t, int64_t)>& fn) {
+    if (o.pool && parallel) o.pool->parallel_for(n, fn);
+    else fn(0, n);
+}
 
 // 64-byte aligned scratch that frees itself.
 struct AlignedFree {
@@ -231,9 +239,8 @@ void gemv(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
     const int threads = thread_count(o);
     // One thread for tiny products, where waking the team costs more than the work (< ~64 KiB of weights).
     const bool parallel = threads > 1 && chunks > 1 && static_cast<uint64_t>(w.rows) * w.row_bytes >= (64u << 10);
-#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-    for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t r0 = c * kGemvChunk, r1 = std::min(w.rows, r0 + kGemvChunk);
+    split(o, chunks, parallel, [&](int64_t c0, int64_t c1) {
+        const int64_t r0 = c0 * kGemvChunk, r1 = std::min(w.rows, c1 * kGemvChunk);
         for (int64_t i = 0; i < n; ++i) {
             float* yi = y + i * w.rows;
             const XRow& xr = q.rows[i];
@@ -242,7 +249,7 @@ void gemv(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
                 yi[r] = accumulate ? yi[r] + v : v;
             }
         }
-    }
+    });
 }
 
 // Rows of W per dequantised tile of the SGEMM path: about 2 MiB of fp32 (L2-sized slices per thread in OpenBLAS's
@@ -252,16 +259,15 @@ int64_t tile_rows_for(int64_t cols, int64_t rows) {
     return std::min(t, std::max<int64_t>(rows, 1));
 }
 
-// Decodes W rows [r0, r0 + nr) into tile (row-major, w.cols per row), the rows split over the OpenMP threads.
-void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile, int threads) {
+// Decodes W rows [r0, r0 + nr) into tile (row-major, w.cols per row), the rows split over the pool's threads.
+void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile, const KernelOptions& o) {
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     constexpr int64_t kStep = 8;
     const int64_t steps = (nr + kStep - 1) / kStep;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && steps > 1)
-    for (int64_t s = 0; s < steps; ++s) {
-        const int64_t a = s * kStep, b = std::min(nr, a + kStep);
+    split(o, steps, steps > 1, [&](int64_t s0, int64_t s1) {
+        const int64_t a = s0 * kStep, b = std::min(nr, s1 * kStep);
         dequantize_row(w.type, base + (r0 + a) * w.row_bytes, tile + a * w.cols, (b - a) * w.cols);
-    }
+    });
 }
 
 // The prefill path. Threading: the tiles are decoded by the OpenMP team, then multiplied by ONE cblas_sgemm call
@@ -281,7 +287,7 @@ void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
     auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
     for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
         const int64_t nr = std::min(tr, w.rows - r0);
-        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
+        dequantize_tile(w, r0, nr, tile.get(), o);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nr), int(w.cols), 1.0f, x, int(w.cols),
                     tile.get(), int(w.cols), beta, y + r0, int(w.rows));
     }
@@ -322,7 +328,7 @@ void matmul_dx_blocks(const float* dy, const BlockMatrix& w, float* dx, int64_t 
     auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
     for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
         const int64_t nr = std::min(tr, w.rows - r0);
-        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
+        dequantize_tile(w, r0, nr, tile.get(), o);
         const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(w.cols), int(nr), 1.0f, dy + r0,
                     int(w.rows), tile.get(), int(w.cols), beta, dx, int(w.cols));

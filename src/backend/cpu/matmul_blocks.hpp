@@ -46,9 +46,11 @@ bool has_block_kernels(GgmlType t);
 // Input rows from which the dequantise-tile + SGEMM path is used instead of the integer GEMV.
 inline constexpr int64_t kGemmMinRows = 8;
 
+class ThreadPool;  // backend/cpu/thread_pool.hpp
+
 struct KernelOptions {
     KernelIsa isa = KernelIsa::SCALAR;
-    int threads = 1;  // OpenMP threads for the GEMV and the tile dequantisation
+    ThreadPool* pool = nullptr;  // the GEMV's and the tile dequantisation's threads; nullptr: the calling thread only
 };
 
 // y[n, w.rows] = x[n, w.cols] . W^T  (+ y when accumulate).

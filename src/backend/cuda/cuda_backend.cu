@@ -147,17 +147,26 @@ public:
             done[p] = d;
             p = static_cast<float*>(d);
         };
+        // Host matrices in another precision (--precision bf16/native) are decoded to fp32 one at a time first.
+        std::vector<float> decoded;
         auto mat = [&](Matrix& m) {
-            if (!m.data) return;
-            check(m.type == WeightType::F32, "cuda backend: host weights must be fp32");
-            auto it = done.find(m.data);
+            const void* key = m.type == WeightType::F32 ? static_cast<const void*>(m.data)
+                              : m.type == WeightType::GGML ? m.blocks : static_cast<const void*>(m.data16);
+            if (!key) return;
+            auto it = done.find(key);
             if (it != done.end()) {
                 set_matrix(m, it->second);
                 return;
             }
             const float* src = m.data;
+            if (m.type != WeightType::F32) {
+                decoded.resize(size_t(m.rows * m.cols));
+                read_rows(m, 0, m.rows, decoded.data());
+                src = decoded.data();
+            }
             void* d = upload_matrix(src, m.rows * m.cols);
-            done[src] = d;
+            synchronize();  // `decoded` is reused by the next matrix
+            done[key] = d;
             set_matrix(m, d);
         };
         mat(w.token_embd);
@@ -437,6 +446,7 @@ private:
     }
     void set_matrix(Matrix& m, void* d) {
         m.type = weights_type_;
+        m.blocks = nullptr;
         if (weights_type_ == WeightType::F32) {
             m.data = static_cast<float*>(d);
             m.data16 = nullptr;
@@ -557,7 +567,7 @@ std::unique_ptr<Backend> make_emulated_cuda_backend(const BackendOptions& option
 #else
 std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options) {
     if (device == Device::CUDA) return std::make_unique<CudaBackend>(options);
-    return make_cpu_backend(options.threads);
+    return make_cpu_backend(options.threads, options.cpu_kernels);
 }
 #endif
 
