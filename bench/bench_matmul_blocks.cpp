@@ -217,7 +217,8 @@ int main(int argc, char** argv) try {
                                 "\"threads\": %d, \"us\": %.2f, \"cpu_us\": %.2f, \"GBps\": %.2f, \"sgemv_us\": %.2f, "
                                 "\"sgemv_GBps\": %.2f, \"speedup_vs_sgemv\": %.2f}\n",
                                 tname.c_str(), (long long)rows, (long long)cols, kernel_isa_name(isa), th,
-                                t_ours * 1e6, ours.cpu * 1e6, wbytes / t_ours / 1e9, t_peer * 1e6, fbytes / t_peer / 1e9,
+                                t_ours * 1e6, ours.cpu * 1e6, wbytes / t_ours / 1e9, t_peer * 1e6,
+                                t_peer > 0 ? fbytes / t_peer / 1e9 : 0.0,
                                 t_peer / t_ours);
                     std::fflush(stdout);
                 }
@@ -237,7 +238,8 @@ int main(int argc, char** argv) try {
                                 "\"threads\": %d, \"ms\": %.3f, \"GFLOPs\": %.1f, \"sgemm_ms\": %.3f, "
                                 "\"sgemm_GFLOPs\": %.1f, \"ratio_vs_sgemm\": %.2f}\n",
                                 tname.c_str(), (long long)rows, (long long)cols, (long long)gemm_n, th, t_mm * 1e3,
-                                flops / t_mm / 1e9, t_peer_mm * 1e3, flops / t_peer_mm / 1e9, t_peer_mm / t_mm);
+                                flops / t_mm / 1e9, t_peer_mm * 1e3, t_peer_mm > 0 ? flops / t_peer_mm / 1e9 : 0.0,
+                                t_peer_mm / t_mm);
                     std::fflush(stdout);
                 }
             }
