@@ -222,6 +222,14 @@ int main(int argc, char** argv) try {
                                 t_peer / t_ours);
                     std::fflush(stdout);
                 }
+                if (th == threads.front()) {  // the decoding that the SGEMM path does first (single-threaded)
+                    std::vector<float> out(static_cast<size_t>(rows * cols));
+                    const BlockMatrix m{t, w[0].data(), rows, cols, ggml_row_bytes(t, cols)};
+                    const double t_dq = time_call([&] { dequantize_rows(m, 0, rows, out.data()); }, min_time).wall;
+                    std::printf("{\"op\": \"dequantize\", \"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
+                                "\"us\": %.2f, \"ns_per_element\": %.3f}\n",
+                                tname.c_str(), (long long)rows, (long long)cols, t_dq * 1e6, t_dq * 1e9 / (rows * cols));
+                }
                 if (gemm_n >= kGemmMinRows) {
                     const double flops = 2.0 * gemm_n * rows * cols;
                     const double t_peer_mm = !peer ? 0.0 : time_call(
