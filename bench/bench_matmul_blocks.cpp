@@ -3,6 +3,7 @@
 //
 // Usage: headsweep_bench_matmul_blocks [--types Q4_1,Q8_0,...] [--shapes 576x1536,...] [--threads 1,2]
 //        [--isas avx512-vnni,...] [--gemm-n 512] [--min-time 0.3] [--hot] [--no-peer] [--smoke]
+//        headsweep_bench_matmul_blocks --model smollm2|gemma3 [--threads 1,2] [--isas ...] [--min-time 1]
 //
 // For every type, shape (rows = output features x cols = input features; default the SmolLM2-135M matrices) and
 // ISA: the GEMV (n = 1) at each thread count, in GB/s of weight bytes read, beside cblas_sgemv on the fp32 copy of
@@ -10,6 +11,8 @@
 // n = --gemm-n beside cblas_sgemm on the fp32 copy. By default the weights are cold, as in a decode step, where the
 // whole model (~100 MB) passes through the caches once per token: each call reads the next of enough copies of
 // the matrix to exceed 256 MiB (--hot: one copy, which then sits in L2/L3 for the small shapes).
+// --model: all the GEMVs of one decode step of that model instead (every layer's matrices, in their own memory),
+// in ms per token beside cblas_sgemv on fp32 copies.
 #include <cblas.h>
 
 #include <time.h>
@@ -117,6 +120,83 @@ Timing time_call(F f, double min_time) {
     return best;
 }
 
+// The weight matrices that one decode step of a model multiplies with (type, rows, cols, how many), from the GGUF
+// files in models/ (SmolLM2-135M-Instruct.Q4_1, gemma-3-270m-q4_k_m); the last is the tied output projection.
+struct ModelMatrix {
+    GgmlType type;
+    int64_t rows, cols;
+    int count;
+};
+std::vector<ModelMatrix> model_matrices(const std::string& model) {
+    if (model == "smollm2")
+        return {{GgmlType::Q4_1, 576, 576, 60},   {GgmlType::Q4_1, 192, 576, 60}, {GgmlType::Q4_1, 1536, 576, 60},
+                {GgmlType::Q4_1, 576, 1536, 30},  {GgmlType::Q8_0, 49152, 576, 1}};
+    if (model == "gemma3")
+        return {{GgmlType::Q5_0, 1024, 640, 18}, {GgmlType::Q5_0, 256, 640, 27}, {GgmlType::Q8_0, 256, 640, 9},
+                {GgmlType::Q4_K, 640, 1024, 18}, {GgmlType::Q5_0, 2048, 640, 36}, {GgmlType::Q4_K, 640, 2048, 9},
+                {GgmlType::Q6_K, 640, 2048, 9},  {GgmlType::Q8_0, 262144, 640, 1}};
+    fail("unknown model ", model, " (smollm2 or gemma3)");
+}
+
+// Every GEMV of one decode step, one after the other, each matrix in its own memory (so the weights stream from
+// DRAM as in a real step), beside cblas_sgemv over fp32 copies of the same matrices.
+void bench_model(const std::string& model, const std::vector<KernelIsa>& isas, const std::vector<int>& threads,
+                 double min_time, bool peer, std::mt19937& rng) {
+    struct Inst {
+        GgmlType type;
+        int64_t rows, cols;
+        std::vector<uint8_t> w;
+        std::vector<float> wf;
+    };
+    std::vector<Inst> mats;
+    uint64_t bytes = 0, fbytes = 0;
+    int64_t max_rows = 0, max_cols = 0;
+    for (const ModelMatrix& mm : model_matrices(model)) {
+        const std::vector<uint8_t> w0 = make_weights(mm.type, mm.rows, mm.cols, rng);
+        std::vector<float> f0(static_cast<size_t>(mm.rows * mm.cols));
+        dequantize_row(mm.type, w0.data(), f0.data(), mm.rows * mm.cols);
+        for (int c = 0; c < mm.count; ++c) {
+            mats.push_back({mm.type, mm.rows, mm.cols, w0, peer ? f0 : std::vector<float>()});
+            bytes += w0.size();
+            fbytes += f0.size() * 4;
+        }
+        max_rows = std::max(max_rows, mm.rows);
+        max_cols = std::max(max_cols, mm.cols);
+    }
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(max_cols)), y(static_cast<size_t>(max_rows));
+    for (float& v : x) v = nd(rng);
+    for (int th : threads) {
+        openblas_set_num_threads(th);
+        double t_peer = 0;
+        if (peer)
+            t_peer = time_call(
+                [&] {
+                    for (const Inst& m : mats)
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, int(m.rows), int(m.cols), 1.0f, m.wf.data(),
+                                    int(m.cols), x.data(), 1, 0.0f, y.data(), 1);
+                },
+                min_time).wall;
+        for (KernelIsa isa : isas) {
+            const KernelOptions o{isa, th};
+            const Timing ours = time_call(
+                [&] {
+                    for (const Inst& m : mats) {
+                        const BlockMatrix bm{m.type, m.w.data(), m.rows, m.cols, ggml_row_bytes(m.type, m.cols)};
+                        matmul_blocks(x.data(), bm, y.data(), 1, false, o);
+                    }
+                },
+                min_time);
+            std::printf("{\"op\": \"decode_gemvs\", \"model\": \"%s\", \"matrices\": %zu, \"MB\": %.1f, \"isa\": \"%s\", "
+                        "\"threads\": %d, \"ms_per_token\": %.3f, \"cpu_ms\": %.3f, \"GBps\": %.2f, "
+                        "\"sgemv_ms_per_token\": %.3f, \"speedup_vs_sgemv\": %.2f}\n",
+                        model.c_str(), mats.size(), bytes / 1e6, kernel_isa_name(isa), th, ours.wall * 1e3,
+                        ours.cpu * 1e3, bytes / ours.wall / 1e9, t_peer * 1e3, t_peer / ours.wall);
+            std::fflush(stdout);
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -129,6 +209,7 @@ int main(int argc, char** argv) try {
     int64_t gemm_n = 512;
     double min_time = 0.3;
     bool hot = false, peer = true;
+    std::string model;
     for (int i = 1; i < argc; ++i) {
         const std::string k = argv[i];
         auto val = [&]() -> std::string {
@@ -145,6 +226,7 @@ int main(int argc, char** argv) try {
         else if (k == "--min-time") min_time = std::stod(val());
         else if (k == "--hot") hot = true;
         else if (k == "--no-peer") peer = false;
+        else if (k == "--model") model = val();
         else if (k == "--smoke") {
             types = {"Q4_1", "Q6_K"};
             shapes = {"64x256"};
@@ -173,6 +255,10 @@ int main(int argc, char** argv) try {
     std::fflush(stdout);
 
     std::mt19937 rng(42);
+    if (!model.empty()) {
+        bench_model(model, isas, threads, min_time, peer, rng);
+        return 0;
+    }
     for (const std::string& shape : shapes) {
         const size_t xpos = shape.find('x');
         check(xpos != std::string::npos, "shape ", shape, " is not ROWSxCOLS");
