@@ -252,21 +252,24 @@ int64_t tile_rows_for(int64_t cols, int64_t rows) {
     return std::min(t, std::max<int64_t>(rows, 1));
 }
 
-// Decodes W rows [r0, r0 + nr) into tile (row-major, w.cols per row), on the calling thread.
-void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile) {
-    dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + r0 * w.row_bytes, tile, nr * w.cols);
+// Decodes W rows [r0, r0 + nr) into tile (row-major, w.cols per row), the rows split over the OpenMP threads.
+void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile, int threads) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    constexpr int64_t kStep = 8;
+    const int64_t steps = (nr + kStep - 1) / kStep;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && steps > 1)
+    for (int64_t s = 0; s < steps; ++s) {
+        const int64_t a = s * kStep, b = std::min(nr, a + kStep);
+        dequantize_row(w.type, base + (r0 + a) * w.row_bytes, tile + a * w.cols, (b - a) * w.cols);
+    }
 }
 
-// The prefill path: each tile of W is decoded by the calling thread, then multiplied by one cblas_sgemm call from
-// that thread, outside any parallel region, which OpenBLAS parallelises with its own thread count (the backend
-// sets it). No OpenMP team here, on purpose:
-//   - Debian's OpenBLAS is the pthreads build, which cannot tell that it is called from inside an OpenMP region:
-//     concurrent sgemm calls from an OpenMP team would each start OpenBLAS's threads and oversubscribe the cores,
-//     and openblas_set_num_threads is process-global, so it cannot be lowered safely around a call.
-//   - Alternating an OpenMP region (for the decoding) with OpenBLAS's threads was measured 2-3x slower than
-//     OpenBLAS alone on the 2-core test machine: libgomp's and OpenBLAS's idle threads both spin-wait, and each
-//     steals the cores that the other's work needs.
-// The decoding is cheap beside the product (0.15-1.6 ns per element, against 2 * n flops per element).
+// The prefill path. Threading: the tiles are decoded by the OpenMP team, then multiplied by ONE cblas_sgemm call
+// from this (the calling) thread, outside any parallel region, so OpenBLAS parallelises it with its own thread
+// count (the backend sets it). Debian's OpenBLAS here is the pthreads build, which cannot tell that it is called
+// from inside an OpenMP region: concurrent sgemm calls from an OpenMP team would each start OpenBLAS's threads and
+// oversubscribe the cores (and its openblas_set_num_threads is process-global, so it cannot be lowered safely
+// around a call). One call per tile is safe with either build.
 void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate, const KernelOptions& o) {
     const float beta = accumulate ? 1.0f : 0.0f;
     if (w.type == GgmlType::F32) {
@@ -278,7 +281,7 @@ void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
     auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
     for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
         const int64_t nr = std::min(tr, w.rows - r0);
-        dequantize_tile(w, r0, nr, tile.get());
+        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nr), int(w.cols), 1.0f, x, int(w.cols),
                     tile.get(), int(w.cols), beta, y + r0, int(w.rows));
     }
@@ -319,7 +322,7 @@ void matmul_dx_blocks(const float* dy, const BlockMatrix& w, float* dx, int64_t 
     auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
     for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
         const int64_t nr = std::min(tr, w.rows - r0);
-        dequantize_tile(w, r0, nr, tile.get());
+        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
         const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(w.cols), int(nr), 1.0f, dy + r0,
                     int(w.rows), tile.get(), int(w.cols), beta, dx, int(w.cols));
