@@ -27,6 +27,7 @@
 
 #include "backend/cpu/cpu_runtime.hpp"
 #include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/matmul_blocks_kernels.hpp"
 #include "gguf/quant.hpp"
 #include "util/error.hpp"
 
@@ -55,6 +56,11 @@ std::vector<std::string> split(const std::string& s) {
     }
     return v;
 }
+
+// GgmlType in the order of detail::DotType.
+constexpr GgmlType kTypeOrder[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                                   GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                                   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 GgmlType parse_type(const std::string& name) {
     for (uint32_t id = 0; id < 64; ++id)
@@ -312,9 +318,19 @@ int main(int argc, char** argv) try {
                     std::vector<float> out(static_cast<size_t>(rows * cols));
                     const BlockMatrix m{t, w[0].data(), rows, cols, ggml_row_bytes(t, cols)};
                     const double t_dq = time_call([&] { dequantize_rows(m, 0, rows, out.data()); }, min_time).wall;
+                    // the best variant's own decoder (the SGEMM path's tiles), where it has one
+                    const detail::GemvKernels* k = best == KernelIsa::AVX512_VNNI ? detail::gemv_kernels_avx512_vnni()
+                                                   : best == KernelIsa::AVX512    ? detail::gemv_kernels_avx512()
+                                                   : best == KernelIsa::AVX2      ? detail::gemv_kernels_avx2()
+                                                                                  : detail::gemv_kernels_scalar();
+                    const detail::DecodeFn dec = k->decode[static_cast<int>(
+                        std::find(std::begin(kTypeOrder), std::end(kTypeOrder), t) - std::begin(kTypeOrder))];
+                    const double t_simd =
+                        dec ? time_call([&] { dec(w[0].data(), out.data(), rows * cols); }, min_time).wall : t_dq;
                     std::printf("{\"op\": \"dequantize\", \"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
-                                "\"us\": %.2f, \"ns_per_element\": %.3f}\n",
-                                tname.c_str(), (long long)rows, (long long)cols, t_dq * 1e6, t_dq * 1e9 / (rows * cols));
+                                "\"us\": %.2f, \"ns_per_element\": %.3f, \"simd_ns_per_element\": %.3f}\n",
+                                tname.c_str(), (long long)rows, (long long)cols, t_dq * 1e6, t_dq * 1e9 / (rows * cols),
+                                t_simd * 1e9 / (rows * cols));
                 }
                 if (gemm_n >= kGemmMinRows) {
                     const double flops = 2.0 * gemm_n * rows * cols;

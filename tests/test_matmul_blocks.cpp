@@ -394,6 +394,32 @@ TEST_CASE("matmul_blocks: the SIMD row decoders equal dequantize_row", "[matmul_
     if (cpu.avx512_core()) CHECK(checked >= 2 * 13);  // both AVX-512 variants decode every type
 }
 
+TEST_CASE("matmul_blocks: the SGEMM path with every ISA's tile decoders equals the fp32 reference", "[matmul_blocks]") {
+    std::mt19937 rng(23);
+    for (KernelIsa isa : runnable_isas()) {
+        for (GgmlType t : kAllTypes) {
+            const int64_t cols = cols_for(t).back(), rows = 37, n = kGemmMinRows + 3;
+            const TestMatrix tm = make_matrix(t, rows, cols, rng);
+            const std::vector<float> x = random_x(n, cols, rng);
+            const Reference ref = reference(tm, x, n);
+            INFO(kernel_isa_name(isa) << " " << ggml_type_name(t));
+            std::vector<float> y(n * rows, std::nanf(""));
+            matmul_blocks(x.data(), tm.m, y.data(), n, false, KernelOptions{isa, 1});
+            CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
+            const std::vector<float> dy = random_x(2, rows, rng);
+            std::vector<float> dx(2 * cols, NAN), dx_scalar(2 * cols, NAN);
+            matmul_dx_blocks(dy.data(), tm.m, dx.data(), 2, false, KernelOptions{isa, 1});
+            matmul_dx_blocks(dy.data(), tm.m, dx_scalar.data(), 2, false, KernelOptions{KernelIsa::SCALAR, 1});
+            double m = 0, scale = 0;
+            for (size_t k = 0; k < dx.size(); ++k) {
+                m = std::max(m, double(std::fabs(dx[k] - dx_scalar[k])));
+                scale = std::max(scale, double(std::fabs(dx_scalar[k])));
+            }
+            CHECK(m <= 1e-5 * (scale + 1.0));
+        }
+    }
+}
+
 TEST_CASE("matmul_blocks: the tests see a wrong block scale", "[matmul_blocks]") {
     // The check above would pass a kernel that ignored one block's scale only if the tolerance hid it: change one
     // block's d after decoding the reference and require the comparison to fail.

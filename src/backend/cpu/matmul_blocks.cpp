@@ -51,6 +51,9 @@ const GemvKernels* kernels_for(KernelIsa isa) {
     return nullptr;
 }
 
+// dst[0..n) = decode(src) with the variant's own decoder where it has one, else gguf's dequantize_row.
+void decode_rows(KernelIsa isa, GgmlType t, const uint8_t* src, float* dst, int64_t n);
+
 }  // namespace
 
 bool can_run_kernel_isa(const CpuFeatures& cpu, KernelIsa isa) {
@@ -245,6 +248,15 @@ void gemv(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
     }
 }
 
+void decode_rows(KernelIsa isa, GgmlType t, const uint8_t* src, float* dst, int64_t n) {
+    const GemvKernels* k = kernels_for(isa);
+    const detail::DecodeFn dec = k ? k->decode[dot_type(t)] : nullptr;
+    if (dec)
+        dec(src, dst, n);
+    else
+        dequantize_row(t, src, dst, n);
+}
+
 // Rows of W per dequantised tile of the SGEMM path: about 2 MiB of fp32 (L2-sized slices per thread in OpenBLAS's
 // packing), a multiple of 16, at least 16.
 int64_t tile_rows_for(int64_t cols, int64_t rows) {
@@ -253,14 +265,14 @@ int64_t tile_rows_for(int64_t cols, int64_t rows) {
 }
 
 // Decodes W rows [r0, r0 + nr) into tile (row-major, w.cols per row), the rows split over the OpenMP threads.
-void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile, int threads) {
+void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile, int threads, KernelIsa isa) {
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     constexpr int64_t kStep = 8;
     const int64_t steps = (nr + kStep - 1) / kStep;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && steps > 1)
     for (int64_t s = 0; s < steps; ++s) {
         const int64_t a = s * kStep, b = std::min(nr, a + kStep);
-        dequantize_row(w.type, base + (r0 + a) * w.row_bytes, tile + a * w.cols, (b - a) * w.cols);
+        decode_rows(isa, w.type, base + (r0 + a) * w.row_bytes, tile + a * w.cols, (b - a) * w.cols);
     }
 }
 
@@ -281,7 +293,7 @@ void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
     auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
     for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
         const int64_t nr = std::min(tr, w.rows - r0);
-        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
+        dequantize_tile(w, r0, nr, tile.get(), thread_count(o), o.isa);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nr), int(w.cols), 1.0f, x, int(w.cols),
                     tile.get(), int(w.cols), beta, y + r0, int(w.rows));
     }
@@ -322,7 +334,7 @@ void matmul_dx_blocks(const float* dy, const BlockMatrix& w, float* dx, int64_t 
     auto tile = aligned_array<float>(static_cast<size_t>(tr * w.cols));
     for (int64_t r0 = 0; r0 < w.rows; r0 += tr) {
         const int64_t nr = std::min(tr, w.rows - r0);
-        dequantize_tile(w, r0, nr, tile.get(), thread_count(o));
+        dequantize_tile(w, r0, nr, tile.get(), thread_count(o), o.isa);
         const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(w.cols), int(nr), 1.0f, dy + r0,
                     int(w.rows), tile.get(), int(w.cols), beta, dx, int(w.cols));
