@@ -403,13 +403,15 @@ TEST_CASE("matmul_blocks: the SGEMM path with every ISA's tile decoders equals t
             const std::vector<float> x = random_x(n, cols, rng);
             const Reference ref = reference(tm, x, n);
             INFO(kernel_isa_name(isa) << " " << ggml_type_name(t));
+            KernelOptions o, o_scalar;  // one thread (the default)
+            o.isa = isa;
             std::vector<float> y(n * rows, std::nanf(""));
-            matmul_blocks(x.data(), tm.m, y.data(), n, false, KernelOptions{isa, 1});
+            matmul_blocks(x.data(), tm.m, y.data(), n, false, o);
             CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
             const std::vector<float> dy = random_x(2, rows, rng);
             std::vector<float> dx(2 * cols, NAN), dx_scalar(2 * cols, NAN);
-            matmul_dx_blocks(dy.data(), tm.m, dx.data(), 2, false, KernelOptions{isa, 1});
-            matmul_dx_blocks(dy.data(), tm.m, dx_scalar.data(), 2, false, KernelOptions{KernelIsa::SCALAR, 1});
+            matmul_dx_blocks(dy.data(), tm.m, dx.data(), 2, false, o);
+            matmul_dx_blocks(dy.data(), tm.m, dx_scalar.data(), 2, false, o_scalar);
             double m = 0, scale = 0;
             for (size_t k = 0; k < dx.size(); ++k) {
                 m = std::max(m, double(std::fabs(dx[k] - dx_scalar[k])));
