@@ -3,6 +3,7 @@
 //
 // Usage: headsweep_bench_matmul_blocks [--types Q4_1,Q8_0,...] [--shapes 576x1536,...] [--threads 1,2]
 //        [--isas avx512-vnni,...] [--gemm-n 512] [--min-time 0.3] [--hot] [--no-peer] [--smoke]
+//        headsweep_bench_matmul_blocks --model smollm2|gemma3 [--threads 1,2] [--isas ...] [--min-time 1]
 //
 // For every type, shape (rows = output features x cols = input features; default the SmolLM2-135M matrices) and
 // ISA: the GEMV (n = 1) at each thread count, in GB/s of weight bytes read, beside cblas_sgemv on the fp32 copy of
@@ -10,6 +11,8 @@
 // n = --gemm-n beside cblas_sgemm on the fp32 copy. By default the weights are cold, as in a decode step, where the
 // whole model (~100 MB) passes through the caches once per token: each call reads the next of enough copies of
 // the matrix to exceed 256 MiB (--hot: one copy, which then sits in L2/L3 for the small shapes).
+// --model: all the GEMVs of one decode step of that model instead (every layer's matrices, in their own memory),
+// in ms per token beside cblas_sgemv on fp32 copies.
 #include <cblas.h>
 
 #include <time.h>
@@ -24,6 +27,7 @@
 
 #include "backend/cpu/cpu_runtime.hpp"
 #include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/matmul_blocks_kernels.hpp"
 #include "gguf/quant.hpp"
 #include "util/error.hpp"
 #include "backend/cpu/thread_pool.hpp"
@@ -63,6 +67,11 @@ std::vector<std::string> split(const std::string& s) {
     }
     return v;
 }
+
+// GgmlType in the order of detail::DotType.
+constexpr GgmlType kTypeOrder[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                                   GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                                   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 GgmlType parse_type(const std::string& name) {
     for (uint32_t id = 0; id < 64; ++id)
@@ -128,6 +137,83 @@ Timing time_call(F f, double min_time) {
     return best;
 }
 
+// The weight matrices that one decode step of a model multiplies with (type, rows, cols, how many), from the GGUF
+// files in models/ (SmolLM2-135M-Instruct.Q4_1, gemma-3-270m-q4_k_m); the last is the tied output projection.
+struct ModelMatrix {
+    GgmlType type;
+    int64_t rows, cols;
+    int count;
+};
+std::vector<ModelMatrix> model_matrices(const std::string& model) {
+    if (model == "smollm2")
+        return {{GgmlType::Q4_1, 576, 576, 60},   {GgmlType::Q4_1, 192, 576, 60}, {GgmlType::Q4_1, 1536, 576, 60},
+                {GgmlType::Q4_1, 576, 1536, 30},  {GgmlType::Q8_0, 49152, 576, 1}};
+    if (model == "gemma3")
+        return {{GgmlType::Q5_0, 1024, 640, 18}, {GgmlType::Q5_0, 256, 640, 27}, {GgmlType::Q8_0, 256, 640, 9},
+                {GgmlType::Q4_K, 640, 1024, 18}, {GgmlType::Q5_0, 2048, 640, 36}, {GgmlType::Q4_K, 640, 2048, 9},
+                {GgmlType::Q6_K, 640, 2048, 9},  {GgmlType::Q8_0, 262144, 640, 1}};
+    fail("unknown model ", model, " (smollm2 or gemma3)");
+}
+
+// Every GEMV of one decode step, one after the other, each matrix in its own memory (so the weights stream from
+// DRAM as in a real step), beside cblas_sgemv over fp32 copies of the same matrices.
+void bench_model(const std::string& model, const std::vector<KernelIsa>& isas, const std::vector<int>& threads,
+                 double min_time, bool peer, std::mt19937& rng) {
+    struct Inst {
+        GgmlType type;
+        int64_t rows, cols;
+        std::vector<uint8_t> w;
+        std::vector<float> wf;
+    };
+    std::vector<Inst> mats;
+    uint64_t bytes = 0, fbytes = 0;
+    int64_t max_rows = 0, max_cols = 0;
+    for (const ModelMatrix& mm : model_matrices(model)) {
+        const std::vector<uint8_t> w0 = make_weights(mm.type, mm.rows, mm.cols, rng);
+        std::vector<float> f0(static_cast<size_t>(mm.rows * mm.cols));
+        dequantize_row(mm.type, w0.data(), f0.data(), mm.rows * mm.cols);
+        for (int c = 0; c < mm.count; ++c) {
+            mats.push_back({mm.type, mm.rows, mm.cols, w0, peer ? f0 : std::vector<float>()});
+            bytes += w0.size();
+            fbytes += f0.size() * 4;
+        }
+        max_rows = std::max(max_rows, mm.rows);
+        max_cols = std::max(max_cols, mm.cols);
+    }
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(max_cols)), y(static_cast<size_t>(max_rows));
+    for (float& v : x) v = nd(rng);
+    for (int th : threads) {
+        openblas_set_num_threads(th);
+        double t_peer = 0;
+        if (peer)
+            t_peer = time_call(
+                [&] {
+                    for (const Inst& m : mats)
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, int(m.rows), int(m.cols), 1.0f, m.wf.data(),
+                                    int(m.cols), x.data(), 1, 0.0f, y.data(), 1);
+                },
+                min_time).wall;
+        for (KernelIsa isa : isas) {
+            const KernelOptions o = kernel_options(isa, th);
+            const Timing ours = time_call(
+                [&] {
+                    for (const Inst& m : mats) {
+                        const BlockMatrix bm{m.type, m.w.data(), m.rows, m.cols, ggml_row_bytes(m.type, m.cols)};
+                        matmul_blocks(x.data(), bm, y.data(), 1, false, o);
+                    }
+                },
+                min_time);
+            std::printf("{\"op\": \"decode_gemvs\", \"model\": \"%s\", \"matrices\": %zu, \"MB\": %.1f, \"isa\": \"%s\", "
+                        "\"threads\": %d, \"ms_per_token\": %.3f, \"cpu_ms\": %.3f, \"GBps\": %.2f, "
+                        "\"sgemv_ms_per_token\": %.3f, \"speedup_vs_sgemv\": %.2f}\n",
+                        model.c_str(), mats.size(), bytes / 1e6, kernel_isa_name(isa), th, ours.wall * 1e3,
+                        ours.cpu * 1e3, bytes / ours.wall / 1e9, t_peer * 1e3, t_peer / ours.wall);
+            std::fflush(stdout);
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -140,6 +226,7 @@ int main(int argc, char** argv) try {
     int64_t gemm_n = 512;
     double min_time = 0.3;
     bool hot = false, peer = true;
+    std::string model;
     for (int i = 1; i < argc; ++i) {
         const std::string k = argv[i];
         auto val = [&]() -> std::string {
@@ -156,6 +243,7 @@ int main(int argc, char** argv) try {
         else if (k == "--min-time") min_time = std::stod(val());
         else if (k == "--hot") hot = true;
         else if (k == "--no-peer") peer = false;
+        else if (k == "--model") model = val();
         else if (k == "--smoke") {
             types = {"Q4_1", "Q6_K"};
             shapes = {"64x256"};
@@ -184,6 +272,10 @@ int main(int argc, char** argv) try {
     std::fflush(stdout);
 
     std::mt19937 rng(42);
+    if (!model.empty()) {
+        bench_model(model, isas, threads, min_time, peer, rng);
+        return 0;
+    }
     for (const std::string& shape : shapes) {
         const size_t xpos = shape.find('x');
         check(xpos != std::string::npos, "shape ", shape, " is not ROWSxCOLS");
@@ -228,9 +320,28 @@ int main(int argc, char** argv) try {
                                 "\"threads\": %d, \"us\": %.2f, \"cpu_us\": %.2f, \"GBps\": %.2f, \"sgemv_us\": %.2f, "
                                 "\"sgemv_GBps\": %.2f, \"speedup_vs_sgemv\": %.2f}\n",
                                 tname.c_str(), (long long)rows, (long long)cols, kernel_isa_name(isa), th,
-                                t_ours * 1e6, ours.cpu * 1e6, wbytes / t_ours / 1e9, t_peer * 1e6, fbytes / t_peer / 1e9,
+                                t_ours * 1e6, ours.cpu * 1e6, wbytes / t_ours / 1e9, t_peer * 1e6,
+                                t_peer > 0 ? fbytes / t_peer / 1e9 : 0.0,
                                 t_peer / t_ours);
                     std::fflush(stdout);
+                }
+                if (th == threads.front()) {  // the decoding that the SGEMM path does first (single-threaded)
+                    std::vector<float> out(static_cast<size_t>(rows * cols));
+                    const BlockMatrix m{t, w[0].data(), rows, cols, ggml_row_bytes(t, cols)};
+                    const double t_dq = time_call([&] { dequantize_rows(m, 0, rows, out.data()); }, min_time).wall;
+                    // the best variant's own decoder (the SGEMM path's tiles), where it has one
+                    const detail::GemvKernels* k = best == KernelIsa::AVX512_VNNI ? detail::gemv_kernels_avx512_vnni()
+                                                   : best == KernelIsa::AVX512    ? detail::gemv_kernels_avx512()
+                                                   : best == KernelIsa::AVX2      ? detail::gemv_kernels_avx2()
+                                                                                  : detail::gemv_kernels_scalar();
+                    const detail::DecodeFn dec = k->decode[static_cast<int>(
+                        std::find(std::begin(kTypeOrder), std::end(kTypeOrder), t) - std::begin(kTypeOrder))];
+                    const double t_simd =
+                        dec ? time_call([&] { dec(w[0].data(), out.data(), rows * cols); }, min_time).wall : t_dq;
+                    std::printf("{\"op\": \"dequantize\", \"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
+                                "\"us\": %.2f, \"ns_per_element\": %.3f, \"simd_ns_per_element\": %.3f}\n",
+                                tname.c_str(), (long long)rows, (long long)cols, t_dq * 1e6, t_dq * 1e9 / (rows * cols),
+                                t_simd * 1e9 / (rows * cols));
                 }
                 if (gemm_n >= kGemmMinRows) {
                     const double flops = 2.0 * gemm_n * rows * cols;
@@ -248,7 +359,8 @@ int main(int argc, char** argv) try {
                                 "\"threads\": %d, \"ms\": %.3f, \"GFLOPs\": %.1f, \"sgemm_ms\": %.3f, "
                                 "\"sgemm_GFLOPs\": %.1f, \"ratio_vs_sgemm\": %.2f}\n",
                                 tname.c_str(), (long long)rows, (long long)cols, (long long)gemm_n, th, t_mm * 1e3,
-                                flops / t_mm / 1e9, t_peer_mm * 1e3, flops / t_peer_mm / 1e9, t_peer_mm / t_mm);
+                                flops / t_mm / 1e9, t_peer_mm * 1e3, t_peer_mm > 0 ? flops / t_peer_mm / 1e9 : 0.0,
+                                t_peer_mm / t_mm);
                     std::fflush(stdout);
                 }
             }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/matmul_blocks_kernels.hpp"
 #include "gguf/quant.hpp"
 #include "util/cpu_features.hpp"
 #include "util/error.hpp"
@@ -357,6 +358,78 @@ TEST_CASE("matmul_blocks: dequantize_rows equals dequantize_row, and bad shapes 
         bad.row_bytes += 1;
         std::vector<float> y(rows);
         CHECK_THROWS_AS(matmul_blocks(out.data(), bad, y.data(), 1, false, KernelOptions{}), Error);
+    }
+}
+
+TEST_CASE("matmul_blocks: the SIMD row decoders equal dequantize_row", "[matmul_blocks]") {
+    // Up to the rounding of one fused multiply-add (y = q*d + m, d*q - m): the scalar reference may be contracted or
+    // not, depending on the compiler's flags. A wrong nibble, bit or scale is off by far more.
+    std::mt19937 rng(17);
+    const CpuFeatures cpu = detect_cpu_features();
+    int checked = 0;
+    for (KernelIsa isa : kAllIsas) {
+        if (!can_run_kernel_isa(cpu, isa)) continue;
+        const detail::GemvKernels* k = isa == KernelIsa::SCALAR        ? detail::gemv_kernels_scalar()
+                                       : isa == KernelIsa::AVX2        ? detail::gemv_kernels_avx2()
+                                       : isa == KernelIsa::AVX512      ? detail::gemv_kernels_avx512()
+                                                                       : detail::gemv_kernels_avx512_vnni();
+        REQUIRE(k != nullptr);
+        for (GgmlType t : kAllTypes) {
+            for (bool raw : {false, true}) {
+                if (raw && !(t == GgmlType::Q8_0 || t == GgmlType::Q4_1)) continue;  // random bytes, not encoded
+                const int64_t cols = is_float_type(t) ? 77 : cols_for(t).back(), rows = 5;
+                const TestMatrix tm = make_matrix(t, rows, cols, rng, raw);
+                // kAllTypes is in DotType order
+                const auto dt = std::find(std::begin(kAllTypes), std::end(kAllTypes), t) - std::begin(kAllTypes);
+                const detail::DecodeFn dec = k->decode[dt];
+                if (!dec) continue;  // this variant decodes with dequantize_row
+                INFO(kernel_isa_name(isa) << " " << ggml_type_name(t) << (raw ? " (raw)" : ""));
+                std::vector<float> out(rows * cols, NAN);
+                dec(tm.bytes.data(), out.data(), rows * cols);
+                double worst_err = 0;
+                for (int64_t r = 0; r < rows; ++r) {
+                    double rowmax = 0;
+                    for (int64_t j = 0; j < cols; ++j)
+                        rowmax = std::max(rowmax, double(std::fabs(tm.decoded[r * cols + j])));
+                    for (int64_t j = 0; j < cols; ++j) {
+                        const double e = std::fabs(double(out[r * cols + j]) - tm.decoded[r * cols + j]);
+                        const double tol = 1e-6 * (std::fabs(tm.decoded[r * cols + j]) + rowmax) + 1e-30;
+                        worst_err = std::max(worst_err, e / tol);
+                    }
+                }
+                CHECK(worst_err <= 1.0);
+                ++checked;
+            }
+        }
+    }
+    if (cpu.avx512_core()) CHECK(checked >= 2 * 13);  // both AVX-512 variants decode every type
+}
+
+TEST_CASE("matmul_blocks: the SGEMM path with every ISA's tile decoders equals the fp32 reference", "[matmul_blocks]") {
+    std::mt19937 rng(23);
+    for (KernelIsa isa : runnable_isas()) {
+        for (GgmlType t : kAllTypes) {
+            const int64_t cols = cols_for(t).back(), rows = 37, n = kGemmMinRows + 3;
+            const TestMatrix tm = make_matrix(t, rows, cols, rng);
+            const std::vector<float> x = random_x(n, cols, rng);
+            const Reference ref = reference(tm, x, n);
+            INFO(kernel_isa_name(isa) << " " << ggml_type_name(t));
+            KernelOptions o, o_scalar;  // one thread (the default)
+            o.isa = isa;
+            std::vector<float> y(n * rows, std::nanf(""));
+            matmul_blocks(x.data(), tm.m, y.data(), n, false, o);
+            CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
+            const std::vector<float> dy = random_x(2, rows, rng);
+            std::vector<float> dx(2 * cols, NAN), dx_scalar(2 * cols, NAN);
+            matmul_dx_blocks(dy.data(), tm.m, dx.data(), 2, false, o);
+            matmul_dx_blocks(dy.data(), tm.m, dx_scalar.data(), 2, false, o_scalar);
+            double m = 0, scale = 0;
+            for (size_t k = 0; k < dx.size(); ++k) {
+                m = std::max(m, double(std::fabs(dx[k] - dx_scalar[k])));
+                scale = std::max(scale, double(std::fabs(dx_scalar[k])));
+            }
+            CHECK(m <= 1e-5 * (scale + 1.0));
+        }
     }
 }
 

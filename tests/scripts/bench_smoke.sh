@@ -24,4 +24,5 @@ run bench_fold "decode tok/s" "$PY" bench/bench_fold.py --smoke --headsweep "$BU
 run bench_blas_core "fallback / fixed = " "$PY" bench/bench_blas_core.py --smoke --headsweep "$BUILD/headsweep"
 run bench_rtd "ids identical to one rank: True" "$PY" bench/bench_rtd.py --smoke --ours "$BUILD/headsweep_bench_rtd" \
     --headsweep "$BUILD/headsweep" --data-dir "$ROOT/tests/fixtures/rtd_data"
+run bench_matmul_blocks '"op": "gemm"' "$BUILD/headsweep_bench_matmul_blocks" --smoke
 echo "bench_smoke.sh: all drivers ran"

@@ -53,6 +53,9 @@ const GemvKernels* kernels_for(KernelIsa isa) {
     return nullptr;
 }
 
+// dst[0..n) = decode(src) with the variant's own decoder where it has one, else gguf's dequantize_row.
+void decode_rows(KernelIsa isa, GgmlType t, const uint8_t* src, float* dst, int64_t n);
+
 }  // namespace
 
 bool can_run_kernel_isa(const CpuFeatures& cpu, KernelIsa isa) {
@@ -252,6 +255,15 @@ void gemv(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
     });
 }
 
+void decode_rows(KernelIsa isa, GgmlType t, const uint8_t* src, float* dst, int64_t n) {
+    const GemvKernels* k = kernels_for(isa);
+    const detail::DecodeFn dec = k ? k->decode[dot_type(t)] : nullptr;
+    if (dec)
+        dec(src, dst, n);
+    else
+        dequantize_row(t, src, dst, n);
+}
+
 // Rows of W per dequantised tile of the SGEMM path: about 2 MiB of fp32 (L2-sized slices per thread in OpenBLAS's
 // packing), a multiple of 16, at least 16.
 int64_t tile_rows_for(int64_t cols, int64_t rows) {
@@ -266,16 +278,15 @@ void dequantize_tile(const BlockMatrix& w, int64_t r0, int64_t nr, float* tile, 
     const int64_t steps = (nr + kStep - 1) / kStep;
     split(o, steps, steps > 1, [&](int64_t s0, int64_t s1) {
         const int64_t a = s0 * kStep, b = std::min(nr, s1 * kStep);
-        dequantize_row(w.type, base + (r0 + a) * w.row_bytes, tile + a * w.cols, (b - a) * w.cols);
+        decode_rows(o.isa, w.type, base + (r0 + a) * w.row_bytes, tile + a * w.cols, (b - a) * w.cols);
     });
 }
 
-// The prefill path. Threading: the tiles are decoded by the OpenMP team, then multiplied by ONE cblas_sgemm call
-// from this (the calling) thread, outside any parallel region, so OpenBLAS parallelises it with its own thread
-// count (the backend sets it). Debian's OpenBLAS here is the pthreads build, which cannot tell that it is called
-// from inside an OpenMP region: concurrent sgemm calls from an OpenMP team would each start OpenBLAS's threads and
-// oversubscribe the cores (and its openblas_set_num_threads is process-global, so it cannot be lowered safely
-// around a call). One call per tile is safe with either build.
+// The prefill path. Threading: the tiles are decoded by the pool's threads, then multiplied by ONE cblas_sgemm call
+// from this (the calling) thread, so OpenBLAS parallelises it with its own thread count (the backend sets it).
+// Concurrent sgemm calls from our threads would each start OpenBLAS's threads and oversubscribe the cores (and
+// openblas_set_num_threads is process-global, so it cannot be lowered safely around a call). The pool's workers
+// sleep after a short spin, so they do not compete with OpenBLAS's threads during the call.
 void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate, const KernelOptions& o) {
     const float beta = accumulate ? 1.0f : 0.0f;
     if (w.type == GgmlType::F32) {

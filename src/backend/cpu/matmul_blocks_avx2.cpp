@@ -251,8 +251,124 @@ float dot_q6_k(const uint8_t* w, int64_t cols, const XRow& x) {
     return s;
 }
 
+// ---------------------------------------------------------------- decoders (the SGEMM path's tiles)
+
+// 8 floats: q * d (q 8 int32), and q * d + m.
+inline void put8(float* y, __m256i q, float d) { _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(d))); }
+inline void put8_min(float* y, __m256i q, float d, float m) {
+    _mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(d), _mm256_set1_ps(m)));
+}
+// bytes [0, 8) and [8, 16) of v as int32
+inline __m256i u8lo(__m128i v) { return _mm256_cvtepu8_epi32(v); }
+inline __m256i u8hi(__m128i v) { return _mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)); }
+// 16 in the lanes whose bit (0-7) is set
+inline __m256i bits8(uint32_t b) {
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i hit = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(b)), sel), sel);
+    return _mm256_and_si256(hit, _mm256_set1_epi32(16));
+}
+
+// The 32 values of a Q4/Q5 block (qs: 16 packed bytes; qh: the 32 5th bits, 0 for Q4) as 4 x 8 int32.
+inline void values32(const uint8_t* qs, uint32_t qh, __m256i v[4]) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)), m4 = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(t, m4), hi = _mm_and_si128(_mm_srli_epi16(t, 4), m4);
+    v[0] = _mm256_add_epi32(u8lo(lo), bits8(qh & 0xFF));
+    v[1] = _mm256_add_epi32(u8hi(lo), bits8((qh >> 8) & 0xFF));
+    v[2] = _mm256_add_epi32(u8lo(hi), bits8((qh >> 16) & 0xFF));
+    v[3] = _mm256_add_epi32(u8hi(hi), bits8(qh >> 24));
+}
+
+template <int kBytes, int kQs, int kQh, int kOffset, bool kMin>
+void decode_q45(const uint8_t* b, float* y, int64_t n) {
+    for (int64_t k = 0; k < n / 32; ++k, b += kBytes, y += 32) {
+        uint32_t qh = 0;
+        if (kQh >= 0) std::memcpy(&qh, b + kQh, 4);
+        __m256i v[4];
+        values32(b + kQs, qh, v);
+        const float d = f16(b);
+        for (int j = 0; j < 4; ++j) {
+            if (kMin)
+                put8_min(y + 8 * j, v[j], d, f16(b + 2));
+            else
+                put8(y + 8 * j, _mm256_sub_epi32(v[j], _mm256_set1_epi32(kOffset)), d);
+        }
+    }
+}
+
+void decode_q8_0(const uint8_t* b, float* y, int64_t n) {
+    for (int64_t k = 0; k < n / 32; ++k, b += 34, y += 32)
+        for (int j = 0; j < 4; ++j)
+            put8(y + 8 * j, _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * j))), f16(b));
+}
+
+void decode_f16(const uint8_t* src, float* dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i))));
+    for (; i < n; ++i) dst[i] = f16(src + 2 * i);
+}
+
+// Q4_K / Q5_K (see matmul_blocks_avx512.inc's decoder and gguf/quant.cpp)
+template <bool kFive>
+void decode_qk45(const uint8_t* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / 256; ++i, b += kFive ? 176 : 144, y += 256) {
+        const float d = f16(b), dmin = f16(b + 2);
+        int sc[8], mn[8];
+        k_scales_mins(b + 4, sc, mn);
+        const uint8_t* qh = b + 16;
+        const uint8_t* qs = b + (kFive ? 48 : 16);
+        for (int s = 0; s < 8; ++s) {
+            const __m256 ds = _mm256_set1_ps(d * static_cast<float>(sc[s])), ms = _mm256_set1_ps(dmin * static_cast<float>(mn[s]));
+            const uint8_t* q = qs + 32 * (s / 2);
+            for (int j = 0; j < 4; ++j) {
+                const __m128i t = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * j));
+                __m256i v = _mm256_cvtepu8_epi32(_mm_and_si128(s & 1 ? _mm_srli_epi16(t, 4) : t, _mm_set1_epi8(0x0F)));
+                if (kFive) {
+                    const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + 8 * j)));
+                    v = _mm256_add_epi32(v, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, s), _mm256_set1_epi32(1)), 4));
+                }
+                _mm256_storeu_ps(y + 32 * s + 8 * j, _mm256_fmsub_ps(ds, _mm256_cvtepi32_ps(v), ms));
+            }
+        }
+    }
+}
+
+void decode_q6_k(const uint8_t* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / 256; ++i, b += 210, y += 256) {
+        const float d = f16(b + 208);
+        const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t* ql = b + 64 * h;
+            const uint8_t* qh = b + 128 + 32 * h;
+            float* out = y + 128 * h;
+            for (int l = 0; l < 32; l += 8) {
+                const int is = l / 16;
+                auto ld8 = [](const uint8_t* p) {
+                    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+                };
+                const __m256i a = ld8(ql + l), c = ld8(ql + l + 32), hb = ld8(qh + l);
+                const __m256i m4 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3), k32 = _mm256_set1_epi32(32);
+                auto high = [&](int sh) { return _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, sh), m3), 4); };
+                put8(out + l, _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, m4), high(0)), k32),
+                     d * static_cast<float>(sc[8 * h + is]));
+                put8(out + l + 32, _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(c, m4), high(2)), k32),
+                     d * static_cast<float>(sc[8 * h + is + 2]));
+                put8(out + l + 64, _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), high(4)), k32),
+                     d * static_cast<float>(sc[8 * h + is + 4]));
+                put8(out + l + 96, _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(c, 4), high(6)), k32),
+                     d * static_cast<float>(sc[8 * h + is + 6]));
+            }
+        }
+    }
+}
+
+// F32 and BF16 tiles decode with dequantize_row (a copy and a shift, which the compiler vectorises).
 constexpr GemvKernels kAvx2 = {{dot_f32, dot_f16, dot_bf16, dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0,
-                                dot_q4_k, dot_q5_k, dot_q6_k}};
+                                dot_q4_k, dot_q5_k, dot_q6_k},
+                               {nullptr, decode_f16, nullptr, decode_q45<18, 2, -1, 8, false>,
+                                decode_q45<20, 4, -1, 0, true>, decode_q45<22, 6, 2, 16, false>,
+                                decode_q45<24, 8, 4, 0, true>, decode_q8_0, decode_qk45<false>, decode_qk45<true>,
+                                decode_q6_k}};
 
 }  // namespace
 

@@ -32,8 +32,13 @@ using DotFn = float (*)(const uint8_t* w, int64_t cols, const XRow& x);
 enum DotType : int { DT_F32, DT_F16, DT_BF16, DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K,
                      DT_COUNT };
 
+// dst[0..n) = decode(src), n a multiple of the type's block size: the same values as gguf's dequantize_row up to
+// the rounding of one fused multiply-add (whether the compiler contracted the scalar code or not).
+using DecodeFn = void (*)(const uint8_t* src, float* dst, int64_t n);
+
 struct GemvKernels {
     DotFn dot[DT_COUNT];
+    DecodeFn decode[DT_COUNT];  // null where a variant has no decoder of its own (dequantize_row is used)
 };
 
 const GemvKernels* gemv_kernels_scalar();
