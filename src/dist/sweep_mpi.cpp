@@ -257,8 +257,8 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
                 const WorkItem& item = plan[size_t(r.index)];
                 const size_t s = size_t(item.setting);
                 const int32_t N = options.settings[s].n_samples;
-                check(r.group_values.size() == 2 + size_t(N), "dist: result of item ", r.index,
-                      " has no clean values");
+                check(r.group_values.size() == 2 + size_t(N), "dist: result of item ", r.index, " has ",
+                      r.group_values.size(), " clean values, not pi_clean, copy accuracy and ", N, " per-sample values");
                 if (!clean_known[s]) {
                     const ProxyBatch batch = make_proxy_batch(options.settings[s], item.setting, options.seed,
                                                               model->tokenizer, model->config.n_vocab,
