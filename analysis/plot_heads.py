@@ -8,6 +8,9 @@ with a diverging colour map centred at 0, marks the top-K heads, and prints the 
 mean delta-pi, N-weighted delta-pi and the delta-pi of every setting. K defaults to the file's top_k.
 A file without complete = 1 is refused unless --partial; then the aggregates are computed here from the layers
 that are done (cells not yet scored stay blank).
+Format version 2 files also give, per head, the standard error of the mean delta-pi, its bootstrap percentile
+interval and the fraction of bootstrap resamples with the head in the top K (/stats, written by finish); for
+version-1 files these columns say "absent". --md prints the table as Markdown (the README's tables).
 """
 import argparse
 import sys
@@ -21,6 +24,7 @@ def main():
     ap.add_argument("--png", help="write the heatmap here (default: OUT.h5 with .png)")
     ap.add_argument("--top", type=int, default=0, help="K heads to mark and list (default: the file's top_k)")
     ap.add_argument("--partial", action="store_true", help="accept a file whose sweep is not complete")
+    ap.add_argument("--md", action="store_true", help="print the top-K table as Markdown")
     args = ap.parse_args()
 
     import h5py
@@ -50,18 +54,50 @@ def main():
         k = args.top or int(f.attrs.get("top_k", 0)) or max(1, round(0.03 * mean.size))
         model = f.attrs.get("model", "?")
         mode = f.attrs.get("mode", "?")
+        version = int(f.attrs.get("format_version", 1))
+        stats = None
+        if complete and version >= 2 and "stats" in f:
+            g = f["stats"]
+            stats = dict(se=g["mean_ratio_se"][()], lo=g["mean_ratio_lo"][()], hi=g["mean_ratio_hi"][()],
+                         freq=g["top_k_frequency"][()], k=int(g.attrs["top_k"]), B=int(g.attrs["bootstrap_resamples"]),
+                         seed=int(g.attrs["bootstrap_seed"]), conf=float(g.attrs["confidence"]))
 
     L, H = mean.shape
     flat = np.where(np.isnan(mean), -np.inf, mean).ravel()
     order = np.argsort(-flat, kind="stable")[: min(k, np.isfinite(flat).sum())]
 
-    cols = " ".join(f"{a}x{b:>3}".rjust(10) for a, b in zip(N, n))
-    print(f"# {model}  mode {mode}  {L} layers x {H} heads  top-{len(order)}{'' if complete else '  (PARTIAL)'}")
-    print(f"{'rank':>4} {'layer':>5} {'head':>4} {'mean_dpi':>10} {'N_wt_dpi':>10} {cols}")
-    for r, idx in enumerate(order):
-        l, h = divmod(int(idx), H)
-        per = " ".join(f"{v:10.4f}" for v in ratio[:, l, h])
-        print(f"{r + 1:>4} {l:>5} {h:>4} {mean[l, h]:10.4f} {weighted[l, h]:10.4f} {per}")
+    def interval(l, h):
+        if stats is None:
+            return ["absent", "absent", "absent"]
+        return [f"{stats['se'][l, h]:.4f}", f"[{stats['lo'][l, h]:.4f}, {stats['hi'][l, h]:.4f}]",
+                f"{stats['freq'][l, h]:.2f}" if stats["k"] == k else f"({stats['freq'][l, h]:.2f} @K={stats['k']})"]
+
+    print(f"# {model}  mode {mode}  {L} layers x {H} heads  top-{len(order)}{'' if complete else '  (PARTIAL)'}"
+          f"  format_version {version}")
+    if stats is not None:
+        print(f"# se: standard error of mean delta-pi; {100 * stats['conf']:.0f}% bootstrap percentile interval and "
+              f"top-{stats['k']} frequency over {stats['B']} resamples of the samples (seed {stats['seed']})")
+    elif complete:
+        print("# per-sample statistics: absent (format version 1 stores no per-sample values)")
+    if args.md:
+        head = ["rank", "head", "mean Δπ", "se", f"95% interval", f"in top-{k}", "N-weighted Δπ"]
+        head += [f"({a},{b})" for a, b in zip(N, n)]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r, idx in enumerate(order):
+            l, h = divmod(int(idx), H)
+            row = [str(r + 1), f"L{l}H{h}", f"{mean[l, h]:.4f}"] + interval(l, h) + [f"{weighted[l, h]:.4f}"]
+            row += [f"{v:.4f}" for v in ratio[:, l, h]]
+            print("| " + " | ".join(row) + " |")
+    else:
+        cols = " ".join(f"{a}x{b:>3}".rjust(10) for a, b in zip(N, n))
+        print(f"{'rank':>4} {'layer':>5} {'head':>4} {'mean_dpi':>10} {'se':>8} {'interval':>20} {'in_topK':>8} "
+              f"{'N_wt_dpi':>10} {cols}")
+        for r, idx in enumerate(order):
+            l, h = divmod(int(idx), H)
+            per = " ".join(f"{v:10.4f}" for v in ratio[:, l, h])
+            se, iv, fr = interval(l, h)
+            print(f"{r + 1:>4} {l:>5} {h:>4} {mean[l, h]:10.4f} {se:>8} {iv:>20} {fr:>8} {weighted[l, h]:10.4f} {per}")
 
     import matplotlib
     matplotlib.use("Agg")

@@ -4,7 +4,9 @@ mean delta-pi between sweep files of one model (headsweep sweep outputs, docs/fi
 
     /usr/bin/python3 analysis/seed_jaccard.py A.h5 B.h5 [C.h5 ...] [--top K]
 
-K defaults to the first file's top_k. Every file must be complete and have the same model (sha256), mode and head
+`headsweep compare A.h5 B.h5 ...` does this and more (largest changes, standard errors and bootstrap top-K
+frequencies from format-version-2 files; analysis/plot_compare.py plots it); this script stays for the h5py-only
+route. K defaults to the first file's top_k. Every file must be complete and have the same model (sha256), mode and head
 grid; seeds (and settings) may differ -- that is the point. Prints one line per pair and the mean Jaccard.
 """
 import argparse, itertools, sys

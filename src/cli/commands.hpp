@@ -16,6 +16,7 @@ void add_export_command(CLI::App& app);  // cmd_export.cpp
 void add_rank_heads_command(CLI::App& app);  // cmd_export.cpp
 void add_eval_command(CLI::App& app);   // cmd_eval.cpp
 void add_datastore_command(CLI::App& app);  // cmd_datastore.cpp (RTD)
+void add_compare_command(CLI::App& app);    // cmd_compare.cpp
 
 // Default model path (relative to the working directory) used when --model is not given.
 inline constexpr const char* kDefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     hs::cli::add_rank_heads_command(app);
     hs::cli::add_eval_command(app);
     hs::cli::add_datastore_command(app);
+    hs::cli::add_compare_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

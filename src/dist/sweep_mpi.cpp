@@ -1,6 +1,7 @@
 // The distributed PEAR sweep (sweep_mpi.hpp).
 #include "dist/sweep_mpi.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -65,8 +66,14 @@ public:
             run_ = std::make_unique<SettingRun>(engine_, options_, item.setting);
             setting_ = item.setting;
         }
-        out.values = run_->score(item);
+        // values: the means, then the per-sample values [heads, N]; group values: pi_clean, copy accuracy, then the
+        // per-sample clean values [N] (floats, exact as doubles).
+        const ItemScores sc = run_->score_samples(item);
+        out.values = sc.pi_ablated;
+        out.values.insert(out.values.end(), sc.pi_tilde.begin(), sc.pi_tilde.end());
         out.group_values = {run_->pi_clean(), run_->copy_accuracy()};
+        out.group_values.insert(out.group_values.end(), run_->pi_clean_samples().begin(),
+                                run_->pi_clean_samples().end());
         out.seconds = t.seconds();
     }
 
@@ -81,6 +88,22 @@ private:
 
 bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
 
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+}
+
+// A result's values back into the item's scores (PearExecutor::run packs them).
+ItemScores unpack_scores(const TaskResult& r, const WorkItem& item, int32_t N) {
+    const size_t nh = size_t(item.n_heads());
+    check(r.values.size() == nh * (1 + size_t(N)), "dist: result of item ", r.index, " has ", r.values.size(),
+          " values, not ", nh, " means and ", nh * size_t(N), " per-sample values");
+    ItemScores sc;
+    sc.n_samples = N;
+    sc.pi_ablated.assign(r.values.begin(), r.values.begin() + std::ptrdiff_t(nh));
+    sc.pi_tilde.assign(r.values.begin() + std::ptrdiff_t(nh), r.values.end());
+    return sc;
+}
+
 std::string hex_bits(double v) {
     uint64_t u;
     std::memcpy(&u, &v, sizeof u);
@@ -91,13 +114,21 @@ std::string hex_bits(double v) {
 }
 
 // Refuses to start when the output's file system cannot hold the file (with 1 MiB to spare).
-void check_space(const std::string& output, const ModelShape& shape, size_t n_settings) {
+void check_space(const std::string& output, const ModelShape& shape, const std::vector<ProxySetting>& settings) {
+    const size_t n_settings = settings.size();
+    uintmax_t n_max = 0, t_max = 0;
+    for (const ProxySetting& st : settings) {
+        n_max = std::max<uintmax_t>(n_max, uintmax_t(st.n_samples));
+        t_max = std::max<uintmax_t>(t_max, 2 * uintmax_t(st.half_len));
+    }
     const fs::path dir = fs::absolute(output).parent_path();
     std::error_code ec;
     const fs::space_info sp = fs::space(dir, ec);
     if (ec) return;  // validate_job already checked that the directory exists and is writable
     const uintmax_t slh = uintmax_t(n_settings) * uintmax_t(shape.n_layer) * uintmax_t(shape.n_head);
-    const uintmax_t need = slh * 8 * 3 + uintmax_t(shape.n_layer) * uintmax_t(shape.n_head) * 32 + (1u << 20);
+    // [S,L,H] f64: pi_ablated, raw, ratio and two in /stats; pi_tilde f32 per sample; the tokens; [L,H] datasets
+    const uintmax_t need = slh * 8 * 5 + slh * n_max * 4 + uintmax_t(n_settings) * n_max * t_max * 4 +
+                           uintmax_t(shape.n_layer) * uintmax_t(shape.n_head) * 64 + (1u << 20);
     check(sp.available >= need, output, ": only ", sp.available, " bytes free in ", dir.string(),
           ", the sweep file needs about ", need, " (full disk?)");
 }
@@ -136,7 +167,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             if (!shapes.count(m)) shapes[m] = peek_model_shape(m, job.where("models"));
         for (const SweepRun& run : expand_runs(job))
             if (!(job.resume && fs::exists(run.output)))
-                check_space(run.output, shapes[run.model], job.options.settings.size());
+                check_space(run.output, shapes[run.model], job.options.settings);
     });
 
     KillHook hook(rank);
@@ -176,6 +207,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
         std::vector<int32_t> todo;
         std::vector<double> clean_pi, clean_acc;
         std::vector<char> clean_known;
+        std::vector<std::vector<double>> clean_group;  // [S]: the group values of the results written in this run
         bool resumed = false;
         collective_step(comm, [&] {
             if (!root) return;
@@ -195,6 +227,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             clean_pi = s.pi_clean;
             clean_acc = s.copy_accuracy;
             clean_known.assign(clean_pi.size(), 0);
+            clean_group.assign(clean_pi.size(), {});
             for (size_t k = 0; k < clean_pi.size(); ++k) clean_known[k] = !std::isnan(clean_pi[k]);
         });
         int64_t plan_size = int64_t(plan.size());
@@ -222,19 +255,27 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             auto sink = [&](const TaskResult& r) {
                 const WorkItem& item = plan[size_t(r.index)];
                 const size_t s = size_t(item.setting);
-                check(r.group_values.size() == 2, "dist: result of item ", r.index, " has no clean values");
+                const int32_t N = options.settings[s].n_samples;
+                check(r.group_values.size() == 2 + size_t(N), "dist: result of item ", r.index, " has ",
+                      r.group_values.size(), " clean values, not pi_clean, copy accuracy and ", N, " per-sample values");
                 if (!clean_known[s]) {
-                    file->write_clean(item.setting, r.group_values[0], r.group_values[1]);
+                    const ProxyBatch batch = make_proxy_batch(options.settings[s], item.setting, options.seed,
+                                                              model->tokenizer, model->config.n_vocab,
+                                                              options.exclude_special);
+                    file->write_clean(item.setting, r.group_values[0], r.group_values[1], batch.tokens,
+                                      std::vector<float>(r.group_values.begin() + 2, r.group_values.end()));
                     clean_pi[s] = r.group_values[0];
                     clean_acc[s] = r.group_values[1];
                     clean_known[s] = 1;
-                } else if (!same_bits(clean_pi[s], r.group_values[0]) || !same_bits(clean_acc[s], r.group_values[1])) {
+                    clean_group[s] = r.group_values;
+                } else if (!same_bits(clean_pi[s], r.group_values[0]) || !same_bits(clean_acc[s], r.group_values[1]) ||
+                           (!clean_group[s].empty() && !same_bits(clean_group[s], r.group_values))) {
                     fail(run.output, ": rank ", r.rank, " computed a different clean run for setting ", s,
                          ": pi_clean ", hex_bits(r.group_values[0]), " where the file has ", hex_bits(clean_pi[s]),
                          "; every rank (and every resumed run) must use the same binary and BLAS thread count");
                 }
                 hook.tick();
-                file->write_item(item, r.values);
+                file->write_item(item, unpack_scores(r, item, N));
                 sum.heads_scored += item.n_heads();
             };
             std::string error;

@@ -127,9 +127,10 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
             while (i < todo.size() && items_left != 0) {
                 const int32_t s = todo[i].setting;
                 SettingRun setting(*engine, info.options, s);
-                file.write_clean(s, setting.pi_clean(), setting.copy_accuracy());
+                file.write_clean(s, setting.pi_clean(), setting.copy_accuracy(), setting.batch().tokens,
+                                 setting.pi_clean_samples());
                 for (; i < todo.size() && todo[i].setting == s && items_left != 0; ++i) {
-                    file.write_item(todo[i], setting.score(todo[i]));
+                    file.write_item(todo[i], setting.score_samples(todo[i]));
                     sum.heads_scored += todo[i].n_heads();
                     progress.add(todo[i].n_heads());
                     if (items_left > 0) --items_left;

@@ -23,6 +23,7 @@ struct SettingRun::Impl {
     ProxyBatch batch;
     int32_t N, n, T, p;  // samples, half length, sequence length, measurement position
     double pi_clean = 0, copy_acc = 0;
+    std::vector<float> pi_clean_samples;  // [N]
     std::vector<double> mean_unembed;  // [d]: mean over the vocabulary of the output head rows
 
     // PATH caches at p: z [L][N, q_dim], residual entering the block, after attention and its clean attention
@@ -127,9 +128,8 @@ struct SettingRun::Impl {
             std::copy_n(r.final_hidden.data() + (size_t(b) * np + (np - 1)) * c.d_model, c.d_model,
                         at_p.data() + size_t(b) * c.d_model);
         const std::vector<double> pis = readout_host_rows(at_p.data(), N);
-        double sum = 0;
-        for (double v : pis) sum += v;
-        pi_clean = sum / N;
+        pi_clean_samples.assign(pis.begin(), pis.end());  // exact: the readout's values are floats
+        pi_clean = sample_mean(pi_clean_samples.data(), N);
 
         if (opt.mode == ScoreMode::ATTRIBUTION) {
             attribution_run();
@@ -157,7 +157,8 @@ struct SettingRun::Impl {
     // ---------------------------------------------------------------- ATTRIBUTION
     // One backward of pi (the logit margin at p, mean over samples) gives dpi/dz at p for every head; the estimate of
     // the PATH ablation (z at p -> batch mean) is pi + sum_b (zbar - z_b) . dpi/dz_b.
-    std::vector<double> attr_pi;  // [L*H]
+    std::vector<double> attr_pi;     // [L*H]
+    std::vector<float> attr_tilde;   // [L*H, N]: pi_b + N (zbar - z_b) . dpi/dz_b (dz is the gradient of the mean)
 
     void attribution_run() {
         const ModelConfig& c = cfg();
@@ -171,35 +172,48 @@ struct SettingRun::Impl {
         rq.capture_positions = {p};
         GradResult g = engine.loss_gradients(batch.tokens, N, T, rq);
         attr_pi.assign(size_t(L) * H, 0.0);
+        attr_tilde.assign(size_t(L) * H * N, 0.0f);
+        std::vector<double> mean(static_cast<size_t>(dh)), eff(static_cast<size_t>(N));
         for (int32_t l = 0; l < L; ++l)
             for (int32_t h = 0; h < H; ++h) {
-                double eff = 0;
                 for (int32_t a = 0; a < dh; ++a) {
-                    double mean = 0;
-                    for (int32_t b = 0; b < N; ++b) mean += g.z[l][size_t(b) * q_dim + h * dh + a];
-                    mean /= N;
-                    for (int32_t b = 0; b < N; ++b) {
-                        const size_t i = size_t(b) * q_dim + h * dh + a;
-                        eff += (mean - g.z[l][i]) * g.dz[l][i];
-                    }
+                    double m = 0;
+                    for (int32_t b = 0; b < N; ++b) m += g.z[l][size_t(b) * q_dim + h * dh + a];
+                    mean[size_t(a)] = m / N;
                 }
-                attr_pi[size_t(l) * H + h] = pi_clean + eff;
+                float* out = attr_tilde.data() + (size_t(l) * H + h) * N;
+                for (int32_t b = 0; b < N; ++b) {
+                    double e = 0;
+                    for (int32_t a = 0; a < dh; ++a) {
+                        const size_t i = size_t(b) * q_dim + h * dh + a;
+                        e += (mean[size_t(a)] - g.z[l][i]) * g.dz[l][i];
+                    }
+                    out[b] = float(double(pi_clean_samples[size_t(b)]) + double(N) * e);
+                }
+                attr_pi[size_t(l) * H + h] = sample_mean(out, N);
             }
     }
 
-    std::vector<double> score_attribution(const WorkItem& it) const {
-        std::vector<double> out;
+    ItemScores score_attribution(const WorkItem& it) const {
+        ItemScores out;
+        out.n_samples = N;
         for (int32_t l = it.layer_begin; l < it.layer_end; ++l)
-            for (int32_t h = it.head_begin; h < it.head_end; ++h) out.push_back(attr_pi[size_t(l) * cfg().n_head + h]);
+            for (int32_t h = it.head_begin; h < it.head_end; ++h) {
+                const size_t i = size_t(l) * cfg().n_head + h;
+                out.pi_ablated.push_back(attr_pi[i]);
+                out.pi_tilde.insert(out.pi_tilde.end(), attr_tilde.begin() + i * N, attr_tilde.begin() + (i + 1) * N);
+            }
         return out;
     }
 
     // ---------------------------------------------------------------- PATH
-    std::vector<double> score_path(const WorkItem& it) {
+    ItemScores score_path(const WorkItem& it) {
         const ModelConfig& c = cfg();
         const int32_t d = c.d_model, q_dim = c.q_dim(), dh = c.d_head, L = c.n_layer;
         const int32_t nh = it.head_end - it.head_begin;
-        std::vector<double> out(size_t(it.n_heads()), 0.0);
+        ItemScores out;
+        out.n_samples = N;
+        out.pi_tilde.assign(size_t(it.n_heads()) * N, 0.0f);
         Backend& be = engine.backend();
 
         // Rows are (layer, head, sample), ordered by layer so that the rows active at any layer form a prefix.
@@ -273,9 +287,10 @@ struct SettingRun::Impl {
             for (int64_t r = 0; r < R; ++r) {
                 const int64_t head_row = r / N;  // (layer - c0) * nh + k
                 const int64_t li = (c0 - it.layer_begin) * int64_t(nh) + head_row;
-                out[size_t(li)] += pis[size_t(r)] / N;
+                out.pi_tilde[size_t(li) * N + size_t(r % N)] = float(pis[size_t(r)]);  // exact: floats
             }
         }
+        for (int32_t i = 0; i < it.n_heads(); ++i) out.pi_ablated.push_back(sample_mean(&out.pi_tilde[size_t(i) * N], N));
         return out;
     }
 
@@ -322,11 +337,12 @@ struct SettingRun::Impl {
         return all;
     }
 
-    std::vector<double> score_total(const WorkItem& it) {
+    ItemScores score_total(const WorkItem& it) {
         const ModelConfig& c = cfg();
         const int32_t d = c.d_model, nh = it.head_end - it.head_begin;
         const std::vector<int32_t> pos = total_positions();
-        std::vector<double> out;
+        ItemScores out;
+        out.n_samples = N;
         // Heads of a layer go through in groups of up to max_tokens_per_pass tokens (all of them on small models):
         // sequences k*N + b start from the clean residual at layer l, tiled on the device (one upload of [N*T, d]).
         Backend& be = engine.backend();
@@ -355,9 +371,9 @@ struct SettingRun::Impl {
                 ForwardResult r = engine.forward({}, int64_t(g) * N, T, hk);
                 const std::vector<double> pis = readout_host_rows(r.final_hidden.data(), int64_t(g) * N);
                 for (int32_t k = 0; k < g; ++k) {
-                    double s = 0;
-                    for (int32_t b = 0; b < N; ++b) s += pis[size_t(k) * N + b];
-                    out.push_back(s / N);
+                    const size_t at = out.pi_tilde.size();
+                    for (int32_t b = 0; b < N; ++b) out.pi_tilde.push_back(float(pis[size_t(k) * N + b]));  // exact
+                    out.pi_ablated.push_back(sample_mean(&out.pi_tilde[at], N));
                 }
             }
         }
@@ -421,9 +437,18 @@ SettingRun::SettingRun(Engine& engine, const SweepOptions& opt, int32_t index)
 SettingRun::~SettingRun() = default;
 const ProxyBatch& SettingRun::batch() const { return impl_->batch; }
 double SettingRun::pi_clean() const { return impl_->pi_clean; }
+const std::vector<float>& SettingRun::pi_clean_samples() const { return impl_->pi_clean_samples; }
 double SettingRun::copy_accuracy() const { return impl_->copy_acc; }
 
-std::vector<double> SettingRun::score(const WorkItem& it) {
+double sample_mean(const float* x, int32_t n) {
+    double sum = 0;
+    for (int32_t i = 0; i < n; ++i) sum += double(x[i]);
+    return sum / double(n);
+}
+
+std::vector<double> SettingRun::score(const WorkItem& it) { return score_samples(it).pi_ablated; }
+
+ItemScores SettingRun::score_samples(const WorkItem& it) {
     const ModelConfig& c = impl_->cfg();
     check(it.setting == impl_->index, "sweep: work item of setting ", it.setting, " given to the run of setting ",
           impl_->index);

@@ -74,16 +74,31 @@ struct WorkItem {
 // All items of a sweep: each setting cut into (layer block x all heads) rectangles, in a fixed order.
 std::vector<WorkItem> plan_items(const ModelConfig& config, const SweepOptions& options, int32_t layers_per_item = 1);
 
+// The scores of one work item: per head the mean over the N samples (pi_ablated) and each sample's value (pi~ of
+// sample b: the logit margin at p with the head ablated, or for ATTRIBUTION its first-order estimate).
+// pi_ablated[i] == sample_mean(&pi_tilde[i * N], N) exactly (the same function computes both sides).
+struct ItemScores {
+    int32_t n_samples = 0;          // N
+    std::vector<double> pi_ablated; // [n_heads]
+    std::vector<float> pi_tilde;    // [n_heads, N]
+};
+// The mean a sweep stores for N per-sample values: their sum in sample order, in double, divided by N (numpy:
+// np.cumsum(x.astype(np.float64))[-1] / N gives the same bits).
+double sample_mean(const float* x, int32_t n);
+
 // The clean run of one setting: proxy batch, clean forward with the caches the mode needs, pi, copy accuracy.
 class SettingRun {
 public:
     SettingRun(Engine& engine, const SweepOptions& options, int32_t setting_index);
     ~SettingRun();
     const ProxyBatch& batch() const;
-    double pi_clean() const;
+    double pi_clean() const;                       // sample_mean(pi_clean_samples())
+    const std::vector<float>& pi_clean_samples() const;  // [N]: the clean logit margin at p of each sample
     double copy_accuracy() const;  // fraction of i = 1..n-1 where position n+i-1 ranks X[i] first
     // pi after ablating each head of the item, [layer - layer_begin][head - head_begin] row-major.
     std::vector<double> score(const WorkItem& item);
+    // The same with each sample's value.
+    ItemScores score_samples(const WorkItem& item);
     // The brute-force reference of PATH mode for one head: a full forward with every layer's attention frozen at
     // its clean value and the head's output at p replaced by its batch mean. (TOTAL: a full forward from the
     // tokens with the head mean-ablated.)

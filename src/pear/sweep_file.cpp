@@ -128,8 +128,41 @@ struct SweepFile::Impl {
     h5::File file;
     SweepFileInfo info;
     int32_t S = 0, L = 0, H = 0;
+    int32_t version = kSweepFormatVersion;
+    int32_t n_max = 0, t_max = 0;  // the largest N and 2n of the settings
 
     std::vector<uint64_t> slh() const { return {uint64_t(S), uint64_t(L), uint64_t(H)}; }
+
+    void set_sizes() {
+        S = int32_t(info.options.settings.size());
+        L = info.n_layer;
+        H = info.n_head;
+        n_max = t_max = 0;
+        for (const auto& st : info.options.settings) {
+            n_max = std::max(n_max, st.n_samples);
+            t_max = std::max(t_max, 2 * st.half_len);
+        }
+    }
+
+    // Fails unless the file holds per-sample data (what: what the caller wanted, for the message).
+    void need_samples(const char* what) const {
+        check(version >= 2, path, ": ", what, " absent: the file has format version ", version,
+              ", which stores no inputs or per-sample values (version 2 does; run the sweep again to get them)");
+    }
+
+    h5::Dataset sample_dataset(const std::string& name, const std::vector<uint64_t>& dims) const {
+        check(file.has(name), path, ": dataset /", name, " is missing (format version ", version,
+              " should have it): the file is damaged");
+        h5::Dataset d = file.open_dataset(name);
+        check(!d.is_string() && d.dims() == dims, path, ": dataset /", name, " is damaged: its shape is not the [",
+              [&] {
+                  std::string t;
+                  for (uint64_t x : dims) t += (t.empty() ? "" : ", ") + std::to_string(x);
+                  return t;
+              }(),
+              "] the settings and model give");
+        return d;
+    }
 
     void write_info() {
         h5::File& f = file;
@@ -164,9 +197,13 @@ struct SweepFile::Impl {
         const h5::File& f = file;
         check(f.has_attr("format") && f.attr_string("format") == kSweepFormat, path,
               ": not a headsweep sweep file (root attribute format != ", kSweepFormat, ")");
-        const int32_t version = f.attr<int32_t>("format_version");
-        check(version == kSweepFormatVersion, path, ": sweep file format version ", version, " (this build reads ",
-              kSweepFormatVersion, ")");
+        check(f.has_attr("format_version"), path, ": sweep file without a format_version attribute");
+        version = f.attr<int32_t>("format_version");
+        check(version <= kSweepFormatVersion, path, ": sweep file format version ", version,
+              " is newer than this build reads (versions ", kSweepFormatOldestRead, " to ", kSweepFormatVersion,
+              "): use a newer headsweep");
+        check(version >= kSweepFormatOldestRead, path, ": unknown sweep file format version ", version,
+              " (this build reads versions ", kSweepFormatOldestRead, " to ", kSweepFormatVersion, ")");
         info.model = f.attr_string("model");
         info.model_sha256 = f.attr_string("model_sha256");
         info.model_name = f.attr_string("model_name");
@@ -194,9 +231,7 @@ struct SweepFile::Impl {
         info.engine_version = f.attr_string("engine_version");
         h5::Group run = f.open_group("run");
         info.job_file = run.has_attr("job_file") ? run.attr_string("job_file") : "";
-        S = int32_t(o.settings.size());
-        L = info.n_layer;
-        H = info.n_head;
+        set_sizes();
         check(f.open_dataset("pi_ablated").dims() == slh(), path, ": /pi_ablated does not have shape [", S, ", ", L,
               ", ", H, "]");
     }
@@ -221,6 +256,8 @@ struct SweepFile::Impl {
         h5::Dataset a_n = axis("setting_n", ns);
         h5::Dataset a_layer = axis("layer", iota_vec<int32_t>(L));
         h5::Dataset a_head = axis("head", iota_vec<int32_t>(H));
+        h5::Dataset a_sample = axis("sample", iota_vec<int32_t>(n_max));
+        h5::Dataset a_position = axis("position", iota_vec<int32_t>(t_max));
         auto attach_setting = [&](h5::Dataset& d, unsigned dim) {
             d.attach_scale(a_setting, dim);
             d.attach_scale(a_N, dim);
@@ -266,6 +303,55 @@ struct SweepFile::Impl {
         top.create_dataset<int32_t>("head", {0}, ext);
         top.create_dataset<double>("mean_ratio", {0}, ext);
         top.create_dataset<double>("weighted_ratio", {0}, ext);
+        for (const char* name : {"mean_ratio_se", "mean_ratio_lo", "mean_ratio_hi", "frequency"})
+            top.create_dataset<double>(name, {0}, ext);
+
+        // Version 2: inputs, per-sample values (one chunk per setting x layer: what write_item writes) and stats.
+        {
+            h5::DatasetOptions o;
+            o.fill = -1;
+            o.chunk = {1, uint64_t(n_max), uint64_t(t_max)};
+            h5::Group inputs = f.create_group("inputs");
+            h5::Dataset d = inputs.create_dataset<int32_t>("tokens", {uint64_t(S), uint64_t(n_max), uint64_t(t_max)}, o);
+            attach_setting(d, 0);
+            d.attach_scale(a_sample, 1);
+            d.attach_scale(a_position, 2);
+        }
+        {
+            h5::DatasetOptions o;
+            o.fill = kNaN;
+            h5::Dataset d = f.create_dataset<float>("pi_clean_samples", {uint64_t(S), uint64_t(n_max)}, o);
+            attach_setting(d, 0);
+            d.attach_scale(a_sample, 1);
+            o.chunk = {1, 1, uint64_t(H), uint64_t(n_max)};
+            h5::Dataset t =
+                f.create_dataset<float>("pi_tilde", {uint64_t(S), uint64_t(L), uint64_t(H), uint64_t(n_max)}, o);
+            attach_setting(t, 0);
+            t.attach_scale(a_layer, 1);
+            t.attach_scale(a_head, 2);
+            t.attach_scale(a_sample, 3);
+        }
+        h5::Group st = f.create_group("stats");
+        for (const char* name : {"pi_ablated_se", "ratio_se"}) {
+            h5::Dataset d = st.create_dataset<double>(name, slh(), nan);
+            attach_setting(d, 0);
+            d.attach_scale(a_layer, 1);
+            d.attach_scale(a_head, 2);
+        }
+        for (const char* name : {"mean_ratio_se", "mean_ratio_lo", "mean_ratio_hi", "top_k_frequency"}) {
+            h5::Dataset d = st.create_dataset<double>(name, {uint64_t(L), uint64_t(H)}, nan);
+            d.attach_scale(a_layer, 0);
+            d.attach_scale(a_head, 1);
+        }
+        st.set_attr("bootstrap_resamples", int32_t(0));
+        st.set_attr("bootstrap_seed", uint64_t(0));
+        st.set_attr("confidence", 0.0);
+        st.set_attr("top_k", int32_t(0));
+        st.set_attr("method",
+                    "se: sd/sqrt(N) of pi_tilde; ratio_se: delta method of the paired ratio; mean_ratio_se: "
+                    "sqrt(sum_s ratio_se^2)/S; lo/hi: bootstrap percentile interval of mean_ratio (resamples of the "
+                    "samples of every setting, the same draw for all heads); top_k_frequency: fraction of resamples "
+                    "with the head in the top K (docs/file-formats.md)");
     }
 
     void mark_incomplete() {
@@ -287,9 +373,7 @@ SweepFile SweepFile::create(const std::string& path, const SweepFileInfo& info, 
     auto impl = std::make_unique<Impl>();
     impl->path = path;
     impl->info = info;
-    impl->S = int32_t(info.options.settings.size());
-    impl->L = info.n_layer;
-    impl->H = info.n_head;
+    impl->set_sizes();
     impl->file = h5::File::create(path, overwrite ? h5::Overwrite::yes : h5::Overwrite::no);
     impl->write_info();
     impl->create_layout();
@@ -308,6 +392,10 @@ SweepFile SweepFile::open_for_resume(const std::string& path, const SweepFileInf
     impl->path = path;
     impl->file = h5::File::open(path, h5::Mode::read_write);
     impl->read_info();
+    check(impl->version == kSweepFormatVersion, path, ": cannot resume: the file has format version ",
+          impl->version, " and this build writes version ", kSweepFormatVersion,
+          " (it would hold per-sample values for the new layers only); start again with --overwrite, or finish "
+          "it with the headsweep that started it");
     const auto diff = differing_parameters(impl->info, info);
     if (!diff.empty()) {
         std::string all;
@@ -333,18 +421,33 @@ SweepFile SweepFile::open(const std::string& path) {
 const std::string& SweepFile::path() const { return impl_->path; }
 const SweepFileInfo& SweepFile::info() const { return impl_->info; }
 int32_t SweepFile::n_settings() const { return impl_->S; }
+int32_t SweepFile::format_version() const { return impl_->version; }
+bool SweepFile::has_samples() const { return impl_->version >= 2; }
 
-void SweepFile::write_clean(int32_t setting, double pi_clean, double copy_accuracy) {
+void SweepFile::write_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
+                            const std::vector<float>& pi_clean_samples) {
     Impl& m = *impl_;
     check(setting >= 0 && setting < m.S, m.path, ": setting ", setting, " is outside 0..", m.S - 1);
+    m.need_samples("writing: inputs and per-sample values");
+    const ProxySetting& st = m.info.options.settings[size_t(setting)];
+    const int32_t N = st.n_samples, T = 2 * st.half_len;
+    check(tokens.size() == size_t(N) * T, m.path, ": setting ", setting, " has ", N, " x ", T, " proxy tokens, not ",
+          tokens.size());
+    check(pi_clean_samples.size() == size_t(N), m.path, ": setting ", setting, " has ", N,
+          " samples but ", pi_clean_samples.size(), " clean values");
+    check(sample_mean(pi_clean_samples.data(), N) == pi_clean, m.path, ": setting ", setting,
+          ": pi_clean is not the mean of the per-sample clean values");
     m.mark_incomplete();
     m.file.open_dataset("pi_clean").write(&pi_clean, 1, {uint64_t(setting)}, {1});
     m.file.open_dataset("copy_accuracy").write(&copy_accuracy, 1, {uint64_t(setting)}, {1});
+    m.file.open_dataset("inputs/tokens").write(tokens, {uint64_t(setting), 0, 0}, {1, uint64_t(N), uint64_t(T)});
+    m.file.open_dataset("pi_clean_samples").write(pi_clean_samples, {uint64_t(setting), 0}, {1, uint64_t(N)});
     m.file.flush();
 }
 
-void SweepFile::write_item(const WorkItem& item, const std::vector<double>& pi_ablated) {
+void SweepFile::write_item(const WorkItem& item, const ItemScores& scores) {
     Impl& m = *impl_;
+    const std::vector<double>& pi_ablated = scores.pi_ablated;
     check(item.setting >= 0 && item.setting < m.S, m.path, ": work item setting ", item.setting, " is outside 0..",
           m.S - 1);
     check(item.layer_begin >= 0 && item.layer_begin < item.layer_end && item.layer_end <= m.L, m.path,
@@ -353,10 +456,22 @@ void SweepFile::write_item(const WorkItem& item, const std::vector<double>& pi_a
           item.head_end, " must cover all ", m.H, " heads (the done mask is per setting and layer)");
     check(pi_ablated.size() == size_t(item.n_heads()), m.path, ": work item has ", item.n_heads(), " heads but ",
           pi_ablated.size(), " values");
+    m.need_samples("writing: per-sample values");
+    const int32_t N = m.info.options.settings[size_t(item.setting)].n_samples;
+    check(scores.n_samples == N && scores.pi_tilde.size() == size_t(item.n_heads()) * N, m.path, ": work item of setting ",
+          item.setting, " has ", scores.pi_tilde.size(), " per-sample values for ", scores.n_samples,
+          " samples; the setting has ", N, " samples x ", item.n_heads(), " heads");
+    for (int32_t i = 0; i < item.n_heads(); ++i)
+        check(sample_mean(&scores.pi_tilde[size_t(i) * N], N) == pi_ablated[size_t(i)], m.path,
+              ": work item of setting ", item.setting, " layers ", item.layer_begin, "..", item.layer_end,
+              ": value ", i, " is not the mean of its per-sample values");
     m.mark_incomplete();
     const uint64_t nl = uint64_t(item.layer_end - item.layer_begin);
     m.file.open_dataset("pi_ablated")
         .write(pi_ablated, {uint64_t(item.setting), uint64_t(item.layer_begin), 0}, {1, nl, uint64_t(m.H)});
+    m.file.open_dataset("pi_tilde")
+        .write(scores.pi_tilde, {uint64_t(item.setting), uint64_t(item.layer_begin), 0, 0},
+               {1, nl, uint64_t(m.H), uint64_t(N)});
     // The values reach the disk before the done mark does, so a killed run never marks unwritten layers done.
     m.file.flush();
     std::vector<uint8_t> ones(nl, 1);
@@ -412,7 +527,7 @@ HeadScores SweepFile::read_scores() const {
     return s;
 }
 
-HeadScores SweepFile::finish(int32_t top_k) {
+HeadScores SweepFile::finish(int32_t top_k, int32_t resamples) {
     Impl& m = *impl_;
     const auto d = done();
     for (int32_t s = 0; s < m.S; ++s)
@@ -453,6 +568,36 @@ HeadScores SweepFile::finish(int32_t top_k) {
     put("head", th);
     put("mean_ratio", tm);
     put("weighted_ratio", tw);
+    if (m.version >= 2) {
+        BootstrapOptions bo;
+        bo.resamples = resamples;
+        bo.seed = m.info.options.seed;
+        bo.top_k = k;
+        const HeadStats st = head_stats(read_samples(), bo);
+        h5::Group g = f.open_group("stats");
+        g.open_dataset("pi_ablated_se").write(st.pi_ablated_se);
+        g.open_dataset("ratio_se").write(st.ratio_se);
+        g.open_dataset("mean_ratio_se").write(st.mean_ratio_se);
+        g.open_dataset("mean_ratio_lo").write(st.mean_ratio_lo);
+        g.open_dataset("mean_ratio_hi").write(st.mean_ratio_hi);
+        g.open_dataset("top_k_frequency").write(st.top_k_frequency);
+        g.set_attr("bootstrap_resamples", bo.resamples);
+        g.set_attr("bootstrap_seed", bo.seed);
+        g.set_attr("confidence", bo.confidence);
+        g.set_attr("top_k", k);
+        std::vector<double> se, lo, hi, fr;
+        for (int32_t r = 0; r < k && size_t(r) < s.ranking.size(); ++r) {
+            const size_t idx = size_t(s.ranking[size_t(r)]);
+            se.push_back(st.mean_ratio_se[idx]);
+            lo.push_back(st.mean_ratio_lo[idx]);
+            hi.push_back(st.mean_ratio_hi[idx]);
+            fr.push_back(st.top_k_frequency[idx]);
+        }
+        put("mean_ratio_se", se);
+        put("mean_ratio_lo", lo);
+        put("mean_ratio_hi", hi);
+        put("frequency", fr);
+    }
     f.set_attr("top_k", k);
     s.top_k = k;
     f.flush();
@@ -460,6 +605,77 @@ HeadScores SweepFile::finish(int32_t top_k) {
     f.set_attr("complete", int32_t(1));
     f.flush();
     return s;
+}
+
+SampleData SweepFile::read_samples() const {
+    const Impl& m = *impl_;
+    m.need_samples("per-sample values (/pi_tilde)");
+    SampleData d;
+    d.S = m.S;
+    d.L = m.L;
+    d.H = m.H;
+    d.n_max = m.n_max;
+    for (const auto& st : m.info.options.settings) d.n.push_back(st.n_samples);
+    const uint64_t S = uint64_t(m.S), L = uint64_t(m.L), H = uint64_t(m.H), NM = uint64_t(m.n_max);
+    d.pi_tilde = m.sample_dataset("pi_tilde", {S, L, H, NM}).read<float>();
+    d.pi_clean = m.sample_dataset("pi_clean_samples", {S, NM}).read<float>();
+    const auto done = m.file.open_dataset("done").read<uint8_t>();
+    const auto pa = m.file.open_dataset("pi_ablated").read<double>();
+    const auto pc = m.file.open_dataset("pi_clean").read<double>();
+    for (int32_t s = 0; s < m.S; ++s) {
+        const int32_t N = d.n[size_t(s)];
+        if (!std::isnan(pc[size_t(s)])) {
+            const float* x = &d.pi_clean[size_t(s) * m.n_max];
+            for (int32_t b = 0; b < N; ++b)
+                check(std::isfinite(x[b]), m.path, ": dataset /pi_clean_samples is damaged: setting ", s, " sample ",
+                      b, " is not finite");
+            check(sample_mean(x, N) == pc[size_t(s)], m.path, ": dataset /pi_clean_samples is damaged: setting ", s,
+                  " does not average to /pi_clean");
+        }
+        for (int32_t l = 0; l < m.L; ++l) {
+            if (!done[size_t(s) * m.L + l]) continue;
+            for (int32_t h = 0; h < m.H; ++h) {
+                const float* x = &d.pi_tilde[d.at(s, l, h)];
+                for (int32_t b = 0; b < N; ++b)
+                    check(std::isfinite(x[b]), m.path, ": dataset /pi_tilde is damaged: setting ", s, " layer ", l,
+                          " head ", h, " sample ", b, " is not finite in a layer marked done");
+                check(sample_mean(x, N) == pa[(size_t(s) * m.L + l) * m.H + h], m.path,
+                      ": dataset /pi_tilde is damaged: setting ", s, " layer ", l, " head ", h,
+                      " does not average to /pi_ablated");
+            }
+        }
+    }
+    return d;
+}
+
+std::vector<int32_t> SweepFile::read_tokens(int32_t setting) const {
+    const Impl& m = *impl_;
+    check(setting >= 0 && setting < m.S, m.path, ": setting ", setting, " is outside 0..", m.S - 1);
+    m.need_samples("inputs (/inputs/tokens)");
+    const ProxySetting& st = m.info.options.settings[size_t(setting)];
+    return m.sample_dataset("inputs/tokens", {uint64_t(m.S), uint64_t(m.n_max), uint64_t(m.t_max)})
+        .read<int32_t>({uint64_t(setting), 0, 0}, {1, uint64_t(st.n_samples), 2 * uint64_t(st.half_len)});
+}
+
+std::optional<HeadStats> SweepFile::read_stats() const {
+    const Impl& m = *impl_;
+    if (m.version < 2 || !complete()) return std::nullopt;
+    check(m.file.has_group("stats"), m.path, ": group /stats is missing (format version ", m.version,
+          " should have it): the file is damaged");
+    h5::Group g = m.file.open_group("stats");
+    HeadStats st;
+    st.bootstrap.resamples = g.attr<int32_t>("bootstrap_resamples");
+    st.bootstrap.seed = g.attr<uint64_t>("bootstrap_seed");
+    st.bootstrap.confidence = g.attr<double>("confidence");
+    st.bootstrap.top_k = g.attr<int32_t>("top_k");
+    st.pi_ablated_se = g.open_dataset("pi_ablated_se").read<double>();
+    st.ratio_se = g.open_dataset("ratio_se").read<double>();
+    st.mean_ratio = m.file.open_dataset("mean_ratio").read<double>();
+    st.mean_ratio_se = g.open_dataset("mean_ratio_se").read<double>();
+    st.mean_ratio_lo = g.open_dataset("mean_ratio_lo").read<double>();
+    st.mean_ratio_hi = g.open_dataset("mean_ratio_hi").read<double>();
+    st.top_k_frequency = g.open_dataset("top_k_frequency").read<double>();
+    return st;
 }
 
 void SweepFile::flush() { impl_->file.flush(); }

@@ -4,7 +4,14 @@
 //   /pi_ablated [S,L,H] f64 (NaN until written)   /pi_clean [S] f64   /copy_accuracy [S] f64
 //   /raw, /ratio [S,L,H] f64   /mean_ratio, /weighted_ratio, /rank [L,H]   /ranking [L*H] i32
 //   /top_k/{layer,head,mean_ratio,weighted_ratio} [K]   /done [S,L] u8
-//   /axes/{setting,setting_N,setting_n,layer,head}: dimension scales attached to every [S,..]/[..,L,H] dataset
+//   /axes/{setting,setting_N,setting_n,layer,head,sample,position}: dimension scales attached to every dataset
+//   format_version 2 adds the inputs and the per-sample values (N_max, T_max: the largest N and 2n of the settings;
+//   setting s uses [:N_s] samples and [:2 n_s] positions, the rest is fill):
+//   /inputs/tokens [S,N_max,T_max] i32 (-1 fill)   /pi_clean_samples [S,N_max] f32   /pi_tilde [S,L,H,N_max] f32
+//   /stats/{pi_ablated_se,ratio_se} [S,L,H], /stats/{mean_ratio_se,mean_ratio_lo,mean_ratio_hi,top_k_frequency}
+//   [L,H] f64 (written by finish(); bootstrap parameters as attributes of /stats; pear/sample_stats.hpp),
+//   /top_k/{mean_ratio_se,mean_ratio_lo,mean_ratio_hi,frequency} [K].
+//   Version-1 files (no inputs, no per-sample values, no /stats) are read; they cannot be resumed.
 //   root attributes: format, job parameters, model provenance, complete; /run attributes: the times.
 // Every write is followed by a flush, so a killed run leaves a readable file whose `done` mask says what is in it.
 // A file is complete only when the root attribute complete = 1 (set by finish()).
@@ -14,15 +21,19 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "pear/sample_stats.hpp"
 #include "pear/sweep.hpp"
 
 namespace hs::pear {
 
 inline constexpr const char* kSweepFormat = "headsweep-pear-sweep";
-inline constexpr int32_t kSweepFormatVersion = 1;
+inline constexpr int32_t kSweepFormatVersion = 2;     // written by this build
+inline constexpr int32_t kSweepFormatOldestRead = 1;  // the oldest version this build reads
+inline constexpr int32_t kDefaultBootstrapResamples = 1000;
 
 // What a sweep file records about its job and model. The fields marked [checked] must be equal for a resume.
 struct SweepFileInfo {
@@ -72,11 +83,17 @@ public:
     const SweepFileInfo& info() const;  // as stored in the file
     int32_t n_settings() const;
 
-    // Clean pi and copy accuracy of setting s.
-    void write_clean(int32_t setting, double pi_clean, double copy_accuracy);
-    // One finished item: pi_ablated values [layer - layer_begin][head - head_begin] (SettingRun::score). The item
-    // must cover all heads of its layers; done[setting, l] is set for each of its layers.
-    void write_item(const WorkItem& item, const std::vector<double>& pi_ablated);
+    int32_t format_version() const;
+    bool has_samples() const;  // format_version >= 2: inputs and per-sample values
+
+    // The clean run of setting s: pi, copy accuracy, the proxy tokens [N, 2n] and each sample's clean pi [N]
+    // (pi_clean must equal sample_mean(pi_clean_samples) exactly).
+    void write_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
+                     const std::vector<float>& pi_clean_samples);
+    // One finished item (SettingRun::score_samples): means [layer - layer_begin][head - head_begin] and per-sample
+    // values [.., .., N]. The item must cover all heads of its layers; done[setting, l] is set for each of its
+    // layers after the values are on disk. Refuses means that are not the sample means of the values.
+    void write_item(const WorkItem& item, const ItemScores& scores);
 
     std::vector<uint8_t> done() const;  // [S, L]
     bool setting_done(int32_t setting) const;
@@ -85,12 +102,22 @@ public:
     // Items of the plan that are not done yet (plan_items order; items must cover whole layers).
     std::vector<WorkItem> remaining(const std::vector<WorkItem>& plan) const;
 
-    // Computes raw/ratio/aggregates/ranking/top-K (finish_scores) from pi_clean and pi_ablated, writes them, sets
+    // Computes raw/ratio/aggregates/ranking/top-K (finish_scores) from pi_clean and pi_ablated, and the /stats
+    // (head_stats: `resamples` bootstrap resamples seeded with the sweep's seed, 95%), writes them, sets
     // complete = 1, top_k and /run end_time. Throws when some (setting, layer) is not done.
-    HeadScores finish(int32_t top_k);
+    HeadScores finish(int32_t top_k, int32_t resamples = kDefaultBootstrapResamples);
 
     // Reads the scores back (NaN where not written; aggregates as stored, i.e. NaN before finish()).
     HeadScores read_scores() const;
+
+    // The per-sample values, checked: throws naming the file and the dataset when the file has none (version 1:
+    // "absent"), or when a dataset is missing, has the wrong shape, holds a non-finite value in a done layer or
+    // does not average to /pi_ablated (/pi_clean). Cells of layers not done are NaN.
+    SampleData read_samples() const;
+    // The proxy tokens of setting s, [N_s, 2 n_s] (version 2; throws for version 1).
+    std::vector<int32_t> read_tokens(int32_t setting) const;
+    // The stored /stats (version 2 and finished); nullopt when absent.
+    std::optional<HeadStats> read_stats() const;
 
     void flush();
     void close();

@@ -184,6 +184,8 @@ TEST_CASE("distributed sweep: 1, 2 and 4 ranks and the single-process sweep give
     SharedTmp tmp(world);
     // Reference: the single-process sweep (one thread) on rank 0.
     pear::SweepJob ref = tiny_job(tmp / "ref-{model}-{mode}.h5");
+    // Attribution too: its per-sample values come from one backward per setting (file format 2 stores them all).
+    ref.modes.push_back(pear::ScoreMode::ATTRIBUTION);
     if (world.rank() == 0) {
         pear::RunJobOptions ro;
         ro.progress = false;
@@ -194,10 +196,11 @@ TEST_CASE("distributed sweep: 1, 2 and 4 ranks and the single-process sweep give
         if (n > world.size()) break;
         mpi::communicator sub = world.split(world.rank() < n ? 0 : 1);
         pear::SweepJob job = tiny_job(tmp / ("np" + std::to_string(n) + "-{model}-{mode}.h5"));
+        job.modes = ref.modes;
         if (world.rank() < n) {
             auto sums = run_distributed_sweep(job, sub, quiet());
             if (sub.rank() == 0) {
-                REQUIRE(sums.size() == 4);
+                REQUIRE(sums.size() == 6);
                 for (const auto& s : sums) CHECK(s.complete);
             }
         }

@@ -66,8 +66,28 @@ assert f.attrs["architecture"] == "gemma3" and f.attrs["mode"] == sys.argv[2], d
 assert f["raw"].shape == (1, 18, 4) and np.isfinite(f["raw"][()]).all() and f["done"][()].all()
 assert sorted(f["ranking"][()].tolist()) == list(range(72))
 assert f["top_k/layer"].shape == (3,) and (f["top_k/head"][()] < 4).all()
+# format 2: the inputs and per-sample values, whose means are the stored scores bit for bit
+assert f.attrs["format_version"] == 2 and f["inputs/tokens"].shape == (1, 4, 12) and f["pi_tilde"].shape == (1, 18, 4, 4)
+t = f["pi_tilde"][()].astype(np.float64)
+assert (np.cumsum(t, axis=-1)[..., -1] / 4 == f["pi_ablated"][()]).all()
+assert np.isfinite(f["stats/mean_ratio_lo"][()]).all() and f["top_k/frequency"].shape == (3,)
 EOF
 done
+
+# compare: path against attribution (allowed with --allow-modes, refused without, naming both files)
+run compare compare "$W/gemma-3-270m-q4_k_m-path.h5" "$W/gemma-3-270m-q4_k_m-attribution.h5" --allow-modes --json
+$PY - "$W/compare.out" <<'EOF' || fail "compare --json: $(cat "$W/compare.out")"
+import sys, json
+r = json.loads(open(sys.argv[1]).read())
+assert r["n_layer"] == 18 and r["n_head"] == 4 and r["top_k"] == 3 and len(r["pairs"]) == 1, r
+p = r["pairs"][0]
+assert -1 <= p["spearman"] <= 1 and 0 <= p["jaccard"] <= 1 and p["changes"][0]["se"] is not None
+EOF
+"$HS" compare "$W/gemma-3-270m-q4_k_m-path.h5" "$W/gemma-3-270m-q4_k_m-attribution.h5" > /dev/null 2> "$W/cmp.err" \
+    && fail "compare of two modes without --allow-modes succeeded"
+grep -q "gemma-3-270m-q4_k_m-attribution.h5 cannot be compared: mode differs" "$W/cmp.err" \
+    || fail "compare refusal: $(cat "$W/cmp.err")"
+echo "ok: compare refuses two modes: $(cat "$W/cmp.err")"
 
 # train: the path sweep's top 3 heads, 2 steps of a tiny batch
 run train train -m "$MODEL" --sweep "$W/gemma-3-270m-q4_k_m-path.h5" --top-k 3 --n 6 --batch 2 --steps 2 \
