@@ -461,7 +461,7 @@ TEST_CASE("sweep file stats: standard errors and bootstrap against a naive imple
     }
 }
 
-TEST_CASE("sweep file: a version-1 file is read without per-sample data, not resumed; newer versions refused",
+TEST_CASE("sweep file: a version-1 file is read without per-sample data, not resumed, newer versions refused",
           "[sweep][io][sweep_file]") {
     TempDir tmp{"sweepfile"};
     // The version-1 layout: a version-2 file without what version 2 added.

@@ -14,7 +14,7 @@
 namespace fs = std::filesystem;
 using namespace hs::eval;
 
-TEST_CASE("eval mpi: records do not depend on the number of ranks; resume", "[eval][mpi]") {
+TEST_CASE("eval mpi: records do not depend on the number of ranks, resume", "[eval][mpi]") {
     boost::mpi::communicator world;
     std::string dir;
     if (world.rank() == 0) {
