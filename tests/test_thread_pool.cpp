@@ -11,7 +11,7 @@
 
 using hs::cpu::ThreadPool;
 
-TEST_CASE("thread pool: parallel_for covers [0, n) once, with a fixed split, job after job", "[thread_pool]") {
+TEST_CASE("thread pool: parallel_for covers 0..n-1 once, with a fixed split, job after job", "[thread_pool]") {
     for (int threads : {1, 2, 3, 5}) {
         ThreadPool pool(threads);
         CHECK(pool.size() == threads);
