@@ -85,6 +85,14 @@ TEST_CASE("write_random_gguf in F32 loads back as the same random model, for eve
         }
         auto be = make_cpu_backend(1);
         CHECK(rel_diff(logits_of(got, *be, 6), logits_of(want, *be, 6)) == 0.0);
+        // The file's byte-level vocabulary encodes any text byte by byte, to random:<shape>'s ids (an earlier
+        // writer named the bytes "<0xNN>", which a GPT-2 BPE never matches: every prompt encoded to nothing).
+        const std::string text = "The capital of France is Paris.\n\t\xc3\xa9 1984";
+        const std::vector<int32_t> ids = got.tokenizer.encode(text, false);
+        CHECK(ids == want.tokenizer.encode(text, false));
+        REQUIRE(ids.size() == text.size());
+        for (size_t i = 0; i < text.size(); ++i) CHECK(ids[i] == int32_t(uint8_t(text[i])));
+        CHECK(got.tokenizer.decode(ids) == text);
     }
 }
 

@@ -535,6 +535,7 @@ const GgufTensorInfo& GgufFile::tensor(std::string_view name) const {
 }
 
 void GgufFile::release_pages() const { impl_->map.release_pages(); }
+void GgufFile::release_pages(const GgufTensorInfo& t) const { impl_->map.release_pages(t.data, t.nbytes); }
 
 // ------------------------------------------------------------------------------------------------ GgufWriter
 

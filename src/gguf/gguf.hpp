@@ -84,6 +84,7 @@ public:
 
     // Drop the mapped pages from memory (call after all weights have been copied/dequantised out).
     void release_pages() const;
+    void release_pages(const GgufTensorInfo& t) const;  // one tensor's whole pages
 
     GgufFile(GgufFile&&) noexcept;
     GgufFile& operator=(GgufFile&&) noexcept;

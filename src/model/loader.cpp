@@ -177,6 +177,11 @@ struct TensorLoader {
         const GgufTensorInfo& t = expect(name, {m.cols, m.rows});
         const uint64_t row_bytes = ggml_row_bytes(t.type, m.cols);
         auto dst_row = [&](int64_t r) { return row_map ? (*row_map)[r] : r; };
+        struct Release {  // the file's pages of this tensor go once it is copied out (an 8B Q4_0: 9.0 -> 4.6 GB peak)
+            const GgufFile& f;
+            const GgufTensorInfo& t;
+            ~Release() { f.release_pages(t); }
+        } release{f, t};
         switch (w.precision) {
             case WeightPrecision::F32:
                 for (int64_t r = 0; r < m.rows; ++r)

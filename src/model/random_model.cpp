@@ -301,13 +301,11 @@ void write_random_gguf(const std::string& shape, uint64_t seed, GgmlType matrix_
         w.add(a + ".attention.sliding_window_pattern", GgufWriter::i32_array(pattern));
         w.add(a + ".attention.scale", GgufWriter::f32(c.attn_scale));
     }
-    // A byte-level vocabulary as GPT-2-style BPE without merges: token i is "<0xii>" for i < 256, "t<i>" above.
+    // A byte-level vocabulary as GPT-2-style BPE without merges: token i < 256 is byte i's byte-level symbol (so any
+    // text encodes byte by byte, to the ids Tokenizer::byte_level gives random:<shape> models), "t<i>" above.
     std::vector<std::string> tokens;
-    for (int32_t i = 0; i < c.n_vocab; ++i) {
-        char buf[16];
-        if (i < 256) std::snprintf(buf, sizeof buf, "<0x%02X>", i);
-        tokens.push_back(i < 256 ? std::string(buf) : "t" + std::to_string(i));
-    }
+    for (int32_t i = 0; i < c.n_vocab; ++i)
+        tokens.push_back(i < 256 ? byte_level_symbol(uint8_t(i)) : "t" + std::to_string(i));
     w.add("tokenizer.ggml.model", GgufWriter::string("gpt2"));
     w.add("tokenizer.ggml.pre", GgufWriter::string("gpt2"));
     w.add("tokenizer.ggml.tokens", GgufWriter::string_array(tokens));

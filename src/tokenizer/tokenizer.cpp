@@ -143,6 +143,12 @@ private:
 
 }  // namespace
 
+std::string byte_level_symbol(uint8_t byte) {
+    std::string s;
+    append_utf8(s, kByteToCodepoint[byte]);
+    return s;
+}
+
 // ---------------------------------------------------------------- Impl
 
 struct Tokenizer::Impl {

@@ -40,6 +40,10 @@ struct ChatMessage {
     std::string content;
 };
 
+// The GPT-2 byte-level BPE symbol of one byte (bytes_to_unicode, UTF-8): the token text under which byte-level
+// vocabularies store that byte ("T" for 'T', "Ġ" for ' ').
+std::string byte_level_symbol(uint8_t byte);
+
 class Tokenizer {
 public:
     static Tokenizer from_gguf(const GgufFile& file);  // from_vocab(vocab_from_gguf(file))

@@ -60,4 +60,12 @@ void MappedFile::release_pages() const {
     if (data_) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
 }
 
+void MappedFile::release_pages(const uint8_t* begin, size_t n) const {
+    if (!data_ || begin < data_ || begin + n > data_ + size_) return;
+    const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t lo = (uintptr_t(begin) + page - 1) / page * page;  // whole pages only: neighbours keep theirs
+    const uintptr_t hi = (uintptr_t(begin) + n) / page * page;
+    if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 }  // namespace hs

@@ -22,6 +22,9 @@ public:
     const std::string& path() const { return path_; }
     // Tell the kernel the pages are no longer needed (after weights were dequantised out of them).
     void release_pages() const;
+    // The same for the whole pages inside [begin, begin + n) (a tensor copied out of the map): peak memory during a
+    // load is then the weights plus one tensor, not the weights plus the file.
+    void release_pages(const uint8_t* begin, size_t n) const;
 
 private:
     std::string path_;
