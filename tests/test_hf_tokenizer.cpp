@@ -4,6 +4,7 @@
 // (the GGUF tokenizer tests' strings); PCRE2 Split regexes against HF's regex engine; malformed files.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -303,4 +304,33 @@ TEST_CASE("hf tokenizer: malformed or unsupported tokenizer.json is refused nami
     d = variant([](json&) {});
     std::ofstream(d + "/tokenizer_config.json") << R"({"eos_token": "<nope>"})";
     expect_error([&] { load(d); }, {d + "/tokenizer_config.json", "eos_token", "<nope>"});
+}
+
+TEST_CASE("hf tokenizer: encode speed, hand-written pre-tokenizer vs PCRE2", "[hf_tokenizer][slow]") {
+    if (!fs::exists(test_model_file())) {
+        WARN("skipped: " << test_model_file() << " is missing (scripts/fetch_model.sh)");
+        return;
+    }
+    const hs::TokenizerVocab vocab = hs::Tokenizer::vocab_from_gguf(hs::GgufFile::open(test_model_file()));
+    std::string text;
+    for (const auto& c : load_jsonl(fixtures_dir() + "/tokenizer/smollm2_cases.jsonl"))
+        if (c.at("kind").str == "encode" && c.at("parse_special").b) text += c.at("text").str + "\n";
+    const std::string one = text;
+    while (text.size() < (4u << 20)) text += one;  // ~4 MiB; the per-call word cache sees each word once per copy
+    TempDir dir("hf_speed");
+    for (const char* pre : {"smollm", "llama-bpe"}) {
+        write_bytelevel_json(vocab, pre_tokenizer_for(pre), dir.file(pre));
+        std::vector<int32_t> ids[2];
+        double seconds[2];
+        for (int fast = 0; fast < 2; ++fast) {
+            const hs::Tokenizer tok = hs::Tokenizer::from_hf_folder(dir.file(pre), {.pretokenizer_fast_paths = fast == 1});
+            const auto t0 = std::chrono::steady_clock::now();
+            ids[fast] = tok.encode(text, false);
+            seconds[fast] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+        CHECK(ids[0] == ids[1]);
+        const hs::hf::Spec spec = hs::hf::read_folder(dir.file(pre));
+        WARN(pre << " (PCRE2 JIT: " << (spec.pipeline.pre.front().regex->jit() ? "yes" : "no") << "): " << text.size() / 1e6 << " MB, " << ids[1].size() << " tokens: hand-written "
+                 << text.size() / 1e6 / seconds[1] << " MB/s, PCRE2 " << text.size() / 1e6 / seconds[0] << " MB/s");
+    }
 }

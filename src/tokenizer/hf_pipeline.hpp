@@ -32,6 +32,7 @@ public:
     // The [begin, end) byte ranges of the non-empty, non-overlapping matches in text, left to right.
     std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
     const std::string& pattern() const { return pattern_; }
+    bool jit() const { return jit_; }  // compiled by PCRE2's JIT (false: its interpreter)
 
 private:
     std::string pattern_;
