@@ -44,7 +44,8 @@ size_t check_hf_cases(const hs::Tokenizer& tok, const std::string& name, const s
             FAIL_CHECK(name << ": \"" << escaped(text) << "\" parse_special=" << parse_special << " add_special="
                             << add_special << ": first difference at " << at << "\n  HF:   " << ids_str(expected)
                             << "\n  ours: " << ids_str(got));
-        } else if (c.at("decoded").str.find("\xEF\xBF\xBD") == std::string::npos && tok.decode(got) != c.at("decoded").str) {
+        } else if (c.at("decoded").str.find("\xEF\xBF\xBD") == std::string::npos &&
+                   tok.decode(got) != c.at("decoded").str) {
             // (HF decodes to text, invalid UTF-8 as U+FFFD; decode() gives the raw bytes: such cases are not compared.)
             ++failed;
             FAIL_CHECK(name << ": decode of \"" << escaped(text) << "\": HF \"" << escaped(c.at("decoded").str)
@@ -84,8 +85,10 @@ json split_step(const std::string& regex) {
     return {{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}};
 }
 
-const char* kLlama3 = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char* kQwen2 = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char* kLlama3 = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|)"
+                     R"(\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char* kQwen2 = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|)"
+                    R"(\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // The pre_tokenizer of each GGUF tokenizer.ggml.pre, as those models' tokenizer.json files spell it.
 json pre_tokenizer_for(const std::string& pre) {
@@ -202,6 +205,14 @@ TEST_CASE("hf tokenizer: a tokenizer.json written from the SmolLM2 GGUF gives HF
         CHECK(tok.encode("Hello world! 123") == std::vector<int32_t>{19556, 905, 17, 216, 33, 34, 35});
         CHECK(tok.decode(tok.encode("caf\xC3\xA9  x\n")) == "caf\xC3\xA9  x\n");
     }
+    {  // long runs (\s+(?!\S) backtracks over them) through PCRE2: no JIT stack or match limits hit
+        const hs::Tokenizer fast = hs::Tokenizer::from_hf_folder(dir.file("smollm"));
+        const hs::Tokenizer pcre =
+            hs::Tokenizer::from_hf_folder(dir.file("smollm"), {.pretokenizer_fast_paths = false});
+        const std::string runs = "a" + std::string(200000, ' ') + "b" + std::string(100000, '\n') + "c" +
+                                 std::string(100000, 'x') + " " + std::string(50000, '7');
+        CHECK(pcre.encode(runs) == fast.encode(runs));
+    }
     // The other pre-tokenizers over the same vocabulary: the hand-written matcher and PCRE2 give the same ids.
     for (const char* pre : {"gpt2", "llama-bpe", "qwen2"}) {
         INFO("pre-tokenizer " << pre);
@@ -255,7 +266,8 @@ TEST_CASE("hf tokenizer: transformers' tokenizers of the shipped GGUFs give HF t
             const std::string rendered = tok.apply_chat_template(chat, true);
             CHECK(rendered.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"));
             if (fs::exists(test_model_file()))
-                CHECK(rendered == hs::Tokenizer::from_gguf(hs::GgufFile::open(test_model_file())).apply_chat_template(chat, true));
+                CHECK(rendered ==
+                      hs::Tokenizer::from_gguf(hs::GgufFile::open(test_model_file())).apply_chat_template(chat, true));
         }
     }
 }
@@ -323,14 +335,16 @@ TEST_CASE("hf tokenizer: encode speed, hand-written pre-tokenizer vs PCRE2", "[h
         std::vector<int32_t> ids[2];
         double seconds[2];
         for (int fast = 0; fast < 2; ++fast) {
-            const hs::Tokenizer tok = hs::Tokenizer::from_hf_folder(dir.file(pre), {.pretokenizer_fast_paths = fast == 1});
+            const hs::Tokenizer tok =
+                hs::Tokenizer::from_hf_folder(dir.file(pre), {.pretokenizer_fast_paths = fast == 1});
             const auto t0 = std::chrono::steady_clock::now();
             ids[fast] = tok.encode(text, false);
             seconds[fast] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         }
         CHECK(ids[0] == ids[1]);
         const hs::hf::Spec spec = hs::hf::read_folder(dir.file(pre));
-        WARN(pre << " (PCRE2 JIT: " << (spec.pipeline.pre.front().regex->jit() ? "yes" : "no") << "): " << text.size() / 1e6 << " MB, " << ids[1].size() << " tokens: hand-written "
+        WARN(pre << " (PCRE2 JIT: " << (spec.pipeline.pre.front().regex->jit() ? "yes" : "no") << "): "
+                 << text.size() / 1e6 << " MB, " << ids[1].size() << " tokens: hand-written "
                  << text.size() / 1e6 / seconds[1] << " MB/s, PCRE2 " << text.size() / 1e6 / seconds[0] << " MB/s");
     }
 }

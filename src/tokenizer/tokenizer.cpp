@@ -356,7 +356,11 @@ void Tokenizer::Impl::encode_hf_word(std::string_view word, std::vector<int32_t>
     };
     for (size_t i = 0; i < word.size();) {
         const auto lead = static_cast<uint8_t>(word[i]);
-        size_t n = lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : (lead & 0xF8) == 0xF0 ? 4 : 1;
+        size_t n = lead < 0x80               ? 1
+                   : (lead & 0xE0) == 0xC0 ? 2
+                   : (lead & 0xF0) == 0xE0 ? 3
+                   : (lead & 0xF8) == 0xF0 ? 4
+                                           : 1;  // a stray byte: one symbol (byte fallback or unk)
         if (i + n > word.size()) n = 1;
         const std::string_view ch = word.substr(i, n);
         i += n;
@@ -403,7 +407,8 @@ Tokenizer Tokenizer::from_hf_spec(hf::Spec spec) {
                     const std::string from = st.literal, to = st.kind == hf::DecodeStep::REPLACE ? st.content : " ";
                     std::string r;
                     size_t at = 0;
-                    for (size_t j; !from.empty() && (j = text.find(from, at)) != std::string::npos; at = j + from.size())
+                    for (size_t j; !from.empty() && (j = text.find(from, at)) != std::string::npos;
+                         at = j + from.size())
                         r.append(text, at, j - at).append(to);
                     text = r.append(text, at);
                     break;

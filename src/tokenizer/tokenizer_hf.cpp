@@ -58,8 +58,11 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
     size_t pos = 0;
     while (pos <= text.size()) {
-        const int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), pos, 0, md, nullptr)
-                            : pcre2_match(code, subject, text.size(), pos, 0, md, nullptr);
+        int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), pos, 0, md, nullptr)
+                      : pcre2_match(code, subject, text.size(), pos, 0, md, nullptr);
+        // The JIT's default stack is small; the interpreter keeps its backtracking frames on the heap.
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(code, subject, text.size(), pos, PCRE2_NO_JIT, md, nullptr);
         if (rc < 0) {
             if (rc == PCRE2_ERROR_NOMATCH) break;
             pcre2_match_data_free(md);
@@ -220,7 +223,8 @@ using nlohmann::json;
 // The GPT-2 pattern that ByteLevel(use_regex = true) runs.
 constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr const char* kLlama3Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|)"
+    R"(\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr const char* kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
@@ -230,7 +234,9 @@ struct Node {
     std::string path;
     const std::string& file;
 
-    [[noreturn]] void bad(const std::string& what) const { fail(file, ": ", path.empty() ? "(top level)" : path, ": ", what); }
+    [[noreturn]] void bad(const std::string& what) const {
+        fail(file, ": ", path.empty() ? "(top level)" : path, ": ", what);
+    }
     bool has(const char* key) const { return j.is_object() && j.contains(key) && !j.at(key).is_null(); }
     Node at(const char* key) const {
         if (!j.is_object()) bad("expected an object");
@@ -330,7 +336,8 @@ void read_pre_tokenizer(const Node& n, Pipeline& p) {
     } else if (type == "ByteLevel") {
         st.kind = PreStep::BYTE_LEVEL;
         st.add_prefix_space = n.get_bool("add_prefix_space", true);
-        if (n.get_bool("use_regex", true)) st.regex = std::make_shared<const Regex>(kGpt2Pattern, n.file + ": " + n.path);
+        if (n.get_bool("use_regex", true))
+            st.regex = std::make_shared<const Regex>(kGpt2Pattern, n.file + ": " + n.path);
         p.byte_level = true;
     } else if (type == "Digits") {
         // HF Digits: char::is_numeric (\p{N}) pieces isolated, one by one or in runs.
@@ -340,7 +347,8 @@ void read_pre_tokenizer(const Node& n, Pipeline& p) {
     } else if (type == "Metaspace") {
         st.kind = PreStep::METASPACE;
         st.replacement = n.get_str("replacement", "\xE2\x96\x81");
-        const std::string scheme = n.get_str("prepend_scheme", n.get_bool("add_prefix_space", true) ? "always" : "never");
+        const std::string scheme =
+            n.get_str("prepend_scheme", n.get_bool("add_prefix_space", true) ? "always" : "never");
         if (scheme == "always") st.prepend = PreStep::ALWAYS;
         else if (scheme == "first") st.prepend = PreStep::FIRST;
         else if (scheme == "never") st.prepend = PreStep::NEVER;
@@ -394,11 +402,13 @@ void read_decoder(const Node& n, Pipeline& p) {
         st.kind = DecodeStep::STRIP;
         st.content = n.at("content").str();
         st.start = static_cast<size_t>(n.at("start").integer());
-        check(n.at("stop").integer() == 0, n.file, ": ", n.path, ".stop: a Strip decoder with stop != 0 is not supported");
+        check(n.at("stop").integer() == 0, n.file, ": ", n.path,
+              ".stop: a Strip decoder with stop != 0 is not supported");
     } else if (type == "Metaspace") {
         st.kind = DecodeStep::METASPACE;
         st.literal = n.get_str("replacement", "\xE2\x96\x81");
-        st.strip_first = n.get_str("prepend_scheme", n.get_bool("add_prefix_space", true) ? "always" : "never") != "never";
+        const bool prefix = n.get_bool("add_prefix_space", true);
+        st.strip_first = n.get_str("prepend_scheme", prefix ? "always" : "never") != "never";
     } else {
         unknown_type(n, type, "ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence");
     }
@@ -420,7 +430,8 @@ void read_post_processor(const Node& n, Spec& spec) {
             const Node special = item.at("SpecialToken");
             const std::string name = special.at("id").str();
             const Node ids = n.at("special_tokens").at(name.c_str()).at("ids");
-            check(ids.size() == 1, n.file, ": ", ids.path, ": a special token of ", ids.size(), " ids is not supported");
+            check(ids.size() == 1, n.file, ": ", ids.path, ": a special token of ", ids.size(),
+                  " ids is not supported");
             check(i == 0, n.file, ": ", single.path, ": more than one token before $A is not supported");
             spec.add_bos = true;
             spec.bos_id = static_cast<int32_t>(ids[0].integer());
@@ -571,7 +582,8 @@ Spec read_folder(const std::string& dir) {
         ss << in.rdbuf();
         spec.chat_template = ss.str();
     }
-    check(!spec.add_bos || spec.bos_id >= 0, file, ": post_processor / add_bos_token ask for BOS, but there is no BOS token");
+    check(!spec.add_bos || spec.bos_id >= 0, file,
+          ": post_processor / add_bos_token ask for BOS, but there is no BOS token");
     return spec;
 }
 
