@@ -209,8 +209,9 @@ TEST_CASE("hf tokenizer: a tokenizer.json written from the SmolLM2 GGUF gives HF
         const hs::Tokenizer fast = hs::Tokenizer::from_hf_folder(dir.file("smollm"));
         const hs::Tokenizer pcre =
             hs::Tokenizer::from_hf_folder(dir.file("smollm"), {.pretokenizer_fast_paths = false});
-        const std::string runs = "a" + std::string(200000, ' ') + "b" + std::string(100000, '\n') + "c" +
-                                 std::string(100000, 'x') + " " + std::string(50000, '7');
+        std::string runs = "a";
+        runs.append(200000, ' ').append("b").append(100000, '\n').append("c").append(100000, 'x');
+        runs.append(" ").append(50000, '7');
         CHECK(pcre.encode(runs) == fast.encode(runs));
     }
     // The other pre-tokenizers over the same vocabulary: the hand-written matcher and PCRE2 give the same ids.
@@ -282,7 +283,7 @@ TEST_CASE("hf tokenizer: malformed or unsupported tokenizer.json is refused nami
     const auto variant = [&](const std::function<void(json&)>& edit) {
         json doc = good;
         edit(doc);
-        const std::string sub = dir.file("v" + std::to_string(n++));
+        const std::string sub = dir.file(std::string("v").append(std::to_string(n++)));
         fs::create_directories(sub);
         std::ofstream(sub + "/tokenizer.json") << doc.dump();
         return sub;
