@@ -126,6 +126,13 @@ TEST_CASE("hf tokenizer: small hand-written tokenizer.json files give HF tokeniz
 
     const hs::Tokenizer sp = hs::Tokenizer::from_hf_folder(small_dir("hf_small_spm"));
     CHECK(check_hf_cases(sp, "hf_small_spm", "hf_small_cases.jsonl") >= 100);
+    // Contiguous / MergedWithPrevious / Removed / inverted MergedWithNext Splits, Digits in runs, a Regex Replace
+    // normalizer, ByteLevel with add_prefix_space and its GPT-2 regex (no fast path: PCRE2 throughout).
+    const hs::Tokenizer splits = hs::Tokenizer::from_hf_folder(small_dir("hf_small_splits"));
+    CHECK(check_hf_cases(splits, "hf_small_splits", "hf_small_cases.jsonl") >= 100);
+    // Metaspace pre-tokenizer (prepend_scheme "first": only where the input starts, not after an added token).
+    const hs::Tokenizer meta = hs::Tokenizer::from_hf_folder(small_dir("hf_small_metaspace"));
+    CHECK(check_hf_cases(meta, "hf_small_metaspace", "hf_small_cases.jsonl") >= 100);
 }
 
 TEST_CASE("hf tokenizer: tokenizer_config.json gives BOS, EOS, add_bos and the chat template", "[hf_tokenizer]") {

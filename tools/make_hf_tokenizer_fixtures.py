@@ -4,7 +4,9 @@
 Writes:
   tests/fixtures/tokenizer/hf_small_bytelevel/tokenizer.json   small hand-specified tokenizers (committed): a
   tests/fixtures/tokenizer/hf_small_spm/tokenizer.json(+config)  byte-level BPE with a Split regex and added tokens,
-                                                                 and a SentencePiece-style BPE with byte fallback
+  tests/fixtures/tokenizer/hf_small_splits/, hf_small_metaspace/ a SentencePiece-style BPE with byte fallback, and
+                                                                 variants for the other Split behaviours, Digits,
+                                                                 Regex Replace, Metaspace
   tests/fixtures/tokenizer/hf_small_cases.jsonl                 HF tokenizers' ids/decodes on them (committed)
   models/hf-tokenizers/<name>/                                  transformers' tokenizer made from each shipped GGUF
                                                                  (AutoTokenizer.from_pretrained(models, gguf_file=..)
@@ -157,10 +159,40 @@ def small_spm():
     return tok, config
 
 
+def small_splits():
+    """Byte-level BPE exercising the other Split behaviours, inverted Splits, Digits in runs, a Regex Replace
+    normalizer and ByteLevel(add_prefix_space=true, use_regex=true) -- on the vocabulary of small_bytelevel."""
+    tok, _ = small_bytelevel()
+    tok["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"Regex": r"[0-9]{4}"}, "content": "<year>"},
+        {"type": "Replace", "pattern": {"String": "\t"}, "content": "  "}]}
+    tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": False},
+        {"type": "Split", "pattern": {"String": "-"}, "behavior": "Contiguous", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[,;]"}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[!?]+"}, "behavior": "Removed", "invert": False},
+        {"type": "Split", "pattern": {"Regex": r"\p{L}+"}, "behavior": "MergedWithNext", "invert": True},
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}]}
+    tok["post_processor"] = None
+    return tok, {"bos_token": "<s>", "eos_token": "</s>"}
+
+
+def small_metaspace():
+    """SentencePiece-style BPE with a Metaspace pre-tokenizer (prepend_scheme "first") and decoder, no normalizer."""
+    tok, _ = small_spm()
+    tok["normalizer"] = None
+    tok["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}
+    tok["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}
+    tok["post_processor"] = None
+    return tok, {"bos_token": "<bos>", "eos_token": "<eos>"}
+
+
 SMALL_TEXTS = ["hello world", "hello  world", "Hello world 12345", "it's hello's", "<s>hello</s>",
                "hi   </s>", "<|user|>   hello", "a [x] b[x]c", "word words sword word", "caf\u00e9 \u00e9\u00e9",
                "tab\there\n\nnewline", "\U0001F600 emoji", "cat cats  scat", "   ", "", "hello\nworld",
-               "\u4f60\u597d hello", "zzz qqq", "<bos>hello<eos>", "\u2581hello"]
+               "\u4f60\u597d hello", "zzz qqq", "<bos>hello<eos>", "\u2581hello", "in 1969--1972, hello; world!! ok?",
+               "a-b--c---d", "x,y;;z,,", "wow!?! what", "year 2024 and 12345 and 1 2", "hello<bos> world",
+               "hello <eos>world"]
 
 
 def write_json(path, obj):
@@ -187,7 +219,8 @@ def cases(name, tok, texts, out):
 def main():
     small_only = "--small-only" in sys.argv
     records = []
-    for name, make in (("hf_small_bytelevel", small_bytelevel), ("hf_small_spm", small_spm)):
+    for name, make in (("hf_small_bytelevel", small_bytelevel), ("hf_small_spm", small_spm),
+                       ("hf_small_splits", small_splits), ("hf_small_metaspace", small_metaspace)):
         tok_json, config = make()
         write_json(os.path.join(FIX, name, "tokenizer.json"), tok_json)
         write_json(os.path.join(FIX, name, "tokenizer_config.json"), config)
