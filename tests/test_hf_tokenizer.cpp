@@ -133,6 +133,12 @@ TEST_CASE("hf tokenizer: small hand-written tokenizer.json files give HF tokeniz
     // Metaspace pre-tokenizer (prepend_scheme "first": only where the input starts, not after an added token).
     const hs::Tokenizer meta = hs::Tokenizer::from_hf_folder(small_dir("hf_small_metaspace"));
     CHECK(check_hf_cases(meta, "hf_small_metaspace", "hf_small_cases.jsonl") >= 100);
+    // Unicode normalizers through ICU: NFC before Qwen2's Split (its fast path), and NFKC then NFD (PCRE2).
+    const hs::Tokenizer nfc = hs::Tokenizer::from_hf_folder(small_dir("hf_small_nfc"));
+    CHECK(check_hf_cases(nfc, "hf_small_nfc", "hf_small_cases.jsonl") >= 100);
+    CHECK(nfc.encode("cafe\xCC\x81") == nfc.encode("caf\xC3\xA9"));  // e + U+0301 composes to U+00E9
+    const hs::Tokenizer nfkc = hs::Tokenizer::from_hf_folder(small_dir("hf_small_nfkc"));
+    CHECK(check_hf_cases(nfkc, "hf_small_nfkc", "hf_small_cases.jsonl") >= 100);
 }
 
 TEST_CASE("hf tokenizer: tokenizer_config.json gives BOS, EOS, add_bos and the chat template", "[hf_tokenizer]") {
@@ -298,8 +304,8 @@ TEST_CASE("hf tokenizer: malformed or unsupported tokenizer.json is refused nami
     const auto load = [](const std::string& d) { return hs::Tokenizer::from_hf_folder(d); };
     std::string d = variant([](json& j) { j["model"].erase("merges"); });
     expect_error([&] { load(d); }, {d + "/tokenizer.json", "missing field model.merges"});
-    d = variant([](json& j) { j["normalizer"] = {{"type", "NFKC"}}; });
-    expect_error([&] { load(d); }, {d + "/tokenizer.json", "normalizer.type", "\"NFKC\""});
+    d = variant([](json& j) { j["normalizer"] = {{"type", "BertNormalizer"}}; });
+    expect_error([&] { load(d); }, {d + "/tokenizer.json", "normalizer.type", "\"BertNormalizer\""});
     d = variant([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["type"] = "Punctuation"; });
     expect_error([&] { load(d); }, {"pre_tokenizer.pretokenizers[0].type", "\"Punctuation\""});
     d = variant([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed"; });

@@ -6,7 +6,7 @@ Writes:
   tests/fixtures/tokenizer/hf_small_spm/tokenizer.json(+config)  byte-level BPE with a Split regex and added tokens,
   tests/fixtures/tokenizer/hf_small_splits/, hf_small_metaspace/ a SentencePiece-style BPE with byte fallback, and
                                                                  variants for the other Split behaviours, Digits,
-                                                                 Regex Replace, Metaspace
+                                                                 Regex Replace, Metaspace, NFC/NFKC/NFD
   tests/fixtures/tokenizer/hf_small_cases.jsonl                 HF tokenizers' ids/decodes on them (committed)
   models/hf-tokenizers/<name>/                                  transformers' tokenizer made from each shipped GGUF
                                                                  (AutoTokenizer.from_pretrained(models, gguf_file=..)
@@ -187,12 +187,38 @@ def small_metaspace():
     return tok, {"bos_token": "<bos>", "eos_token": "<eos>"}
 
 
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def small_nfc():
+    """Qwen2's layout: normalizer NFC, Split(Qwen2 pattern) then ByteLevel(use_regex=false); small_bytelevel's
+    vocabulary (its "\u00c3\u00a9" token is the NFC form of e + U+0301)."""
+    tok, _ = small_bytelevel()
+    tok["normalizer"] = {"type": "NFC"}
+    tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": QWEN2_PATTERN}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+    tok["post_processor"] = None
+    return tok, {}
+
+
+def small_nfkc():
+    """Normalizer Sequence[NFKC, NFD] (compatibility forms, then decomposed) with the GPT-2 ByteLevel pre-tokenizer."""
+    tok, _ = small_bytelevel()
+    tok["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "NFD"}]}
+    tok["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    tok["post_processor"] = None
+    return tok, {}
+
+
 SMALL_TEXTS = ["hello world", "hello  world", "Hello world 12345", "it's hello's", "<s>hello</s>",
                "hi   </s>", "<|user|>   hello", "a [x] b[x]c", "word words sword word", "caf\u00e9 \u00e9\u00e9",
                "tab\there\n\nnewline", "\U0001F600 emoji", "cat cats  scat", "   ", "", "hello\nworld",
                "\u4f60\u597d hello", "zzz qqq", "<bos>hello<eos>", "\u2581hello", "in 1969--1972, hello; world!! ok?",
                "a-b--c---d", "x,y;;z,,", "wow!?! what", "year 2024 and 12345 and 1 2", "hello<bos> world",
-               "hello <eos>world"]
+               "hello <eos>world", "cafe\u0301 caf\u00e9", "\ufb01ne \uff21\uff22\uff23\uff11\uff12 \u00bd x\u00b2",
+               "\u212b \u00c5 A\u030a", "\u1e9b\u0323 \uac00 \u1100\u1161", "\u2460\u2461 \u33a1"]
 
 
 def write_json(path, obj):
@@ -202,12 +228,12 @@ def write_json(path, obj):
         f.write("\n")
 
 
-def cases(name, tok, texts, out):
+ALL_MODES = ((True, False), (False, False), (True, True))  # (parse_special, add_special_tokens)
+
+
+def cases(name, tok, texts, out, modes=ALL_MODES):
     for text in texts:
-        for parse_special in (True, False):
-            for add_special in (False, True):
-                if add_special and not parse_special:
-                    continue
+        for parse_special, add_special in modes:
                 tok.encode_special_tokens = not parse_special
                 ids = tok.encode(text, add_special_tokens=add_special).ids
                 out.append({"tokenizer": name, "text": text, "parse_special": parse_special,
@@ -220,12 +246,14 @@ def main():
     small_only = "--small-only" in sys.argv
     records = []
     for name, make in (("hf_small_bytelevel", small_bytelevel), ("hf_small_spm", small_spm),
-                       ("hf_small_splits", small_splits), ("hf_small_metaspace", small_metaspace)):
+                       ("hf_small_splits", small_splits), ("hf_small_metaspace", small_metaspace),
+                       ("hf_small_nfc", small_nfc), ("hf_small_nfkc", small_nfkc)):
         tok_json, config = make()
         write_json(os.path.join(FIX, name, "tokenizer.json"), tok_json)
         write_json(os.path.join(FIX, name, "tokenizer_config.json"), config)
         tok = Tokenizer.from_file(os.path.join(FIX, name, "tokenizer.json"))
-        cases(name, tok, SMALL_TEXTS + HARD, records)
+        cases(name, tok, SMALL_TEXTS, records)
+        cases(name, tok, HARD, records, modes=ALL_MODES[:1])
     with open(os.path.join(FIX, "hf_small_cases.jsonl"), "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")

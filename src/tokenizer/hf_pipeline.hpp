@@ -59,7 +59,9 @@ struct PreStep {
 };
 
 struct NormStep {
-    enum Kind { REPLACE, PREPEND } kind = REPLACE;
+    // UNICODE: NFC/NFD/NFKC/NFKD through ICU (`form` names it).
+    enum Kind { REPLACE, PREPEND, UNICODE } kind = REPLACE;
+    std::string form;
     std::shared_ptr<const Regex> regex;  // REPLACE with a Regex pattern; null for a String pattern
     std::string literal;                 // REPLACE with a String pattern
     std::string content;                 // the replacement, or the prepended text

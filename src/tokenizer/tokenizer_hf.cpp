@@ -4,7 +4,7 @@
 // Supported (anything else is refused with the file and the JSON path of the field):
 //   model        BPE: vocab, merges ("a b" strings or [a, b] pairs), unk_token, byte_fallback, fuse_unk,
 //                ignore_merges; dropout null/0, no continuing_subword_prefix / end_of_word_suffix.
-//   normalizer   null, Replace (String or Regex pattern), Prepend, Sequence of these.
+//   normalizer   null, Replace (String or Regex pattern), Prepend, NFC/NFD/NFKC/NFKD (ICU), Sequence of these.
 //   pre_tokenizer null, Split (Regex or String; Removed/Isolated/MergedWithPrevious/MergedWithNext/Contiguous;
 //                invert), ByteLevel (add_prefix_space, use_regex; last step), Digits (individual_digits),
 //                Metaspace (replacement, prepend_scheme, split), Sequence of these.
@@ -16,6 +16,9 @@
 // 5 writes it.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 
 #include <filesystem>
 #include <fstream>
@@ -150,10 +153,69 @@ void split_piece(const PreStep& st, const std::string& piece, std::vector<std::s
 
 }  // namespace
 
+// The Unicode normal form `form` ("NFC", "NFD", "NFKC", "NFKD") of `text` through ICU. Bytes that are not UTF-8
+// are kept as they are, the valid stretches between them normalized.
+static std::string unicode_normalize(std::string_view text, const std::string& form) {
+    UErrorCode err = U_ZERO_ERROR;
+    const UNormalizer2* norm = form == "NFC"    ? unorm2_getNFCInstance(&err)
+                               : form == "NFD"  ? unorm2_getNFDInstance(&err)
+                               : form == "NFKC" ? unorm2_getNFKCInstance(&err)
+                                                : unorm2_getNFKDInstance(&err);
+    check(U_SUCCESS(err), "ICU: no ", form, " normalizer (", u_errorName(err), ")");
+    const auto run = [&](std::string_view utf8, std::string& out) {
+        if (utf8.empty()) return;
+        UErrorCode e = U_ZERO_ERROR;
+        int32_t n16 = 0;
+        u_strFromUTF8(nullptr, 0, &n16, utf8.data(), int32_t(utf8.size()), &e);
+        std::u16string src(size_t(n16), u'\0');
+        e = U_ZERO_ERROR;
+        u_strFromUTF8(src.data(), n16, nullptr, utf8.data(), int32_t(utf8.size()), &e);
+        e = U_ZERO_ERROR;
+        const int32_t nn = unorm2_normalize(norm, src.data(), n16, nullptr, 0, &e);
+        std::u16string dst(size_t(nn), u'\0');
+        e = U_ZERO_ERROR;
+        unorm2_normalize(norm, src.data(), n16, dst.data(), nn, &e);
+        int32_t n8 = 0;
+        e = U_ZERO_ERROR;
+        u_strToUTF8(nullptr, 0, &n8, dst.data(), nn, &e);
+        const size_t at = out.size();
+        out.resize(at + size_t(n8));
+        e = U_ZERO_ERROR;
+        u_strToUTF8(out.data() + at, n8, nullptr, dst.data(), nn, &e);
+        check(U_SUCCESS(e), "ICU: ", form, " normalization failed (", u_errorName(e), ")");
+    };
+    // Split at bytes that are not UTF-8 (ICU would replace them).
+    std::string out;
+    size_t start = 0;
+    for (size_t i = 0; i < text.size();) {
+        const auto b = static_cast<uint8_t>(text[i]);
+        const size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+        bool ok = n > 0 && i + n <= text.size();
+        for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<uint8_t>(text[i + k]) & 0xC0) == 0x80;
+        if (ok && n > 1) {  // overlong forms, surrogates and values above U+10FFFF are not UTF-8 either
+            uint32_t cp = b & (0x7F >> n);
+            for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<uint8_t>(text[i + k]) & 0x3F);
+            static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+            ok = cp >= kMin[n] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+        }
+        if (ok) {
+            i += n;
+            continue;
+        }
+        run(text.substr(start, i - start), out);
+        out += text[i];
+        start = ++i;
+    }
+    run(text.substr(start), out);
+    return out;
+}
+
 std::string Pipeline::normalize(std::string_view text) const {
     std::string s(text);
     for (const NormStep& st : normalizer) {
-        if (st.kind == NormStep::PREPEND) {
+        if (st.kind == NormStep::UNICODE) {
+            s = unicode_normalize(s, st.form);
+        } else if (st.kind == NormStep::PREPEND) {
             if (!s.empty()) s = st.content + s;
         } else if (st.regex) {
             std::string out;
@@ -303,8 +365,13 @@ void read_normalizer(const Node& n, Pipeline& p) {
         st.kind = NormStep::PREPEND;
         st.content = n.at("prepend").str();
         p.normalizer.push_back(std::move(st));
+    } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+        NormStep st;
+        st.kind = NormStep::UNICODE;
+        st.form = type;
+        p.normalizer.push_back(std::move(st));
     } else {
-        unknown_type(n, type, "Replace, Prepend, Sequence");
+        unknown_type(n, type, "Replace, Prepend, NFC, NFD, NFKC, NFKD, Sequence");
     }
 }
 
