@@ -396,10 +396,11 @@ Tokenizer Tokenizer::from_hf_spec(hf::Spec spec) {
     // What each token decodes to, through the decoder's per-token steps (added tokens verbatim, as HF's decoders
     // leave their ASCII text unchanged).
     m.bytes.resize(n);
+    const std::vector<hf::DecodeStep> none;
     for (size_t i = 0; i < n; ++i) {
         std::string text = spec.tokens[i];
         const bool added = m.types[i] == TokenType::CONTROL || m.types[i] == TokenType::USER_DEFINED;
-        for (const hf::DecodeStep& st : added ? std::vector<hf::DecodeStep>{} : spec.pipeline.decoder) {
+        for (const hf::DecodeStep& st : added ? none : spec.pipeline.decoder) {
             switch (st.kind) {
                 case hf::DecodeStep::BYTE_LEVEL: text = token_to_bytes(text); break;
                 case hf::DecodeStep::REPLACE:

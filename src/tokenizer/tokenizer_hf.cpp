@@ -554,8 +554,8 @@ Spec read_folder(const std::string& dir) {
         ids[text] = int32_t(id);
     };
     for (const auto& [text, id] : vocab.j.items()) {
-        const Node idn{id, vocab.path + "[\"" + text + "\"]", file};
-        place(text, idn.integer(), idn.path);
+        if (!id.is_number_integer()) Node{id, vocab.path + "[\"" + text + "\"]", file}.integer();  // throws
+        place(text, id.get<int64_t>(), "model.vocab");
         const bool byte_piece = text.size() == 6 && text.starts_with("<0x") && text.ends_with(">");
         spec.types[id.get<int64_t>()] = spec.byte_fallback && byte_piece ? TokenType::BYTE : TokenType::NORMAL;
     }
@@ -587,22 +587,25 @@ Spec read_folder(const std::string& dir) {
     const Node merges = model.at("merges");
     spec.merges.reserve(merges.size());
     for (size_t r = 0; r < merges.size(); ++r) {
-        const Node m = merges[r];
+        // Paths are built only for an error: Gemma 3 has half a million merges.
+        const json& mj = merges.j[r];
+        const auto path = [&] { return merges[r].path; };
         std::string left, right;
-        if (m.j.is_string()) {
-            const std::string s = m.str();
+        if (mj.is_string()) {
+            const std::string& s = mj.get_ref<const std::string&>();
             const size_t cut = s.find(' ', 1);
-            check(cut != std::string::npos, file, ": ", m.path, ": merge \"", s, "\" is not \"left right\"");
+            if (cut == std::string::npos) fail(file, ": ", path(), ": merge \"", s, "\" is not \"left right\"");
             left = s.substr(0, cut);
             right = s.substr(cut + 1);
         } else {
-            check(m.size() == 2, file, ": ", m.path, ": a merge is \"left right\" or [left, right]");
-            left = m[0].str();
-            right = m[1].str();
+            if (!(mj.is_array() && mj.size() == 2 && mj[0].is_string() && mj[1].is_string()))
+                fail(file, ": ", path(), ": a merge is \"left right\" or [left, right]");
+            left = mj[0].get<std::string>();
+            right = mj[1].get<std::string>();
         }
         const auto id_of = [&](const std::string& t) {
             const auto it = ids.find(t);
-            check(it != ids.end(), file, ": ", m.path, ": merge names \"", t, "\", which is not in model.vocab");
+            if (it == ids.end()) fail(file, ": ", path(), ": merge names \"", t, "\", which is not in model.vocab");
             return it->second;
         };
         spec.merges.push_back({id_of(left), id_of(right), id_of(left + right)});
