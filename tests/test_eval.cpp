@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "tokenizer/tokenizer.hpp"
 #include "util/error.hpp"
 #include "util/json.hpp"
+#include "temp_dir.hpp"
 #include "test_model_path.hpp"
 
 namespace fs = std::filesystem;
@@ -106,6 +108,16 @@ TEST_CASE("eval json: strings, escapes, numbers, errors", "[eval]") {
     CHECK(json::escape(raw) == "q\\\"b\\\\s\\n\\t\\r\\u0001 \xc3\xa9");
     CHECK(json::parse("\"" + json::escape(raw) + "\"").str == raw);
     CHECK_THROWS_WITH(v.at("zz", "f.jsonl:3"), Catch::Contains("f.jsonl:3") && Catch::Contains("zz"));
+}
+
+TEST_CASE("eval json: a malformed JSON line is refused with its file and line", "[eval]") {
+    TempDir dir("jsonl");
+    const std::string bad = dir.write("bad.jsonl", "{\"a\": 1}\n\n{\"a\": [1, 2}\n");
+    CHECK_THROWS_WITH(json::read_jsonl(bad), Catch::Contains(bad + ":3") && Catch::Contains("parse error"));
+    const std::string trailing = dir.write("trailing.jsonl", "{\"a\": 1}\n{\"b\": \"x\"} trailing\n");
+    CHECK_THROWS_WITH(json::read_jsonl(trailing), Catch::Contains(trailing + ":2"));
+    CHECK(json::read_jsonl(dir.write("ok.jsonl", "{\"a\": 1}\n  \n[2]\n")).size() == 2);
+    CHECK_THROWS_WITH(json::read_jsonl(dir.file("absent.jsonl")), Catch::Contains("absent.jsonl: cannot open"));
 }
 
 TEST_CASE("eval prompts: the paper's templates, exactly", "[eval]") {

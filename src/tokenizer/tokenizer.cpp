@@ -8,6 +8,8 @@
 #include "tokenizer/tokenizer.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <array>
 #include <functional>
 #include <memory>
@@ -15,6 +17,7 @@
 #include <unordered_map>
 
 #include "tokenizer/chat_template.hpp"
+#include "tokenizer/hf_pipeline.hpp"
 #include "tokenizer/pretokenizer.hpp"
 #include "tokenizer/spm.hpp"
 #include "util/error.hpp"
@@ -174,6 +177,15 @@ struct Tokenizer::Impl {
     std::string chat_template;
     chat::Template chat;
 
+    // from_hf_folder: the tokenizer.json pipeline around the BPE model (null for GGUF tokenizers).
+    std::shared_ptr<const hf::Pipeline> hf;
+    std::unordered_map<int32_t, hf::AddedToken> hf_added;  // id -> its added_tokens entry
+    SpecialMatcher hf_all;    // every added token (parse_special)
+    SpecialMatcher hf_plain;  // the non-special ones, matched always as in HF
+    bool byte_fallback = false, fuse_unk = false;
+    std::array<int32_t, 256> byte_piece{};  // <0xNN> token of each byte (byte_fallback), -1 when absent
+    size_t strip_leading = 0;               // decoder Strip / Metaspace: leading spaces removed from decoded text
+
     void check_id(int32_t id) const {
         check(id >= 0 && id < static_cast<int32_t>(tokens.size()), source, ": token id ", id,
               " out of range [0, ", tokens.size(), ")");
@@ -183,6 +195,10 @@ struct Tokenizer::Impl {
     void build_spm(TokenizerVocab& v);
     void encode_word(std::string_view word, std::vector<int32_t>& out) const;
     void encode_text(std::string_view text, std::vector<int32_t>& out) const;
+    void merge_symbols(std::vector<Symbol>& syms, std::vector<int32_t>& out) const;
+    void encode_hf(std::string_view text, bool parse_special, std::vector<int32_t>& out) const;
+    void encode_hf_text(std::string_view text, bool first, std::vector<int32_t>& out) const;
+    void encode_hf_word(std::string_view word, std::vector<int32_t>& out) const;
 };
 
 void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& out) const {
@@ -204,6 +220,11 @@ void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& o
         const auto n = static_cast<int32_t>(syms.size());
         syms.push_back({id, n - 1, n + 1, true});
     }
+    merge_symbols(syms, out);
+}
+
+// Applies the merges within one word (symbols linked in order) and appends the surviving ids.
+void Tokenizer::Impl::merge_symbols(std::vector<Symbol>& syms, std::vector<int32_t>& out) const {
     if (syms.empty()) return;
     syms.back().next = -1;
 
@@ -256,6 +277,197 @@ void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& o
         encode_word(w, out);
         seen.emplace(w, std::make_pair(begin, out.size()));
     }
+}
+
+// ---------------------------------------------------------------- tokenizer.json (from_hf_folder)
+
+namespace {
+
+bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_word_byte(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return std::isalnum(u) || c == '_' || u >= 0x80;  // non-ASCII counted as word characters (HF: \w)
+}
+
+}  // namespace
+
+// Added tokens are cut out first (leftmost-longest; special ones only with parse_special), honouring lstrip/rstrip
+// (the whitespace next to the token is swallowed) and single_word (no word character on either side); the text
+// between them is normalized, pre-tokenized and merged.
+void Tokenizer::Impl::encode_hf(std::string_view text, bool parse_special, std::vector<int32_t>& out) const {
+    const SpecialMatcher& matcher = parse_special ? hf_all : hf_plain;
+    size_t start = 0;
+    for (size_t i = 0; i < text.size() && !matcher.empty();) {
+        const auto [id, len] = matcher.match(text, i);
+        if (id < 0) {
+            ++i;
+            continue;
+        }
+        const hf::AddedToken& a = hf_added.at(id);
+        if (a.single_word && ((i > 0 && is_word_byte(text[i - 1])) ||
+                              (i + len < text.size() && is_word_byte(text[i + len])))) {
+            ++i;
+            continue;
+        }
+        size_t b = i, e = i + len;
+        if (a.lstrip)
+            while (b > start && is_ascii_space(text[b - 1])) --b;
+        if (a.rstrip)
+            while (e < text.size() && is_ascii_space(text[e])) ++e;
+        encode_hf_text(text.substr(start, b - start), start == 0, out);
+        out.push_back(id);
+        i = start = e;
+    }
+    encode_hf_text(text.substr(start), start == 0, out);
+}
+
+void Tokenizer::Impl::encode_hf_text(std::string_view text, bool first, std::vector<int32_t>& out) const {
+    if (text.empty()) return;
+    const std::string normalized = hf->normalize(text);
+    std::vector<std::string> words;
+    hf->pre_tokenize(normalized, first, words);
+    std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> [begin, end) in out
+    for (const std::string& w : words) {
+        if (auto it = seen.find(w); it != seen.end()) {
+            const auto [b, e] = it->second;
+            for (size_t k = b; k < e; ++k) out.push_back(out[k]);
+            continue;
+        }
+        const size_t begin = out.size();
+        encode_hf_word(w, out);
+        seen.emplace(w, std::make_pair(begin, out.size()));
+    }
+}
+
+// HF's BPE model on one word: byte-level vocabularies start from one symbol per byte (bytes-as-unicode), others
+// from one per character, a character without a token falling back to its <0xNN> byte tokens (byte_fallback) or
+// to the unknown token (consecutive ones fused with fuse_unk), or dropped when there is none.
+void Tokenizer::Impl::encode_hf_word(std::string_view word, std::vector<int32_t>& out) const {
+    if (hf->byte_level) {
+        encode_word(word, out);  // ignore_merges and the byte symbols as for GGUF byte-level BPE
+        return;
+    }
+    if (ignore_merges) {
+        if (auto it = token_to_id.find(std::string(word)); it != token_to_id.end()) {
+            out.push_back(it->second);
+            return;
+        }
+    }
+    std::vector<Symbol> syms;
+    syms.reserve(word.size());
+    bool last_unk = false;
+    const auto push = [&](int32_t id) {
+        const auto n = static_cast<int32_t>(syms.size());
+        syms.push_back({id, n - 1, n + 1, true});
+    };
+    for (size_t i = 0; i < word.size();) {
+        const auto lead = static_cast<uint8_t>(word[i]);
+        size_t n = lead < 0x80               ? 1
+                   : (lead & 0xE0) == 0xC0 ? 2
+                   : (lead & 0xF0) == 0xE0 ? 3
+                   : (lead & 0xF8) == 0xF0 ? 4
+                                           : 1;  // a stray byte: one symbol (byte fallback or unk)
+        if (i + n > word.size()) n = 1;
+        const std::string_view ch = word.substr(i, n);
+        i += n;
+        if (auto it = token_to_id.find(std::string(ch)); it != token_to_id.end()) {
+            push(it->second);
+            last_unk = false;
+            continue;
+        }
+        if (byte_fallback && std::all_of(ch.begin(), ch.end(), [&](char c) { return byte_piece[uint8_t(c)] >= 0; })) {
+            for (char c : ch) push(byte_piece[uint8_t(c)]);
+            last_unk = false;
+            continue;
+        }
+        if (unk < 0) continue;
+        if (!(fuse_unk && last_unk)) push(unk);
+        last_unk = true;
+    }
+    merge_symbols(syms, out);
+}
+
+Tokenizer Tokenizer::from_hf_spec(hf::Spec spec) {
+    Tokenizer t;
+    Impl& m = *t.impl_;
+    m.source = spec.source;
+    m.pre_name = "tokenizer.json";
+    const size_t n = spec.tokens.size();
+    check(n > 0, m.source, ": model.vocab is empty");
+    m.types = std::move(spec.types);
+    m.token_to_id.reserve(n);
+    for (size_t i = 0; i < n; ++i) m.token_to_id.emplace(spec.tokens[i], static_cast<int32_t>(i));
+    for (const hf::AddedToken& a : spec.added) m.token_to_id[a.content] = a.id;  // added tokens win, as in HF
+
+    // What each token decodes to, through the decoder's per-token steps (added tokens verbatim, as HF's decoders
+    // leave their ASCII text unchanged).
+    m.bytes.resize(n);
+    const std::vector<hf::DecodeStep> none;
+    for (size_t i = 0; i < n; ++i) {
+        std::string text = spec.tokens[i];
+        const bool added = m.types[i] == TokenType::CONTROL || m.types[i] == TokenType::USER_DEFINED;
+        for (const hf::DecodeStep& st : added ? none : spec.pipeline.decoder) {
+            switch (st.kind) {
+                case hf::DecodeStep::BYTE_LEVEL: text = token_to_bytes(text); break;
+                case hf::DecodeStep::REPLACE:
+                case hf::DecodeStep::METASPACE: {
+                    const std::string from = st.literal, to = st.kind == hf::DecodeStep::REPLACE ? st.content : " ";
+                    std::string r;
+                    size_t at = 0;
+                    for (size_t j; !from.empty() && (j = text.find(from, at)) != std::string::npos;
+                         at = j + from.size())
+                        r.append(text, at, j - at).append(to);
+                    text = r.append(text, at);
+                    break;
+                }
+                case hf::DecodeStep::BYTE_FALLBACK:
+                    if (m.types[i] == TokenType::BYTE)
+                        text = std::string(1, static_cast<char>(std::stoi(spec.tokens[i].substr(3, 2), nullptr, 16)));
+                    break;
+                case hf::DecodeStep::FUSE:
+                case hf::DecodeStep::STRIP: break;
+            }
+        }
+        m.bytes[i] = std::move(text);
+    }
+    for (const hf::DecodeStep& st : spec.pipeline.decoder) {
+        if (st.kind == hf::DecodeStep::STRIP && st.content == " ") m.strip_leading = st.start;
+        if (st.kind == hf::DecodeStep::METASPACE && st.strip_first) m.strip_leading = 1;
+    }
+
+    m.byte_token.fill(-1);
+    m.byte_piece.fill(-1);
+    for (uint32_t b = 0; b < 256; ++b) {
+        std::string sym;
+        append_utf8(sym, kByteToCodepoint[b]);
+        if (const auto it = m.token_to_id.find(sym); it != m.token_to_id.end()) m.byte_token[b] = it->second;
+        char piece[8];
+        std::snprintf(piece, sizeof piece, "<0x%02X>", b);
+        if (const auto it = m.token_to_id.find(piece); it != m.token_to_id.end()) m.byte_piece[b] = it->second;
+    }
+    m.merges.reserve(spec.merges.size());
+    for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
+        const auto [left, right, merged] = spec.merges[rank];
+        m.merges.emplace(pair_key(left, right), MergeInfo{static_cast<int32_t>(rank), merged});  // first rank kept
+    }
+    for (hf::AddedToken& a : spec.added) {
+        m.hf_all.add(a.content, a.id);
+        if (!a.special) m.hf_plain.add(a.content, a.id);
+        m.hf_added.emplace(a.id, std::move(a));
+    }
+    m.byte_fallback = spec.byte_fallback;
+    m.fuse_unk = spec.fuse_unk;
+    m.ignore_merges = spec.ignore_merges;
+    m.unk = spec.unk_id;
+    m.bos = spec.bos_id;
+    m.eos = spec.eos_id;
+    m.pad = spec.pad_id;
+    m.add_bos = spec.add_bos;
+    m.chat_template = std::move(spec.chat_template);
+    m.chat = chat::recognise(m.chat_template);
+    m.hf = std::make_shared<const hf::Pipeline>(std::move(spec.pipeline));
+    m.tokens = std::move(spec.tokens);
+    return t;
 }
 
 // ---------------------------------------------------------------- construction
@@ -419,6 +631,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
     std::vector<int32_t> out;
     out.reserve(text.size() / 3 + 2);
     if (add_bos && m.add_bos && m.bos >= 0) out.push_back(m.bos);
+    if (m.hf) {
+        m.encode_hf(text, parse_special, out);
+        return out;
+    }
     // Byte-level BPE matches added tokens only with parse_special; SentencePiece matches its user-defined ones always.
     const SpecialMatcher* matcher = parse_special ? &m.specials : m.spm ? &m.user_defined : nullptr;
     const auto encode_plain = [&](size_t begin, size_t end) {
@@ -462,6 +678,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool render_speci
         }
         out += m.bytes[id];
     }
+    for (size_t k = 0; k < m.strip_leading && !out.empty() && out[0] == ' '; ++k) out.erase(0, 1);
     return out;
 }
 

@@ -1,6 +1,8 @@
-// tokenizer/tokenizer.hpp: the model's own tokenizer, built from the GGUF metadata.
+// tokenizer/tokenizer.hpp: the model's own tokenizer, built from the GGUF metadata or a Hugging Face tokenizer.json.
 //
-// Supported: tokenizer.ggml.model = "gpt2" (byte-level BPE) with the pre-tokenizers "smollm" (SmolLM/SmolLM2:
+// Two sources: a GGUF file's tokenizer.* metadata (from_gguf) and a Hugging Face folder's tokenizer.json
+// (from_hf_folder, tokenizer/tokenizer_hf.cpp).
+// GGUF: tokenizer.ggml.model = "gpt2" (byte-level BPE) with the pre-tokenizers "smollm" (SmolLM/SmolLM2:
 // individual digits, then the GPT-2 pattern), "gpt2", "llama-bpe" (Llama 3) and "qwen2"; and "llama" (SentencePiece
 // BPE: scored pieces, "▁" for spaces, <0xNN> byte fallback, as Gemma 3 ships it). Unknown models or pre-tokenizers
 // are refused with an error naming the file and the value. Unicode letter/number/whitespace classes
@@ -16,6 +18,9 @@
 namespace hs {
 
 class GgufFile;
+namespace hf {
+struct Spec;
+}
 
 enum class TokenType : int32_t { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
 
@@ -35,6 +40,13 @@ struct TokenizerVocab {
     std::string chat_template;         // tokenizer.chat_template; empty when none
 };
 
+// Options of Tokenizer::from_hf_folder.
+struct HfLoadOptions {
+    // Run a hand-written pre-tokenizer (tokenizer/pretokenizer.hpp) when the tokenizer.json's pre_tokenizer equals
+    // one; false runs every Split regex through PCRE2 (the parity tests compare the two).
+    bool pretokenizer_fast_paths = true;
+};
+
 struct ChatMessage {
     std::string role;     // "system", "user", "assistant"
     std::string content;
@@ -52,6 +64,11 @@ public:
     // Validates the vocabulary (sizes, merges that name known tokens, known model/pre-tokenizer) and builds the
     // tokenizer. Throws hs::Error naming vocab.source and the offending value.
     static Tokenizer from_vocab(TokenizerVocab vocab);
+    // A Hugging Face tokenizer folder: dir/tokenizer.json (required; BPE model, byte-level or SentencePiece-style
+    // with byte fallback; see tokenizer/tokenizer_hf.cpp and docs/file-formats.md for the supported components) and
+    // dir/tokenizer_config.json (optional: chat_template, add_bos_token, bos/eos/pad token names). Unknown
+    // component types and missing fields throw hs::Error naming "<dir>/tokenizer.json" and the field's JSON path.
+    static Tokenizer from_hf_folder(const std::string& dir, const HfLoadOptions& options = {});
     // A tokenizer over single bytes (ids 0..255 are the bytes, 256 = BOS, 257 = EOS) for random-weight models.
     static Tokenizer byte_level(int32_t n_vocab);
 
@@ -90,6 +107,8 @@ public:
     Tokenizer& operator=(const Tokenizer&);
 
 private:
+    static Tokenizer from_hf_spec(hf::Spec spec);  // tokenizer.cpp: builds the tokenizer read by from_hf_folder
+
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

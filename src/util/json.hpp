@@ -1,12 +1,15 @@
-// util/json.hpp: a small JSON reader for the evaluation data (JSONL files): objects, arrays, strings with \u
-// escapes (surrogate pairs included), numbers (kept as double and as their source text), true/false/null.
-// Errors are hs::Error naming the source ("file.jsonl:12") and the byte offset.
+// util/json.hpp: JSON for the evaluation data (JSONL files) and fixtures, parsed by nlohmann-json and copied into a
+// small tree: objects, arrays, strings, numbers (kept as double and as text), true/false/null.
+// Errors are hs::Error naming the source ("file.jsonl:12"), nlohmann's line/column and the byte offset.
+// Code that needs the full nlohmann API (tokenizer.json) uses parse_nlohmann, which reports errors the same way.
 #pragma once
 
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 namespace hs::json {
 
@@ -26,12 +29,13 @@ struct Value {
 };
 
 Value parse(std::string_view text, std::string_view where = "json");
+nlohmann::json parse_nlohmann(std::string_view text, std::string_view where = "json");
 
 // Every non-empty line of a JSONL file, parsed. Throws hs::Error naming file:line.
 std::vector<Value> read_jsonl(const std::string& path);
 
-// The body of a JSON string literal for s (no surrounding quotes): " \ \n \t \r escaped, other control bytes as
-// \u00XX; UTF-8 passes through.
+// The body of a JSON string literal for s (no surrounding quotes), as nlohmann's dump writes it: " \ and control
+// bytes escaped, UTF-8 passed through, bytes that are not UTF-8 replaced by U+FFFD.
 std::string escape(std::string_view s);
 
 }  // namespace hs::json
