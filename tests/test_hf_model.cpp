@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.hpp"
+#include "emulated_backend.hpp"
 #include "engine/engine.hpp"
 #include "gguf/gguf.hpp"
 #include "pear/job.hpp"
@@ -591,6 +592,18 @@ TEST_CASE("transformers-written HF folders of the shipped models give the GGUF m
         const double d = rel_diff(lh, lg);
         INFO("max |logit difference| / max |logit| = " << d);
         CHECK(d < 1e-4);
+        // The bf16 folder (every tensor rounded to bf16 by transformers, norms included), kept in bf16: near, not equal.
+        std::string bf16 = k.folder;
+        bf16.replace(bf16.size() - 3, 3, "bf16");
+        if (is_hf_folder(bf16)) {
+            LoadOptions lo;
+            lo.precision = WeightPrecision::NATIVE;
+            const Model b = load_hf_model(bf16, lo, g.tokenizer);
+            CHECK(b.weights.layers[0].wq.type == WeightType::BF16);
+            const double db = rel_diff(logits_of(b, 16), lg);
+            WARN(bf16 << ": max |logit difference| / max |logit| against the GGUF = " << db);
+            CHECK(db < 0.1);
+        }
     }
 }
 
@@ -737,4 +750,25 @@ TEST_CASE("a sweep job on the HF folder of SmolLM2 gives the GGUF's scores", "[h
     REQUIRE(sa.mean_ratio.size() == sb.mean_ratio.size());
     for (size_t i = 0; i < sa.mean_ratio.size(); ++i) CHECK(sa.mean_ratio[i] == Approx(sb.mean_ratio[i]).margin(1e-4));
     CHECK(sa.ranking == sb.ranking);
+}
+
+// The CUDA backend's code (on the CPU emulator) with an HF folder's 16-bit host matrices (WeightType F16 and BF16
+// at native precision; no GGUF load produces F16 host matrices): fp32 device weights decode them exactly, so the
+// logits are the CPU's.
+TEST_CASE("HF folders' f16 and bf16 matrices through the CUDA backend on the emulator", "[hf][cuda_emu]") {
+    for (GgmlType type : {GgmlType::F16, GgmlType::BF16}) {
+        INFO(ggml_type_name(type));
+        Folder hf("tiny-qwen2", 13, type, 0);
+        const Model m = load_hf(hf.dir, WeightPrecision::NATIVE);
+        REQUIRE(m.weights.layers[0].wv.type == (type == GgmlType::F16 ? WeightType::F16 : WeightType::BF16));
+        BackendOptions o;
+        o.gpu_weights = WeightType::F32;
+        auto gpu = make_emulated_cuda_backend(o);
+        auto cpu = make_cpu_backend(1);
+        Engine eg(m, *gpu), ec(m, *cpu);
+        std::vector<int32_t> tokens{1, 7, 42, 99, 3, 250, 17, 8};
+        ForwardHooks hk;
+        hk.logits = LogitsMode::ALL;
+        CHECK(rel_diff(eg.forward(tokens, 1, 8, hk).logits, ec.forward(tokens, 1, 8, hk).logits) < 1e-5);
+    }
 }
