@@ -328,6 +328,9 @@ TEST_CASE("config.json that the engine cannot honour is refused naming the file 
     j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 10000}};
     refused(j, "rope_parameters asks for RoPE scaling of type 'linear'");
     j = base;
+    j["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}};
+    refused(j, "field quantization_config: quantised checkpoints are not supported (method \"gptq\"");
+    j = base;
     j["hidden_act"] = "gelu";
     refused(j, "hidden_act = 'gelu' is not supported");
     j = base;

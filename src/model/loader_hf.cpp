@@ -159,6 +159,12 @@ ModelConfig read_hf_config(const std::string& dir) {
         model_type = ConfigFields{*jp, file, prefix}.get_string("model_type", "gemma3_text");
     }
     const ConfigFields f{*jp, file, prefix};
+    // Quantised checkpoints (GPTQ, AWQ, bitsandbytes, fp8, ...) store other tensors (qweight, scales) than the plain
+    // F32/F16/BF16 weights read here.
+    if (const auto q = root.find("quantization_config"); q != root.end() && !q->is_null())
+        fail(file, ": field quantization_config: quantised checkpoints are not supported (method ",
+             q->is_object() && q->contains("quant_method") ? q->at("quant_method").dump() : std::string("?"),
+             "; use an unquantised F32, F16 or BF16 checkpoint, or a GGUF file)");
     const HfArchitecture* spec = nullptr;
     for (const auto& a : kHfArchitectures)
         if (model_type == a.model_type) spec = &a;
