@@ -104,7 +104,7 @@ void add_rank_heads_command(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     CLI::App* cmd = app.add_subcommand(
         "rank-heads", "Score every head on the paper's proxy settings (path, attribution or both) and rank them");
-    cmd->add_option("-m,--model", o->model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
+    cmd->add_option("-m,--model", o->model, "GGUF file, Hugging Face checkpoint folder, or random:<shape>[:<seed>]")->capture_default_str();
     cmd->add_option("--mode", o->mode, "path | attribution | both")->capture_default_str();
     cmd->add_option("-k,--top-k", o->top_k, "heads to keep")->capture_default_str();
     cmd->add_option("-o,--output", o->output, "HDF5 file with /ranking and /top_k (the first mode's)");

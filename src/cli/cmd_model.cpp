@@ -29,7 +29,7 @@ struct ModelOptions {
 };
 
 void add_model_options(CLI::App* cmd, ModelOptions& o) {
-    cmd->add_option("-m,--model", o.model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
+    cmd->add_option("-m,--model", o.model, "GGUF file, Hugging Face checkpoint folder, or random:<shape>[:<seed>]")->capture_default_str();
     cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--gpu-weights", o.gpu_weights, "cuda: weights as bf16 | fp16 | fp32 (fp32: exact fp32 compute)")
         ->capture_default_str();
@@ -137,7 +137,7 @@ void add_info_command(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     CLI::App* cmd = app.add_subcommand(
         "info", "Describe a model (architecture, sizes, heads, tensor types, tokenizer) and the machine (CPU, BLAS)");
-    cmd->add_option("model", o->model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
+    cmd->add_option("model", o->model, "GGUF file, Hugging Face checkpoint folder, or random:<shape>[:<seed>]")->capture_default_str();
     cmd->add_flag("--machine", o->machine_only, "describe the machine only: CPU features, BLAS library and core");
     cmd->callback([o] {
         if (o->machine_only) return print_machine();
@@ -183,17 +183,23 @@ void add_info_command(CLI::App& app) {
 
 void add_write_random_command(CLI::App& app) {
     struct Opts {
-        std::string shape, output, type = "Q4_0";
+        std::string shape, output, type = "Q4_0", format = "gguf";
+        uint64_t max_shard_mb = 0;
         uint64_t seed = 1;
         bool quiet = false;
     };
     auto o = std::make_shared<Opts>();
     CLI::App* cmd = app.add_subcommand(
         "write-random", "Write a random-weight model of a real shape as a GGUF file (e.g. an 8B shape in Q4_0, for "
-                        "benchmarks here and in llama.cpp)");
+                        "benchmarks here and in llama.cpp) or a Hugging Face checkpoint folder (--format hf)");
     cmd->add_option("shape", o->shape, "shape name (see `headsweep info random:?`), e.g. llama3-8b")->required();
-    cmd->add_option("-o,--output", o->output, "the GGUF file to write")->required();
-    cmd->add_option("--type", o->type, "matrix type: F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1")->capture_default_str();
+    cmd->add_option("-o,--output", o->output, "the GGUF file (or, --format hf, the folder) to write")->required();
+    cmd->add_option("--type", o->type, "matrix type: F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 (hf: F32 | F16 | BF16)")
+        ->capture_default_str();
+    cmd->add_option("--format", o->format, "gguf | hf (config.json and safetensors, no tokenizer files)")
+        ->capture_default_str();
+    cmd->add_option("--max-shard-mb", o->max_shard_mb, "hf: shard the safetensors at this many MiB (0: one file)")
+        ->capture_default_str();
     cmd->add_option("--seed", o->seed, "random seed (random:<shape>:<seed> is the same model in f32)")
         ->capture_default_str();
     cmd->add_flag("-q,--quiet", o->quiet, "no progress");
@@ -204,7 +210,12 @@ void add_write_random_command(CLI::App& app) {
         for (uint32_t id = 0; id < 64 && !type; ++id)
             if (auto t = ggml_type_from_id(id); t && want == ggml_type_name(*t)) type = t;
         check(type.has_value(), "write-random: unknown type '", o->type, "' (use F32, F16, BF16, Q8_0, Q4_0 or Q4_1)");
-        write_random_gguf(o->shape, o->seed, *type, o->output, !o->quiet);
+        check(o->format == "gguf" || o->format == "hf", "write-random: unknown --format '", o->format,
+              "' (use gguf or hf)");
+        if (o->format == "hf")
+            write_random_hf(o->shape, o->seed, *type, o->output, o->max_shard_mb << 20);
+        else
+            write_random_gguf(o->shape, o->seed, *type, o->output, !o->quiet);
     });
 }
 

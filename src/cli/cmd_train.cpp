@@ -149,7 +149,7 @@ void run_training(TrainCli& opt, const boost::mpi::communicator& world) {
 void add_train_command(CLI::App& app) {
     auto o = std::make_shared<TrainCli>();
     CLI::App* cmd = app.add_subcommand("train", "Learn PEAR re-weighting coefficients tau for selected heads");
-    cmd->add_option("-m,--model", o->model, "GGUF file, or random:<shape>[:<seed>]")->capture_default_str();
+    cmd->add_option("-m,--model", o->model, "GGUF file, Hugging Face checkpoint folder, or random:<shape>[:<seed>]")->capture_default_str();
     cmd->add_option("--job", o->job, "TOML job file (keys: the long flag names with _ for -; flags override)");
     cmd->add_option("--heads", o->heads, "heads as \"layer:head,layer:head,...\"");
     cmd->add_option("--sweep", o->sweep, "take the top K heads of this sweep HDF5 file");

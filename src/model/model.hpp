@@ -103,7 +103,7 @@ struct LoadOptions {
     WeightPrecision precision = WeightPrecision::F32;
 };
 
-// Loads a GGUF model (architectures: llama, qwen2). Throws hs::Error("<path>: <problem>") on anything unexpected:
+// Loads a GGUF model (architectures: llama, qwen2, gemma3). Throws hs::Error("<path>: <problem>") on anything unexpected:
 // unknown architecture, missing metadata or tensors, shapes that disagree with the metadata.
 Model load_model(const std::string& path, const LoadOptions& options = {});
 
@@ -122,8 +122,34 @@ void write_random_gguf(const std::string& shape, uint64_t seed, GgmlType matrix_
                        bool verbose = false);  // throws for unknown names, listing the known ones
 std::vector<std::string> random_model_shapes();
 
-// A model named on a command line or in a job file: a GGUF path, or "random:<shape>[:<seed>]".
+// A model named on a command line or in a job file: a GGUF path, a Hugging Face checkpoint folder (a directory
+// with config.json), or "random:<shape>[:<seed>]".
 Model open_model(const std::string& spec, const LoadOptions& options = {});
+
+// ---- Hugging Face checkpoint folders (model/loader_hf.cpp; docs/file-formats.md)
+// config.json + model.safetensors, or model.safetensors.index.json + its shards (F32, F16 or BF16 tensors), for
+// model_type llama, qwen2, gemma3_text (and gemma3 with a text_config). Precision: F32 decodes every matrix to fp32;
+// BF16 keeps bf16 tensors and rounds f32/f16 ones; NATIVE keeps each matrix in the file's dtype (WeightType BF16, F16
+// or F32). Norms and biases are always fp32. Throws hs::Error naming the file and the field or tensor.
+bool is_hf_folder(const std::string& path);  // a directory that holds config.json
+// config.json -> ModelConfig; unknown model_type and options the engine lacks (RoPE scaling, softcapping, biases
+// where the architecture has none, another activation) are refused by name.
+ModelConfig read_hf_config(const std::string& dir);
+// The weights of `dir` and its tokenizer (tokenizer.json, tokenizer_config.json).
+Model load_hf_model(const std::string& dir, const LoadOptions& options = {});
+// The same with `tokenizer` instead of the folder's (tests; folders written by write_random_hf, which have none).
+Model load_hf_model(const std::string& dir, const LoadOptions& options, const Tokenizer& tokenizer);
+// The files that make the model, in the order the sha256 rule hashes them: config.json, then
+// model.safetensors.index.json and its shards in byte-wise name order (or model.safetensors).
+std::vector<std::string> hf_model_files(const std::string& dir);
+// sha256 of the text "<sha256 hex>  <file name>\n" for each of hf_model_files (sha256sum's output lines, in that order).
+std::string hf_model_sha256(const std::string& dir);
+// The random model of (shape, seed) (the values of make_random_model) as an HF folder: config.json and safetensors
+// with HF's names and conventions (llama Q/K rows not interleaved; Gemma norms stored as w - 1), matrices in
+// matrix_type (F32, F16 or BF16), vectors F32; sharded with an index when the matrices pass max_shard_bytes (0: one
+// file). No tokenizer files (the random models' tokenizer is byte-level).
+void write_random_hf(const std::string& shape, uint64_t seed, GgmlType matrix_type, const std::string& dir,
+                     uint64_t max_shard_bytes = 0);
 
 // Allocates zeroed fp32 storage for `config` and points every tensor of `weights` into it. With a precision other
 // than F32, matrices get no fp32 storage (data = nullptr, type left to the caller; see set_matrix_blocks).

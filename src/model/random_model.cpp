@@ -7,8 +7,13 @@
 #include <thread>
 #include <vector>
 
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include "gguf/gguf.hpp"
 #include "model/model.hpp"
+#include "safetensors/safetensors.hpp"
 #include "util/error.hpp"
 
 namespace hs {
@@ -138,7 +143,8 @@ ModelConfig random_model_config(const std::string& shape) {
             c.rope_dims = g->d_head;
             c.rms_eps = g->rms_eps;
             c.n_ctx = 32768;
-            c.attn_scale = 1.0f / std::sqrt(g->query_pre_attn_scalar);
+            // As transformers (query_pre_attn_scalar ** -0.5 in double, used as fp32) and the loaders compute it.
+            c.attn_scale = float(1.0 / std::sqrt(double(g->query_pre_attn_scalar)));
             c.qk_norm = true;
             c.post_norms = true;
             c.embed_scale = std::sqrt(float(c.d_model));
@@ -345,7 +351,123 @@ void write_random_gguf(const std::string& shape, uint64_t seed, GgmlType matrix_
     w.write(path);
 }
 
+namespace {
+
+// The HF name of a random model's (GGUF-named) tensor; `gemma` picks Gemma 3's norm names.
+std::string hf_tensor_name(const std::string& gguf, bool gemma) {
+    if (gguf == "token_embd.weight") return "model.embed_tokens.weight";
+    if (gguf == "output_norm.weight") return "model.norm.weight";
+    if (gguf == "output.weight") return "lm_head.weight";
+    const size_t dot = gguf.find('.', 4);
+    const std::string layer = "model.layers." + gguf.substr(4, dot - 4) + ".", t = gguf.substr(dot + 1);
+    static const std::pair<const char*, const char*> kNames[] = {
+        {"attn_norm.weight", "input_layernorm.weight"},
+        {"attn_q.weight", "self_attn.q_proj.weight"},
+        {"attn_k.weight", "self_attn.k_proj.weight"},
+        {"attn_v.weight", "self_attn.v_proj.weight"},
+        {"attn_output.weight", "self_attn.o_proj.weight"},
+        {"attn_q.bias", "self_attn.q_proj.bias"},
+        {"attn_k.bias", "self_attn.k_proj.bias"},
+        {"attn_v.bias", "self_attn.v_proj.bias"},
+        {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+        {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+        {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+        {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"},
+        {"ffn_gate.weight", "mlp.gate_proj.weight"},
+        {"ffn_up.weight", "mlp.up_proj.weight"},
+        {"ffn_down.weight", "mlp.down_proj.weight"},
+    };
+    if (t == "ffn_norm.weight") return layer + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight");
+    for (const auto& [g, h] : kNames)
+        if (t == g) return layer + h;
+    fail("write_random_hf: no HF name for tensor ", gguf);
+}
+
+SafetensorsDtype safetensors_dtype_of(GgmlType t) {
+    switch (t) {
+        case GgmlType::F32: return SafetensorsDtype::F32;
+        case GgmlType::F16: return SafetensorsDtype::F16;
+        case GgmlType::BF16: return SafetensorsDtype::BF16;
+        default: fail("write_random_hf: matrix type ", ggml_type_name(t), " has no safetensors dtype (use F32, F16 or BF16)");
+    }
+}
+
+// config.json as transformers writes it for the model's architecture (the fields read_hf_config reads).
+nlohmann::json random_hf_config(const ModelConfig& c, const std::string& shape, uint64_t seed, GgmlType matrix_type) {
+    nlohmann::json j;
+    const bool gemma = c.arch == Arch::GEMMA3;
+    j["architectures"] = {gemma ? "Gemma3ForCausalLM" : c.arch == Arch::QWEN2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
+    j["model_type"] = gemma ? "gemma3_text" : c.arch_name;
+    j["hidden_size"] = c.d_model;
+    j["intermediate_size"] = c.d_ff;
+    j["num_hidden_layers"] = c.n_layer;
+    j["num_attention_heads"] = c.n_head;
+    j["num_key_value_heads"] = c.n_head_kv;
+    j["head_dim"] = c.d_head;
+    j["vocab_size"] = c.n_vocab;
+    j["max_position_embeddings"] = c.n_ctx;
+    j["rms_norm_eps"] = c.rms_eps;
+    j["tie_word_embeddings"] = c.tied_embeddings;
+    j["rope_scaling"] = nullptr;
+    j["torch_dtype"] = matrix_type == GgmlType::F32 ? "float32" : matrix_type == GgmlType::F16 ? "float16" : "bfloat16";
+    j["headsweep_random"] = shape + ":" + std::to_string(seed);
+    float global_base = c.layers[0].rope_base;
+    for (const LayerAttention& la : c.layers)
+        if (la.window == 0) global_base = la.rope_base;
+    j["rope_theta"] = global_base;
+    if (!gemma) {
+        j["hidden_act"] = "silu";
+        return j;
+    }
+    j["hidden_activation"] = "gelu_pytorch_tanh";
+    double qpas = 1.0 / (double(c.attn_scale) * double(c.attn_scale));  // attn_scale = qpas^-1/2
+    if (std::fabs(qpas - std::round(qpas)) < 1e-3) qpas = std::round(qpas);
+    j["query_pre_attn_scalar"] = qpas;
+    nlohmann::json types = nlohmann::json::array();
+    for (const LayerAttention& la : c.layers) {
+        types.push_back(la.window > 0 ? "sliding_attention" : "full_attention");
+        if (la.window > 0) j["sliding_window"] = la.window, j["rope_local_base_freq"] = la.rope_base;
+    }
+    j["layer_types"] = types;
+    j["final_logit_softcapping"] = nullptr;
+    j["attn_logit_softcapping"] = nullptr;
+    return j;
+}
+
+}  // namespace
+
+void write_random_hf(const std::string& shape, uint64_t seed, GgmlType matrix_type, const std::string& dir,
+                     uint64_t max_shard_bytes) {
+    const SafetensorsDtype dtype = safetensors_dtype_of(matrix_type);
+    const ModelConfig c = random_model_config(shape);
+    const bool gemma = c.arch == Arch::GEMMA3;
+    std::vector<SafetensorsWriter::Entry> entries;
+    std::vector<float> values;
+    for (const RandomTensor& t : random_tensors(c, seed)) {
+        const bool vector = t.rows == 1 && t.name != "token_embd.weight" && t.name != "output.weight";
+        values.resize(size_t(t.rows * t.cols));
+        fill_tensor(t, values.data());
+        // HF's Gemma RMSNorm computes x * (1 + w): store w (the random model's weights are the factors).
+        if (gemma && vector && t.name.find("norm") != std::string::npos)
+            for (float& v : values) v -= 1.0f;
+        const SafetensorsDtype dt = vector ? SafetensorsDtype::F32 : dtype;
+        std::vector<uint8_t> bytes(values.size() * safetensors_dtype_size(dt));
+        quantize_row(dt == SafetensorsDtype::F32 ? GgmlType::F32 : matrix_type, values.data(), bytes.data(),
+                     int64_t(values.size()));
+        entries.push_back({hf_tensor_name(t.name, gemma), dt,
+                           vector ? std::vector<int64_t>{t.cols} : std::vector<int64_t>{t.rows, t.cols},
+                           std::move(bytes)});
+    }
+    write_safetensors_checkpoint(dir, entries, max_shard_bytes);
+    const std::string path = dir + "/config.json";
+    std::ofstream out(path, std::ios::trunc);
+    check(bool(out), path, ": cannot write");
+    out << random_hf_config(c, shape, seed, matrix_type).dump(2) << "\n";
+    check(bool(out), path, ": write failed");
+}
+
 Model open_model(const std::string& spec, const LoadOptions& options) {
+    if (is_hf_folder(spec)) return load_hf_model(spec, options);
     if (spec.rfind("random:", 0) != 0) return load_model(spec, options);
     std::string rest = spec.substr(7);
     uint64_t seed = 1;

@@ -184,8 +184,12 @@ int64_t matrix_bytes(const Matrix& m) {
 int64_t weights_bytes(const ModelWeights& w) {
     int64_t n = w.n_floats * 4;
     ModelWeights& mw = const_cast<ModelWeights&>(w);  // for_each_matrix only reads here
+    const float* arena_begin = w.arena ? w.arena->data : nullptr;
+    const float* arena_end = arena_begin ? arena_begin + w.n_floats : nullptr;
     for_each_matrix(mw, [&](Matrix& m) {
-        if (m.type != WeightType::F32) n += matrix_bytes(m);
+        // fp32 matrices outside the arena (an HF folder's f32 matrices at native precision) count too
+        const bool in_arena = m.type == WeightType::F32 && m.data >= arena_begin && m.data < arena_end;
+        if (!in_arena) n += matrix_bytes(m);
     });
     return n;
 }

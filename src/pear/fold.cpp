@@ -72,6 +72,8 @@ void fold_head_scale(const ModelConfig& c, ModelWeights& w, const std::vector<fl
 ExportReport export_folded_gguf(const std::string& src, const std::string& dst, const std::vector<HeadRef>& heads,
                                 const std::vector<float>& tau) {
     check(src != dst, "export: the output must be a new file");
+    check(!is_hf_folder(src), "export: ", src, " is a Hugging Face folder; export folds heads into a copy of a GGUF "
+          "file only (convert the folder with llama.cpp's convert_hf_to_gguf.py first)");
     GgufFile f = GgufFile::open(src);
     const std::string arch = f.get_string("general.architecture");
     const int64_t n_layer = f.get_int(arch + ".block_count"), n_head = f.get_int(arch + ".attention.head_count");

@@ -290,6 +290,11 @@ std::string model_stem(const std::string& spec) {
         std::replace(s.begin(), s.end(), ':', '-');
         return s;
     }
+    if (is_hf_folder(spec)) {  // a checkpoint folder: its name ("SmolLM2-135M-Instruct", "gemma-3-270m/")
+        fs::path p(spec);
+        while (!p.empty() && p.filename().empty()) p = p.parent_path();
+        return p.filename().string();
+    }
     return fs::path(spec).stem().string();
 }
 
@@ -394,6 +399,11 @@ ModelShape peek_model_shape(const std::string& spec, const std::string& where) {
             std::string shape = spec.substr(7);
             if (auto c = shape.find(':'); c != std::string::npos) shape = shape.substr(0, c);
             const ModelConfig c = random_model_config(shape);
+            s.n_layer = c.n_layer;
+            s.n_head = c.n_head;
+            s.n_ctx = c.n_ctx;
+        } else if (is_hf_folder(spec)) {
+            const ModelConfig c = read_hf_config(spec);
             s.n_layer = c.n_layer;
             s.n_head = c.n_head;
             s.n_ctx = c.n_ctx;

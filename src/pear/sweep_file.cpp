@@ -12,6 +12,7 @@
 
 #include "backend/cpu/cpu_runtime.hpp"
 #include "io/h5.hpp"
+#include "model/model.hpp"
 #include "util/error.hpp"
 #include "util/sha256.hpp"
 
@@ -84,6 +85,7 @@ std::string model_sha256(const std::string& spec) {
         }
         return sha256_hex("random:" + shape + ":seed=" + seed);
     }
+    if (is_hf_folder(spec)) return hf_model_sha256(spec);  // config.json, index and shards (docs/file-formats.md)
     return sha256_file(spec);
 }
 

@@ -37,8 +37,8 @@ inline constexpr int32_t kDefaultBootstrapResamples = 1000;
 
 // What a sweep file records about its job and model. The fields marked [checked] must be equal for a resume.
 struct SweepFileInfo {
-    std::string model;            // the model as given (GGUF path or random spec)
-    std::string model_sha256;     // [checked] sha256 of the GGUF file; for random models of the normalised spec
+    std::string model;            // the model as given (GGUF path, HF folder or random spec)
+    std::string model_sha256;     // [checked] sha256 of the GGUF file (HF folder: hf_model_sha256); random: of the spec
     std::string model_name;       // general.name or the random shape
     std::string architecture;
     int32_t n_layer = 0;          // [checked]
@@ -53,7 +53,8 @@ struct SweepFileInfo {
 
 // The provenance of a loaded model (the hash: sha256 of the GGUF file, or of source.path for random models).
 SweepFileInfo describe_model(const Model& model, const std::string& spec);
-// sha256 of a GGUF file; for "random:<shape>[:<seed>]" the hash of "random:<shape>:seed=<seed>" (seed 1 when
+// sha256 of a GGUF file; of a Hugging Face folder, hf_model_sha256 (config.json, index and shards: see
+// docs/file-formats.md); for "random:<shape>[:<seed>]" the hash of "random:<shape>:seed=<seed>" (seed 1 when
 // omitted), so that "random:tiny" and "random:tiny:1" are the same model.
 std::string model_sha256(const std::string& spec);
 
