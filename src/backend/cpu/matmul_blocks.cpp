@@ -154,6 +154,14 @@ struct QuantizedInput {
     std::vector<XRow> rows;
 };
 
+// roundf(v) for |v| <= 127 (halves away from zero, as ggml), without the libm call per element: truncate, then
+// step away from zero when the dropped fraction (exact: |v| < 2^23) is at least a half.
+inline int round_half_away(float v) {
+    const int t = static_cast<int>(v);
+    const float f = v - static_cast<float>(t);
+    return t + (f >= 0.5f) - (f <= -0.5f);
+}
+
 // Q8_0 as ggml: d = amax/127 (stored as fp16), q = round(x / d) with the unrounded reciprocal; plus each block's sum.
 void quantize_q8_0(const float* x, int64_t cols, int8_t* qs, float* d, int32_t* s) {
     for (int64_t b = 0; b < cols / 32; ++b) {
@@ -164,7 +172,7 @@ void quantize_q8_0(const float* x, int64_t cols, int8_t* qs, float* d, int32_t* 
         const float id = db != 0.0f ? 1.0f / db : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < 32; ++j) {
-            const int v = static_cast<int>(std::roundf(std::clamp(xb[j] * id, -127.0f, 127.0f)));  // half away from 0
+            const int v = round_half_away(std::clamp(xb[j] * id, -127.0f, 127.0f));
             qs[32 * b + j] = static_cast<int8_t>(v);
             sum += v;
         }
@@ -238,6 +246,10 @@ int64_t gemv_item_rows(uint64_t row_bytes) {
     return std::clamp<int64_t>(r, 16, 512);
 }
 
+// Rows ahead of the 4-row kernel whose lines are prefetched: the kernel's first reads of a row group (the gather of
+// the block scales) otherwise wait for memory (measured ~7% less CPU time per decode step's GEMVs, 8 or 16 alike).
+constexpr int64_t kPrefetchRows = 16;
+
 // One matrix of a GEMV job, with its kernels, its quantised input rows and its first work item.
 struct GemvPart {
     const BlockProduct* p = nullptr;
@@ -260,6 +272,11 @@ void gemv_rows(const GemvPart& part, int64_t r0, int64_t r1, int64_t n) {
         int64_t r = r0;
         if (part.dot4) {
             for (; r + 4 <= r1; r += 4) {
+                if (kPrefetchRows > 0 && r + kPrefetchRows + 4 <= w.rows) {
+                    // the 4 rows kPrefetchRows ahead, a line at a time (rows are contiguous)
+                    const uint8_t* p = base + (r + kPrefetchRows) * w.row_bytes;
+                    for (uint64_t off = 0; off < 4 * w.row_bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+                }
                 float v[4];
                 part.dot4(base + r * w.row_bytes, w.row_bytes, w.cols, xr, v);
                 for (int j = 0; j < 4; ++j) yi[r + j] = acc ? yi[r + j] + v[j] : v[j];
