@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <thread>
+#include <tuple>
 #include <random>
 #include <vector>
 
@@ -86,34 +88,77 @@ TEST_CASE("thread pool: parallel_items shares out the work, and finishes it when
     CHECK(on_caller.load() > 0);
 }
 
-TEST_CASE("attention: the decode heads shared out over the pool equal the heads one after the other",
+namespace {
+
+// z of every query and head by the definition, in double: softmax over the visible keys of scale * q.k, times v.
+std::vector<double> naive_attention(const hs::AttentionArgs& a) {
+    const int64_t q_dim = int64_t(a.n_head) * a.d_head, kv_dim = int64_t(a.n_head_kv) * a.d_head;
+    std::vector<double> z(size_t(a.batch * a.seq * q_dim), 0.0);
+    for (int64_t b = 0; b < a.batch; ++b)
+        for (int64_t t = 0; t < a.seq; ++t)
+            for (int32_t h = 0; h < a.n_head; ++h) {
+                const int32_t kvh = h / (a.n_head / a.n_head_kv);
+                const int64_t qpos = a.pos0 + t, hi = qpos + 1;
+                const int64_t lo = a.window > 0 ? std::max<int64_t>(0, qpos - a.window + 1) : 0;
+                const float* q = a.q + (b * a.seq + t) * q_dim + int64_t(h) * a.d_head;
+                std::vector<double> s(size_t(hi - lo));
+                double mx = -1e300, sum = 0;
+                for (int64_t j = lo; j < hi; ++j) {
+                    const float* k = a.k_cache + (b * a.cache_len + j) * kv_dim + int64_t(kvh) * a.d_head;
+                    double d = 0;
+                    for (int32_t c = 0; c < a.d_head; ++c) d += double(q[c]) * k[c];
+                    s[size_t(j - lo)] = d * a.scale;
+                    mx = std::max(mx, s[size_t(j - lo)]);
+                }
+                for (double& v : s) sum += (v = std::exp(v - mx));
+                double* out = z.data() + (b * a.seq + t) * q_dim + int64_t(h) * a.d_head;
+                for (int64_t j = lo; j < hi; ++j) {
+                    const float* v = a.v_cache + (b * a.cache_len + j) * kv_dim + int64_t(kvh) * a.d_head;
+                    for (int32_t c = 0; c < a.d_head; ++c) out[c] += s[size_t(j - lo)] / sum * v[c];
+                }
+            }
+    return z;
+}
+
+}  // namespace
+
+TEST_CASE("attention: decode units shared out over the pool equal the serial ones and the definition",
           "[thread_pool]") {
     std::mt19937 rng(3);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    for (int32_t window : {0, 5}) {
-        hs::AttentionArgs a;
-        a.batch = 2;
-        a.seq = 1;
-        a.pos0 = 37;
-        a.cache_len = 50;
-        a.n_head = 6;
-        a.n_head_kv = 2;
-        a.d_head = 16;
-        a.scale = 0.25f;
-        a.window = window;
-        std::vector<float> q(size_t(a.batch * a.seq * a.n_head * a.d_head)),
-            k(size_t(a.batch * a.cache_len * a.n_head_kv * a.d_head)), v(k.size());
-        for (auto* vec : {&q, &k, &v})
-            for (float& x : *vec) x = nd(rng);
-        a.q = q.data();
-        a.k_cache = k.data();
-        a.v_cache = v.data();
-        std::vector<float> z1(q.size(), -1.0f), z2(q.size(), -2.0f);
-        a.z = z1.data();
-        hs::cpu::attention_cpu(a, nullptr);
-        ThreadPool pool(2);
-        a.z = z2.data();
-        for (int rep = 0; rep < 10; ++rep) hs::cpu::attention_cpu(a, &pool);
-        CHECK(z1 == z2);
+    ThreadPool pool(2);
+    // (n_head, n_head_kv, seq): grouped decode (kv-head units), multi-head decode and a few queries (head units)
+    for (auto [n_head, n_head_kv, seq] : {std::tuple{6, 2, 1}, std::tuple{4, 1, 1}, std::tuple{3, 3, 1},
+                                          std::tuple{6, 2, 3}}) {
+        for (int32_t window : {0, 5}) {
+            INFO("heads " << n_head << " kv heads " << n_head_kv << " seq " << seq << " window " << window);
+            hs::AttentionArgs a;
+            a.batch = 2;
+            a.seq = seq;
+            a.pos0 = 37;
+            a.cache_len = 50;
+            a.n_head = n_head;
+            a.n_head_kv = n_head_kv;
+            a.d_head = 16;
+            a.scale = 0.25f;
+            a.window = window;
+            std::vector<float> q(size_t(a.batch * a.seq * a.n_head * a.d_head)),
+                k(size_t(a.batch * a.cache_len * a.n_head_kv * a.d_head)), v(k.size());
+            for (auto* vec : {&q, &k, &v})
+                for (float& x : *vec) x = nd(rng);
+            a.q = q.data();
+            a.k_cache = k.data();
+            a.v_cache = v.data();
+            std::vector<float> z1(q.size(), -1.0f), z2(q.size(), -2.0f);
+            a.z = z1.data();
+            hs::cpu::attention_cpu(a, nullptr);
+            a.z = z2.data();
+            for (int rep = 0; rep < 10; ++rep) hs::cpu::attention_cpu(a, &pool);
+            CHECK(z1 == z2);
+            const std::vector<double> want = naive_attention(a);
+            double worst = 0;
+            for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(want[i] - z1[i]));
+            CHECK(worst < 1e-5);
+        }
     }
 }
