@@ -449,3 +449,143 @@ TEST_CASE("matmul_blocks: the tests see a wrong block scale", "[matmul_blocks]")
         CHECK(worst(y, ref.quantised, ref.abs_q) > 100 * kTolSameInts);
     }
 }
+
+namespace {
+
+const detail::GemvKernels* kernel_table(KernelIsa isa) {
+    switch (isa) {
+    case KernelIsa::SCALAR: return detail::gemv_kernels_scalar();
+    case KernelIsa::AVX2: return detail::gemv_kernels_avx2();
+    case KernelIsa::AVX512: return detail::gemv_kernels_avx512();
+    case KernelIsa::AVX512_VNNI: return detail::gemv_kernels_avx512_vnni();
+    }
+    return nullptr;
+}
+
+// One input row quantised as the kernels read it (XRow), re-derived from ggml's quantize_row_q8_0 / q8_K.
+struct QuantRow {
+    std::vector<int8_t> qs;
+    std::vector<float> d;
+    std::vector<int32_t> s32;
+    std::vector<int16_t> bsums;
+    detail::XRow row;
+};
+
+QuantRow quant_row(GgmlType t, const float* x, int64_t cols) {
+    QuantRow q;
+    q.qs.resize(static_cast<size_t>(cols) + 64);
+    if (is_k_type(t)) {
+        for (int64_t b = 0; b < cols / 256; ++b) {
+            float amax = 0.0f;
+            for (int j = 0; j < 256; ++j) amax = std::max(amax, std::fabs(x[256 * b + j]));
+            const float iscale = amax != 0.0f ? 127.0f / amax : 0.0f;
+            for (int j = 0; j < 256; ++j)
+                q.qs[256 * b + j] = int8_t(std::nearbyint(std::clamp(x[256 * b + j] * iscale, -127.0f, 127.0f)));
+            for (int g = 0; g < 16; ++g) {
+                int s = 0;
+                for (int j = 0; j < 16; ++j) s += q.qs[256 * b + 16 * g + j];
+                q.bsums.push_back(int16_t(s));
+            }
+            q.d.push_back(amax != 0.0f ? 1.0f / iscale : 0.0f);
+        }
+        q.row.dk = q.d.data();
+        q.row.bsums = q.bsums.data();
+    } else {
+        for (int64_t b = 0; b < cols / 32; ++b) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * b + j]));
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            int s = 0;
+            for (int j = 0; j < 32; ++j) {
+                q.qs[32 * b + j] = int8_t(std::roundf(std::clamp(x[32 * b + j] * id, -127.0f, 127.0f)));
+                s += q.qs[32 * b + j];
+            }
+            q.d.push_back(fp16_to_fp32(fp32_to_fp16(d)));
+            q.s32.push_back(s);
+        }
+        q.row.d32 = q.d.data();
+        q.row.s32 = q.s32.data();
+    }
+    q.row.qs = q.qs.data();
+    return q;
+}
+
+}  // namespace
+
+TEST_CASE("matmul_blocks: the 4-row kernels equal the 1-row kernel of their ISA bit for bit", "[matmul_blocks]") {
+    std::mt19937 rng(4242);
+    int tested = 0;
+    for (KernelIsa isa : runnable_isas()) {
+        const detail::GemvKernels* k = kernel_table(isa);
+        REQUIRE(k != nullptr);
+        for (size_t ti = 0; ti < std::size(kAllTypes); ++ti) {  // kAllTypes is in DotType order
+            const GgmlType t = kAllTypes[ti];
+            if (k->dot4[ti] == nullptr || is_float_type(t)) continue;
+            std::vector<int64_t> cols_list = cols_for(t);
+            if (!is_k_type(t)) cols_list.push_back(576), cols_list.push_back(1056);  // 18 and 33 blocks
+            for (bool raw : {false, true}) {
+                if (raw && !(t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q4_1)) continue;
+                for (int64_t cols : cols_list) {
+                    INFO(ggml_type_name(t) << (raw ? " (raw)" : "") << " " << kernel_isa_name(isa) << " cols " << cols);
+                    const TestMatrix tm = make_matrix(t, 4, cols, rng, raw);
+                    const std::vector<float> x = random_x(1, cols, rng);
+                    const QuantRow q = quant_row(t, x.data(), cols);
+                    float y4[4];
+                    k->dot4[ti](tm.bytes.data(), tm.m.row_bytes, cols, q.row, y4);
+                    for (int r = 0; r < 4; ++r)
+                        CHECK(y4[r] == k->dot[ti](tm.bytes.data() + r * tm.m.row_bytes, cols, q.row));
+                    ++tested;
+                }
+            }
+        }
+    }
+    WARN("4-row kernels checked: " << tested << " (type, ISA, width) cases");
+}
+
+TEST_CASE("matmul_blocks_many: equals matmul_blocks per matrix on every ISA and thread count", "[matmul_blocks]") {
+    std::mt19937 rng(31);
+    const int64_t cols = 512;
+    // q/k/v-like and mixed: types that quantise the activations differently (Q8_0, Q8_K, none) share one input
+    const TestMatrix a = make_matrix(GgmlType::Q4_1, 131, cols, rng), b = make_matrix(GgmlType::Q8_0, 65, cols, rng),
+                     c = make_matrix(GgmlType::Q6_K, 7, cols, rng), d = make_matrix(GgmlType::BF16, 333, cols, rng),
+                     e = make_matrix(GgmlType::Q5_0, 1000, cols, rng);
+    for (KernelIsa isa : runnable_isas()) {
+        for (int threads : {1, 2, 3}) {
+            for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{9}}) {
+                INFO(kernel_isa_name(isa) << " threads " << threads << " n " << n);
+                const KernelOptions o = kernel_options(isa, threads);
+                const std::vector<float> x = random_x(n, cols, rng);
+                std::vector<std::vector<float>> want, got;
+                std::vector<BlockProduct> ps;
+                for (const TestMatrix* tm : {&a, &b, &c, &d, &e}) {
+                    const bool acc = tm == &b;
+                    std::vector<float> y0(static_cast<size_t>(n * tm->m.rows));
+                    for (size_t i = 0; i < y0.size(); ++i) y0[i] = float(i % 5) - 2.0f;
+                    want.push_back(y0);
+                    got.push_back(y0);
+                    matmul_blocks(x.data(), tm->m, want.back().data(), n, acc, o);
+                }
+                for (size_t j = 0; j < got.size(); ++j) {
+                    const TestMatrix* tm = std::vector<const TestMatrix*>{&a, &b, &c, &d, &e}[j];
+                    ps.push_back(BlockProduct{tm->m, got[j].data(), tm == &b});
+                }
+                matmul_blocks_many(x.data(), ps.data(), int(ps.size()), n, o);
+                for (size_t j = 0; j < got.size(); ++j) {
+                    if (n < kGemmMinRows) {
+                        CHECK(got[j] == want[j]);
+                    } else {
+                        double m = 0;  // OpenBLAS may split its sums differently from call to call
+                        for (size_t i = 0; i < got[j].size(); ++i)
+                            m = std::max(m, double(std::fabs(got[j][i] - want[j][i])));
+                        CHECK(m <= 1e-4);
+                    }
+                }
+            }
+        }
+    }
+    std::vector<float> y(1000);
+    const TestMatrix narrow = make_matrix(GgmlType::Q4_0, 4, 256, rng);
+    const BlockProduct bad[2] = {{a.m, y.data(), false}, {narrow.m, y.data(), false}};
+    const std::vector<float> x = random_x(1, cols, rng);
+    CHECK_THROWS_AS(matmul_blocks_many(x.data(), bad, 2, 1, kernel_options(KernelIsa::SCALAR, 1)), Error);
+}

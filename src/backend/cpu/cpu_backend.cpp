@@ -110,6 +110,17 @@ public:
         if (w.type == WeightType::F32) return cpu::matmul_cpu(x, w, y, rows, acc);
         cpu::matmul_blocks(x, block_matrix(w), y, rows, acc, kernels_);
     }
+    // Decode (few rows) with non-fp32 weights: the matrices' rows as one parallel job on the pool, the activations
+    // quantised once (matmul_blocks_many). Otherwise one product after the other.
+    void matmul_many(const float* x, int64_t rows, std::initializer_list<MatmulOut> outs) override {
+        bool fused = rows < cpu::kGemmMinRows && outs.size() <= 4;
+        for (const MatmulOut& o : outs) fused = fused && o.w->type != WeightType::F32 && o.w->cols == outs.begin()->w->cols;
+        if (!fused) return Backend::matmul_many(x, rows, outs);
+        cpu::BlockProduct ps[4];
+        int n = 0;
+        for (const MatmulOut& o : outs) ps[n++] = cpu::BlockProduct{block_matrix(*o.w), o.y, false};
+        cpu::matmul_blocks_many(x, ps, n, rows, kernels_);
+    }
     void add_bias(float* y, const float* b, int64_t rows, int64_t n) override {
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t i = 0; i < n; ++i) y[r * n + i] += b[i];
@@ -127,7 +138,7 @@ public:
                   int64_t kv_dim) override {
         cpu::store_kv_cpu(kv, cache, batch, seq, pos0, cache_len, kv_dim);
     }
-    void attention(const AttentionArgs& a) override { cpu::attention_cpu(a); }
+    void attention(const AttentionArgs& a) override { cpu::attention_cpu(a, pool_.get()); }
     void attention_probs(const AttentionArgs& a, const int32_t* rows, int64_t n, float* out) override {
         cpu::attention_probs_cpu(a, rows, n, out);
     }

@@ -3,7 +3,6 @@
 #include "backend/cpu/matmul_blocks.hpp"
 
 #include <cblas.h>
-#include <functional>
 
 #include "backend/cpu/thread_pool.hpp"
 
@@ -125,10 +124,9 @@ void check_matrix(const BlockMatrix& w, const char* what) {
     check(w.data != nullptr || w.rows == 0 || w.cols == 0, what, ": no weight data");
 }
 
-int thread_count(const KernelOptions& o) { return o.pool ? o.pool->size() : 1; }
-
 // fn(begin, end) over [0, n), split over the pool's threads (or run here when there is no pool or parallel is false).
-void split(const KernelOptions& o, int64_t n, bool parallel, const std::function<void(int64_t, int64_t)>& fn) {
+template <typename F>
+void split(const KernelOptions& o, int64_t n, bool parallel, F&& fn) {
     if (o.pool && parallel) o.pool->parallel_for(n, fn);
     else fn(0, n);
 }
@@ -156,6 +154,14 @@ struct QuantizedInput {
     std::vector<XRow> rows;
 };
 
+// roundf(v) for |v| <= 127 (halves away from zero, as ggml), without the libm call per element: truncate, then
+// step away from zero when the dropped fraction (exact: |v| < 2^23) is at least a half.
+inline int round_half_away(float v) {
+    const int t = static_cast<int>(v);
+    const float f = v - static_cast<float>(t);
+    return t + (f >= 0.5f) - (f <= -0.5f);
+}
+
 // Q8_0 as ggml: d = amax/127 (stored as fp16), q = round(x / d) with the unrounded reciprocal; plus each block's sum.
 void quantize_q8_0(const float* x, int64_t cols, int8_t* qs, float* d, int32_t* s) {
     for (int64_t b = 0; b < cols / 32; ++b) {
@@ -166,7 +172,7 @@ void quantize_q8_0(const float* x, int64_t cols, int8_t* qs, float* d, int32_t* 
         const float id = db != 0.0f ? 1.0f / db : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < 32; ++j) {
-            const int v = static_cast<int>(std::roundf(std::clamp(xb[j] * id, -127.0f, 127.0f)));  // half away from 0
+            const int v = round_half_away(std::clamp(xb[j] * id, -127.0f, 127.0f));
             qs[32 * b + j] = static_cast<int8_t>(v);
             sum += v;
         }
@@ -228,31 +234,110 @@ QuantizedInput quantize_input(const float* x, int64_t n, int64_t cols, ActQuant 
     return q;
 }
 
-// Output rows per work item of the GEMV: enough to amortise the loop, few enough to balance two threads on the
-// smallest matrices (192 rows); the item's weights (<= 32 KiB at 576 Q4 columns) stay in L1/L2 across the n inputs.
-constexpr int64_t kGemvChunk = 32;
+// Weight bytes per work item of the GEMV: big enough that taking an item (one atomic on a line both cores write)
+// is cheap beside it, small enough that two threads finish a 192 x 576 matrix (69 KB of Q4_1) close together. The
+// item's weights stay in L1/L2 across the n inputs.
+constexpr uint64_t kGemvItemBytes = 24u << 10;
 
-void gemv(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate, const KernelOptions& o) {
-    const GemvKernels* k = kernels_for(o.isa);
-    check(k != nullptr, "matmul_blocks: the ", kernel_isa_name(o.isa), " kernels are not built into this binary");
-    const detail::DotFn dot = k->dot[dot_type(w.type)];
-    const QuantizedInput q = quantize_input(x, n, w.cols, act_quant(w.type));
+// Rows per work item for rows of row_bytes: a multiple of 16 (so the 4-row kernels group the same rows whatever
+// the split), 16 to 512.
+int64_t gemv_item_rows(uint64_t row_bytes) {
+    const int64_t r = static_cast<int64_t>(kGemvItemBytes / std::max<uint64_t>(row_bytes, 1)) / 16 * 16;
+    return std::clamp<int64_t>(r, 16, 512);
+}
+
+// Rows ahead of the dot kernels whose lines are prefetched: the kernel's first reads of a row group (the gather of
+// the block scales) otherwise wait for memory (SmolLM2's decode GEMVs on one thread: 12.8-13.0 -> 9.7-11.0 CPU ms
+// per token; 8 and 16 rows alike, 32 and 64 a little worse).
+constexpr int64_t kPrefetchRows = 16;
+
+// One matrix of a GEMV job, with its kernels, its quantised input rows and its first work item.
+struct GemvPart {
+    const BlockProduct* p = nullptr;
+    detail::DotFn dot = nullptr;
+    detail::Dot4Fn dot4 = nullptr;
+    const XRow* x = nullptr;  // n rows
+    int64_t item_rows = 0;
+    int64_t first_item = 0;
+};
+
+// W rows [r0, r1) of one part times the n input rows. Rows go four at a time through dot4 where the variant has
+// it, counted from row 0 of the matrix (r0 is a multiple of 16), the last rows % 4 of the matrix one at a time.
+void gemv_rows(const GemvPart& part, int64_t r0, int64_t r1, int64_t n) {
+    const BlockMatrix& w = part.p->w;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
-    const int64_t chunks = (w.rows + kGemvChunk - 1) / kGemvChunk;
-    const int threads = thread_count(o);
-    // One thread for tiny products, where waking the team costs more than the work (< ~64 KiB of weights).
-    const bool parallel = threads > 1 && chunks > 1 && static_cast<uint64_t>(w.rows) * w.row_bytes >= (64u << 10);
-    split(o, chunks, parallel, [&](int64_t c0, int64_t c1) {
-        const int64_t r0 = c0 * kGemvChunk, r1 = std::min(w.rows, c1 * kGemvChunk);
-        for (int64_t i = 0; i < n; ++i) {
-            float* yi = y + i * w.rows;
-            const XRow& xr = q.rows[i];
-            for (int64_t r = r0; r < r1; ++r) {
-                const float v = dot(base + r * w.row_bytes, w.cols, xr);
-                yi[r] = accumulate ? yi[r] + v : v;
+    const bool acc = part.p->accumulate;
+    for (int64_t i = 0; i < n; ++i) {
+        float* yi = part.p->y + i * w.rows;
+        const XRow& xr = part.x[i];
+        int64_t r = r0;
+        if (part.dot4) {
+            for (; r + 4 <= r1; r += 4) {
+                if (r + kPrefetchRows + 4 <= w.rows) {
+                    // the 4 rows kPrefetchRows ahead, a line at a time (rows are contiguous)
+                    const uint8_t* p = base + (r + kPrefetchRows) * w.row_bytes;
+                    for (uint64_t off = 0; off < 4 * w.row_bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+                }
+                float v[4];
+                part.dot4(base + r * w.row_bytes, w.row_bytes, w.cols, xr, v);
+                for (int j = 0; j < 4; ++j) yi[r + j] = acc ? yi[r + j] + v[j] : v[j];
             }
         }
-    });
+        for (; r < r1; ++r) {
+            if (r + kPrefetchRows < w.rows) {
+                const uint8_t* p = base + (r + kPrefetchRows) * w.row_bytes;
+                for (uint64_t off = 0; off < w.row_bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+            }
+            const float v = part.dot(base + r * w.row_bytes, w.cols, xr);
+            yi[r] = acc ? yi[r] + v : v;
+        }
+    }
+}
+
+constexpr int kMaxProducts = 8;
+
+void gemv_many(const float* x, const BlockProduct* ps, int count, int64_t n, const KernelOptions& o) {
+    const GemvKernels* k = kernels_for(o.isa);
+    check(k != nullptr, "matmul_blocks: the ", kernel_isa_name(o.isa), " kernels are not built into this binary");
+    QuantizedInput q[3];  // by ActQuant
+    bool have[3] = {false, false, false};
+    GemvPart parts[kMaxProducts];
+    int64_t items = 0;
+    uint64_t bytes = 0;
+    for (int j = 0; j < count; ++j) {
+        const BlockMatrix& w = ps[j].w;
+        const ActQuant aq = act_quant(w.type);
+        const int a = static_cast<int>(aq);
+        if (!have[a]) q[a] = quantize_input(x, n, w.cols, aq), have[a] = true;
+        GemvPart& part = parts[j];
+        part.p = ps + j;
+        part.dot = k->dot[dot_type(w.type)];
+        part.dot4 = k->dot4[dot_type(w.type)];
+        part.x = q[a].rows.data();
+        part.item_rows = gemv_item_rows(w.row_bytes);
+        part.first_item = items;
+        items += (w.rows + part.item_rows - 1) / part.item_rows;
+        bytes += static_cast<uint64_t>(w.rows) * w.row_bytes;
+    }
+    auto run = [&](int64_t i0, int64_t i1) {
+        int j = 0;
+        for (int64_t it = i0; it < i1; ++it) {
+            while (j + 1 < count && parts[j + 1].first_item <= it) ++j;
+            const GemvPart& part = parts[j];
+            const int64_t r0 = (it - part.first_item) * part.item_rows;
+            gemv_rows(part, r0, std::min(part.p->w.rows, r0 + part.item_rows), n);
+        }
+    };
+    // One thread for tiny products, where waking the team costs more than the work (< ~64 KiB of weights).
+    if (o.pool && o.pool->size() > 1 && items > 1 && bytes >= (64u << 10))
+        o.pool->parallel_items(items, run);
+    else
+        run(0, items);
+}
+
+void gemv(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate, const KernelOptions& o) {
+    const BlockProduct p{w, y, accumulate};
+    gemv_many(x, &p, 1, n, o);
 }
 
 void decode_rows(KernelIsa isa, GgmlType t, const uint8_t* src, float* dst, int64_t n) {
@@ -318,6 +403,22 @@ void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bo
         gemv(x, w, y, n, accumulate, o);
     else
         gemm(x, w, y, n, accumulate, o);
+}
+
+void matmul_blocks_many(const float* x, const BlockProduct* products, int count, int64_t n, const KernelOptions& o) {
+    check(count >= 0, "matmul_blocks_many: negative count");
+    for (int j = 0; j < count; ++j) {
+        check_matrix(products[j].w, "matmul_blocks_many");
+        check(products[j].w.cols == products[0].w.cols, "matmul_blocks_many: matrix ", j, " has ",
+              products[j].w.cols, " columns, matrix 0 has ", products[0].w.cols, " (they share the input)");
+    }
+    if (count == 0 || n <= 0) return;
+    if (n >= kGemmMinRows || count > kMaxProducts || products[0].w.cols == 0) {
+        for (int j = 0; j < count; ++j)
+            matmul_blocks(x, products[j].w, products[j].y, n, products[j].accumulate, o);
+        return;
+    }
+    gemv_many(x, products, count, n, o);
 }
 
 void matmul_dx_blocks(const float* dy, const BlockMatrix& w, float* dx, int64_t n, bool accumulate,

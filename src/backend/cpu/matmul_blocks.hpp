@@ -56,6 +56,16 @@ struct KernelOptions {
 // y[n, w.rows] = x[n, w.cols] . W^T  (+ y when accumulate).
 void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate,
                    const KernelOptions& o);
+// One product of matmul_blocks_many: y[n, w.rows] = x . W^T (+ y when accumulate).
+struct BlockProduct {
+    BlockMatrix w;
+    float* y = nullptr;
+    bool accumulate = false;
+};
+// The products of several matrices with one input x[n, cols] (q/k/v, gate/up; every w.cols equal). GEMV path: the
+// activations are quantised once per quantisation kind and the rows of all the matrices are one parallel job
+// (one wake-up and one join instead of one per matrix); SGEMM path: matmul_blocks per matrix.
+void matmul_blocks_many(const float* x, const BlockProduct* products, int count, int64_t n, const KernelOptions& o);
 // dx[n, w.cols] = dy[n, w.rows] . W  (+ dx when accumulate): the backward of matmul_blocks (PEAR training).
 void matmul_dx_blocks(const float* dy, const BlockMatrix& w, float* dx, int64_t n, bool accumulate,
                       const KernelOptions& o);

@@ -36,9 +36,15 @@ enum DotType : int { DT_F32, DT_F16, DT_BF16, DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1
 // the rounding of one fused multiply-add (whether the compiler contracted the scalar code or not).
 using DecodeFn = void (*)(const uint8_t* src, float* dst, int64_t n);
 
+// y[0..4) = the dots of the 4 W rows at w, w + row_bytes, w + 2 row_bytes, w + 3 row_bytes with x: one pass over
+// x for four rows (the activation loads, the per-block scale work and the final reductions shared). Each y[r]
+// equals dot(w + r row_bytes, cols, x) bit for bit, so the grouping of rows never changes a result.
+using Dot4Fn = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t cols, const XRow& x, float* y);
+
 struct GemvKernels {
     DotFn dot[DT_COUNT];
     DecodeFn decode[DT_COUNT];  // null where a variant has no decoder of its own (dequantize_row is used)
+    Dot4Fn dot4[DT_COUNT];      // null where a variant has no 4-row kernel for the type (dot is called per row)
 };
 
 const GemvKernels* gemv_kernels_scalar();

@@ -1,6 +1,8 @@
 // CPU ops: OpenBLAS for every matrix product, plain loops (written to vectorise) for the rest.
 #include "backend/cpu/ops_cpu.hpp"
 
+#include "backend/cpu/thread_pool.hpp"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -122,34 +124,55 @@ constexpr int64_t kQueryTile = 128;  // query rows per score tile: bounds scratc
 
 }  // namespace
 
-void attention_cpu(const AttentionArgs& a) {
+namespace {
+
+// Head h of sequence b: z[b, :, h] = softmax(q k^T * scale) v over the visible keys; scores is scratch.
+void attention_head(const AttentionArgs& a, int64_t b, int32_t h, std::vector<float>& scores) {
     const int64_t q_dim = int64_t(a.n_head) * a.d_head, kv_dim = int64_t(a.n_head_kv) * a.d_head;
     const int32_t group = a.n_head / a.n_head_kv;
+    const int32_t kvh = h / group;  // consecutive query heads share a kv head
+    const float* K = a.k_cache + b * a.cache_len * kv_dim + int64_t(kvh) * a.d_head;
+    const float* V = a.v_cache + b * a.cache_len * kv_dim + int64_t(kvh) * a.d_head;
+    for (int64_t t0 = 0; t0 < a.seq; t0 += kQueryTile) {
+        const int64_t nt = std::min(kQueryTile, a.seq - t0);
+        const int64_t n_keys = a.pos0 + t0 + nt;  // keys visible to the last query of the tile
+        scores.resize(size_t(nt * n_keys));
+        const float* Q = a.q + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
+        // scores[nt, n_keys] = scale * Q[nt, d_head] . K[n_keys, d_head]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nt), int(n_keys), a.d_head, a.scale, Q,
+                    int(q_dim), K, int(kv_dim), 0.0f, scores.data(), int(n_keys));
+        for (int64_t i = 0; i < nt; ++i) {
+            int64_t lo, hi;
+            visible_keys(a, a.pos0 + t0 + i, lo, hi);
+            softmax_row(scores.data() + i * n_keys, n_keys, lo, hi);
+        }
+        // Z[nt, d_head] = P[nt, n_keys] . V[n_keys, d_head]
+        float* Z = a.z + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nt), a.d_head, int(n_keys), 1.0f,
+                    scores.data(), int(n_keys), V, int(kv_dim), 0.0f, Z, int(q_dim));
+    }
+}
+
+// Multiply-adds of one head's larger product below which OpenBLAS runs an SGEMM on the calling thread alone (its
+// interface/gemm.c threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD = 4): such heads can run on our threads side by side.
+constexpr int64_t kBlasSingleThreadMacs = 65536 * 4;
+
+}  // namespace
+
+void attention_cpu(const AttentionArgs& a, ThreadPool* pool) {
+    const int64_t nt = std::min(kQueryTile, a.seq);
+    const bool parallel = pool && pool->size() > 1 && a.batch * a.n_head > 1 &&
+                          nt * (a.pos0 + a.seq) * a.d_head < kBlasSingleThreadMacs;
+    if (parallel) {
+        pool->parallel_items(a.batch * a.n_head, [&](int64_t i0, int64_t i1) {
+            std::vector<float> scores;
+            for (int64_t i = i0; i < i1; ++i) attention_head(a, i / a.n_head, int32_t(i % a.n_head), scores);
+        });
+        return;
+    }
     std::vector<float> scores;
     for (int64_t b = 0; b < a.batch; ++b)
-        for (int32_t h = 0; h < a.n_head; ++h) {
-            const int32_t kvh = h / group;  // consecutive query heads share a kv head
-            const float* K = a.k_cache + b * a.cache_len * kv_dim + int64_t(kvh) * a.d_head;
-            const float* V = a.v_cache + b * a.cache_len * kv_dim + int64_t(kvh) * a.d_head;
-            for (int64_t t0 = 0; t0 < a.seq; t0 += kQueryTile) {
-                const int64_t nt = std::min(kQueryTile, a.seq - t0);
-                const int64_t n_keys = a.pos0 + t0 + nt;  // keys visible to the last query of the tile
-                scores.resize(size_t(nt * n_keys));
-                const float* Q = a.q + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
-                // scores[nt, n_keys] = scale * Q[nt, d_head] . K[n_keys, d_head]^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nt), int(n_keys), a.d_head, a.scale, Q,
-                            int(q_dim), K, int(kv_dim), 0.0f, scores.data(), int(n_keys));
-                for (int64_t i = 0; i < nt; ++i) {
-                    int64_t lo, hi;
-                    visible_keys(a, a.pos0 + t0 + i, lo, hi);
-                    softmax_row(scores.data() + i * n_keys, n_keys, lo, hi);
-                }
-                // Z[nt, d_head] = P[nt, n_keys] . V[n_keys, d_head]
-                float* Z = a.z + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nt), a.d_head, int(n_keys), 1.0f,
-                            scores.data(), int(n_keys), V, int(kv_dim), 0.0f, Z, int(q_dim));
-            }
-        }
+        for (int32_t h = 0; h < a.n_head; ++h) attention_head(a, b, h, scores);
 }
 
 void attention_probs_cpu(const AttentionArgs& a, const int32_t* rows, int64_t n_rows, float* out) {
