@@ -225,7 +225,7 @@ std::string CoordinatorStats::utilisation() const {
 }
 
 CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vector<Task>& tasks, Executor* local,
-                            const ResultSink& sink, const CoordinatorOptions& opt) {
+                            const ResultSink& sink, const CoordinatorOptions& opt, const BatchEnd& batch_end) {
     check(comm.rank() == 0, "dist: coordinate() runs on rank 0");
     // A private duplicate (collective with serve()): no message of this session can mix with any other traffic.
     const boost::mpi::communicator session(comm, boost::mpi::comm_duplicate);
@@ -306,6 +306,15 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
             error = what_of(std::current_exception());
         }
     };
+    // After the results of one message: the writer's commit.
+    auto end_batch = [&] {
+        if (!error.empty() || !batch_end) return;
+        try {
+            batch_end();
+        } catch (...) {
+            error = what_of(std::current_exception());
+        }
+    };
 
     std::ostream& log = opt.log ? *opt.log : std::cerr;
     double last_report = 0;
@@ -340,7 +349,9 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
             return;
         }
         check(st.MPI_TAG == kRequest, "dist: unexpected message tag ", st.MPI_TAG, " from rank ", r);
-        for (const TaskResult& res : unpack_results(b, r)) accept(res);
+        const std::vector<TaskResult> results = unpack_results(b, r);
+        for (const TaskResult& res : results) accept(res);
+        if (!results.empty()) end_batch();
         if (error.empty() && unassigned > 0) {
             const std::vector<int32_t> batch = take_batch(r);
             send_bytes(c, r, kAssign, batch.data(), batch.size() * sizeof(int32_t));
@@ -382,6 +393,7 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
                 --local_outstanding;
                 accept(r);
             }
+            if (!rs.empty()) end_batch();
             if (!lerr.empty() && error.empty()) error = "rank 0: " + lerr;
             if (!rs.empty()) busy = true;
         }

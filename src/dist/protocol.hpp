@@ -65,12 +65,17 @@ struct CoordinatorStats {
 
 // Called on rank 0's calling thread for every result, in arrival order. Throwing stops the distribution.
 using ResultSink = std::function<void(const TaskResult&)>;
+// Called after the sink has had every result of one message (a worker's batch, or what rank 0's own worker
+// finished since the last look): where a writer commits them together (one flush per message). Throwing stops
+// the distribution.
+using BatchEnd = std::function<void()>;
 
 // Rank 0: distributes `tasks` (in their given order within a group) until every result has reached `sink`.
 // `local` executes tasks on rank 0 (may be null when other ranks exist). Collective with serve() on every other
 // rank of `comm`. Throws hs::Error after stopping every worker when a sink or an executor failed.
 CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vector<Task>& tasks, Executor* local,
-                            const ResultSink& sink, const CoordinatorOptions& options = {});
+                            const ResultSink& sink, const CoordinatorOptions& options = {},
+                            const BatchEnd& batch_end = {});
 
 // Every rank other than 0: executes assigned tasks until the coordinator says stop. Throws hs::Error with the
 // coordinator's message when the distribution was stopped by an error (on any rank).
