@@ -16,10 +16,11 @@ What is simulated (src/dist/protocol.cpp, src/dist/sweep_mpi.cpp):
   * items: one setting x one layer x a head range (heads_per_item_for(): >= 8 items per worker, else single heads).
 
 Item and clean-run costs: PATH mode. An item of layer l with h heads runs h*N rows through W_O of layer l and the MLPs
-of layers l..L-1 (plus the final norm and the pi readout): flops = 2 h N (q_dim d + (L - l) * 3 d d_ff) (+ small terms).
-The clean run is a forward of N * 2n tokens: flops = 2 N 2n params_per_token. Seconds = a + flops / rate, with a and
-rate fitted to items and clean runs timed on smaller shapes on this machine (bench/bench_item_costs.cpp; an 8B in fp32
-does not fit here). `--speedup` scales every compute cost down (a GPU rank or a faster node), which makes the
+of layers l..L-1 (plus the final norm and the pi readout): flops = 2 h N (q_dim d + (L - l) * 3 d d_ff) (+ small terms);
+with tens of rows it is bound as much by streaming those layers' fp32 weights: seconds = a + bytes * s_b + flops * s_f.
+The clean run is a forward of N * 2n tokens with full logits (copy accuracy): seconds = a + flops / rate. The constants
+are fitted to items and clean runs timed on smaller shapes on this machine (bench/bench_item_costs.cpp: SmolLM2-135M
+and Qwen2.5-0.5B shapes, 1 thread; an 8B in fp32 does not fit here) and scaled to the 8B and 70B shapes. `--speedup` scales every compute cost down (a GPU rank or a faster node), which makes the
 coordinator relatively more expensive.
 
 Prints per shape and rank count: makespan, parallel efficiency (useful item work / (ranks x makespan)), the work
@@ -49,13 +50,21 @@ def item_flops(shape, layer, heads, N):
     return 2.0 * heads * N * (q_dim * d + (L - layer) * 3 * d * dff + 2 * d)
 
 
+def item_bytes(shape, layer):
+    """fp32 weights an item streams: the MLPs of layers l..L-1 and W_O of layer l (small row counts make an item
+    bound by reading weights more than by its flops)."""
+    d, dff, L = shape["d"], shape["dff"], shape["L"]
+    return 4.0 * ((L - layer) * 3 * d * dff + d * d)
+
+
 def clean_flops(shape, N, n):
     d, dff, L, H, Hkv = shape["d"], shape["dff"], shape["L"], shape["H"], shape["Hkv"]
     dh = d // H
     per_token = L * (d * (H * dh + 2 * Hkv * dh) + H * dh * d + 3 * d * dff)
     T = 2 * n
     attn = L * 2 * T * T * H * dh  # scores and weighted sum, per sequence
-    return 2.0 * N * T * per_token + N * attn
+    logits = 2.0 * N * n * shape["vocab"] * d  # full logits over the second half (copy accuracy)
+    return 2.0 * N * T * per_token + N * attn + logits
 
 
 def heads_per_item_for(S, L, H, min_items):
@@ -83,18 +92,17 @@ def clean_state_bytes(shape, N):
 
 
 def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, target=0.05, latency=5e-6,
-             shared_clean=False, bandwidth=10e9):
-    """shared_clean (what-if, not implemented): each setting's clean run is computed once and its state sent to the
-    workers that take the setting up (a worker waits for it, then receives clean_state_bytes at `bandwidth`)."""
+             shared_clean=0, bandwidth=10e9):
+    """shared_clean = K > 0 (what-if, not implemented): each setting's clean run is computed once, its N sequences
+    split over K ranks (time / min(K, N)), and its state sent to the workers that take the setting up (a worker
+    waits for it, then receives clean_state_bytes at `bandwidth`)."""
     W = ranks - 1  # rank 0 only coordinates beyond 4 ranks
     S = len(settings)
     if hpi is None:
         hpi = heads_per_item_for(S, shape["L"], shape["H"], 8 * W)
     items = plan(shape, settings, hpi)
-    a_item, rate_item = costs["item_overhead_s"], costs["item_flops_per_s"]
-    a_clean, rate_clean = costs["clean_overhead_s"], costs["clean_flops_per_s"]
-    t_cost = [(a_item + item_flops(shape, l, h, settings[s][0]) / rate_item) / speedup for (s, l, h) in items]
-    clean_cost = [(a_clean + clean_flops(shape, N, n) / rate_clean) / speedup for (N, n) in settings]
+    t_cost = [item_seconds(costs, shape, l, h, settings[s][0]) / speedup for (s, l, h) in items]
+    clean_cost = [clean_seconds(costs, shape, N, n) / speedup for (N, n) in settings]
     t_msg = costs["message_s"]
     c0, c1 = costs["commit_s"], costs["commit_per_result_s"]
 
@@ -170,7 +178,8 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
             work = 0.0
             if holds[r] != s:
                 if shared_clean:
-                    ready = clean_cost[s] + latency  # computed once from t = 0, alongside the other work
+                    # computed once from t = 0 by K ranks, alongside the other work
+                    ready = clean_cost[s] / min(shared_clean, settings[s][0]) + latency
                     wait = max(0.0, ready - t) + clean_state_bytes(shape, settings[s][0]) / bandwidth
                     work += wait
                     clean_work += wait
@@ -187,7 +196,36 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
     return dict(shape=shape["name"], ranks=ranks, heads_per_item=hpi, items=len(items), makespan_s=end,
                 efficiency=eff_ranks, efficiency_workers=eff, serial_s=useful, clean_s=clean_work,
                 longest_item_s=max(t_cost), rank0_busy=busy0 / end if end else 0.0,
-                bound_items=len(items) / W, bound_longest=useful / (W * (max(t_cost) + max(clean_cost))))
+                bound_items=len(items) / W,
+                bound_longest=useful / (W * (max(t_cost) + max(c / (min(shared_clean, N) if shared_clean else 1)
+                                                                for c, (N, n) in zip(clean_cost, settings)))))
+
+
+def solve(A, b):
+    """Least squares by the normal equations (a few unknowns), Gaussian elimination."""
+    n = len(A[0])
+    M = [[sum(r[i] * r[j] for r in A) for j in range(n)] + [sum(r[i] * y for r, y in zip(A, b))] for i in range(n)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(M[r][c]))
+        M[c], M[p] = M[p], M[c]
+        for r in range(n):
+            if r != c:
+                f = M[r][c] / M[c][c]
+                M[r] = [x - f * y for x, y in zip(M[r], M[c])]
+    return [M[i][n] / M[i][i] for i in range(n)]
+
+
+def seq_size(shape):
+    return shape["L"] * shape["d"] ** 2
+
+
+def clean_seconds(costs, shape, N, n):
+    return clean_flops(shape, N, n) * costs["clean_s_per_flop"] + N * seq_size(shape) * costs["clean_s_per_seq_unit"]
+
+
+def item_seconds(costs, shape, layer, heads, N):
+    return (costs["item_overhead_s"] + item_bytes(shape, layer) * costs["item_s_per_byte"]
+            + item_flops(shape, layer, heads, N) * costs["item_s_per_flop"])
 
 
 def fit_line(xs, ys):
@@ -206,19 +244,30 @@ def fit(args):
     rows = [json.loads(l) for l in open(args.fit) if l.strip().startswith("{")]
     items = [r for r in rows if r["kind"] == "item"]
     cleans = [r for r in rows if r["kind"] == "clean"]
-    xi = [item_flops(SHAPES[r["shape"]], r["layer"], r["heads"], r["N"]) for r in items]
-    a_i, rate_i = fit_line(xi, [r["seconds"] for r in items])
-    xc = [clean_flops(SHAPES[r["shape"]], r["N"], r["n"]) for r in cleans]
-    a_c, rate_c = fit_line(xc, [r["seconds"] for r in cleans])
-    worst = max(abs(a_i + x / rate_i - r["seconds"]) / r["seconds"] for x, r in zip(xi, items))
-    costs = dict(item_overhead_s=a_i, item_flops_per_s=rate_i, clean_overhead_s=a_c, clean_flops_per_s=rate_c,
-                 message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
-                 item_fit_worst_rel_error=worst, source=args.source,
-                 measured=[dict(r, flops=x) for r, x in zip(items + cleans, xi + xc)])
+    # items: seconds = a + bytes * s_per_byte + flops * s_per_flop, fitted in relative error (rows scaled by 1/t)
+    A = [[1.0 / r["seconds"], item_bytes(SHAPES[r["shape"]], r["layer"]) / r["seconds"],
+          item_flops(SHAPES[r["shape"]], r["layer"], r["heads"], r["N"]) / r["seconds"]] for r in items]
+    a_i, s_b, s_f = solve(A, [1.0] * len(items))
+    costs = dict(item_overhead_s=a_i, item_s_per_byte=s_b, item_s_per_flop=s_f)
+    # clean runs: seconds = flops * s_flop + N * L * d^2 * s_seq (a per-sequence cost that grows with the model:
+    # the measured (100, 10) costs twice the (20, 50) at the same token count)
+    Ac = [[clean_flops(SHAPES[r["shape"]], r["N"], r["n"]) / r["seconds"],
+           r["N"] * seq_size(SHAPES[r["shape"]]) / r["seconds"]] for r in cleans]
+    s_cf, s_cs = solve(Ac, [1.0] * len(cleans))
+    costs.update(clean_s_per_flop=s_cf, clean_s_per_seq_unit=s_cs)
+    worst = max(abs(item_seconds(costs, SHAPES[r["shape"]], r["layer"], r["heads"], r["N"]) - r["seconds"])
+                / r["seconds"] for r in items)
+    worst_c = max(abs(clean_seconds(costs, SHAPES[r["shape"]], r["N"], r["n"]) - r["seconds"]) / r["seconds"]
+                  for r in cleans)
+    costs.update(message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
+                 item_fit_worst_rel_error=worst, clean_fit_worst_rel_error=worst_c, source=args.source,
+                 measured=rows)
     with open(args.costs, "w") as f:
         json.dump(costs, f, indent=1)
-    print(f"items: {a_i*1e3:.2f} ms + flops / {rate_i/1e9:.2f} GFLOP/s (worst relative error {worst:.0%}); "
-          f"clean runs: {a_c*1e3:.2f} ms + flops / {rate_c/1e9:.2f} GFLOP/s -> {args.costs}")
+    print(f"items: {a_i*1e3:.2f} ms + bytes / {1/s_b/1e9:.2f} GB/s + flops / {1/s_f/1e9:.2f} GFLOP/s (worst relative "
+          f"error {worst:.0%}); clean runs: flops / {1/s_cf/1e9:.2f} GFLOP/s + N x {s_cs*1e9:.2f} ns x L d^2 (worst "
+          f"{worst_c:.0%}) "
+          f"-> {args.costs}")
 
 
 def main():
@@ -234,8 +283,9 @@ def main():
     ap.add_argument("--speedup", type=float, default=1.0, help="compute costs divided by this (faster ranks)")
     ap.add_argument("--heads-per-item", type=int, default=0, help="0: automatic (8 items per worker)")
     ap.add_argument("--scan", action="store_true", help="also scan rank counts to find where efficiency falls below 50%%")
-    ap.add_argument("--shared-clean", action="store_true",
-                    help="what-if: clean runs computed once per setting and their state sent to the workers")
+    ap.add_argument("--shared-clean", type=int, default=0, metavar="K",
+                    help="what-if: each clean run computed once, its sequences split over K ranks, and its state "
+                         "sent to the workers (1: computed by one rank)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.fit:
@@ -259,7 +309,7 @@ def main():
         print(json.dumps(out, indent=1))
         return
     print(f"costs: {costs.get('source', args.costs)}; compute speedup x{args.speedup:g}; PATH mode, paper settings"
-          + ("; WHAT-IF: clean runs shared" if args.shared_clean else ""))
+          + (f"; WHAT-IF: clean runs computed once over {args.shared_clean} ranks and sent" if args.shared_clean else ""))
     print(f"{'shape':12} {'ranks':>6} {'h/item':>6} {'items':>6} {'makespan':>10} {'effic.':>7} {'rank0':>6} "
           f"{'serial':>9} {'clean':>8} {'longest':>8}  limit")
     for r in out:

@@ -148,8 +148,8 @@ void add_sweep_command(CLI::App& app) {
     cmd->add_flag("--resume", f->resume, "continue existing output files (job parameters must match)");
     cmd->add_option("-t,--threads", f->threads, "CPU threads for BLAS (0: OpenBLAS default)")->default_str("0");
     cmd->add_option("--heads-per-item", f->heads_per_item,
-                    "work item size: heads of one layer (0: whole layers in one process, under MPI enough items for "
-                    "8 per worker)")
+                    "work item size: heads of one layer per item (0: whole layers); recorded in the file, a resume "
+                    "must match")
         ->default_str("0");
     cmd->add_option("--device", f->device, "cpu or cuda")->default_str("cpu");
     cmd->add_option("--gpu-weights", f->gpu_weights, "cuda: weights as bf16 | fp16 | fp32")->default_str("bf16");

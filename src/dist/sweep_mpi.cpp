@@ -184,7 +184,9 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
         // 2. Every rank that scores loads the model (once for all its modes); rank 0 always does (provenance).
         // The GGUF file's bytes, read once per node (random: models are made, not read).
         std::unique_ptr<NodeSharedFile> shared;
-        if (loaded_spec != run.model && dopt.share_model_per_node && run.model.rfind("random:", 0) != 0)
+        const bool share =
+            dopt.share_model_per_node < 0 ? job.model_read == "node" : dopt.share_model_per_node != 0;
+        if (loaded_spec != run.model && share && run.model.rfind("random:", 0) != 0)
             collective_step(comm, [&] { shared = std::make_unique<NodeSharedFile>(comm, run.model); });
         collective_step(comm, [&] {
             if (loaded_spec == run.model) return;

@@ -2,8 +2,8 @@
 //
 //   mpirun -n 4 headsweep sweep job.toml      (or srun --mpi=pmix headsweep sweep job.toml)
 //
-// Every rank loads each model once (a GGUF file read once per node into shared memory, dist/node_file.hpp, and
-// every rank builds its model from those bytes); rank 0 validates the whole job first, creates or resumes each output file
+// Every rank loads each model once (with model_read = "node" from a GGUF file read once per node into shared
+// memory, dist/node_file.hpp); rank 0 validates the whole job first, creates or resumes each output file
 // (the same SweepFile layout as the single-process sweep), and hands out the remaining items (one setting x one
 // layer x a head range: job.heads_per_item, or automatically enough for kItemsPerWorker per worker) dynamically: a worker keeps its setting's clean run and gets items of that setting while there are any.
 // Results do not depend on the number of ranks: every item is computed alone from the setting's clean run, whose
@@ -30,7 +30,8 @@ struct DistSweepOptions {
     int32_t max_batch = 4;             // items per assignment at most (an item: one setting x one layer x a head range)
     int64_t max_items = -1;            // stop after this many items in all (tests: a run that was cut short)
     pear::WriteOptions write;          // rank 0's sweep files: write discipline and test hook
-    bool share_model_per_node = true;  // a GGUF file is read once per node and shared (dist/node_file.hpp)
+    // A GGUF file read once per node and shared (dist/node_file.hpp): -1 as the job says (model_read), 0 no, 1 yes.
+    int32_t share_model_per_node = -1;
 };
 
 // Collective over `comm`. Throws hs::Error on every rank (the same message) when anything fails on any rank;

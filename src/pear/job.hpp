@@ -36,6 +36,9 @@ struct SweepJob {
     // part of the result (recorded in the file, checked on resume); the rank count is not. Big MPI jobs need it:
     // the distributed sweep advises a value when there are fewer than kItemsPerWorker items per worker.
     int32_t heads_per_item = 0;
+    // MPI: who reads a GGUF model file -- "rank" (every rank maps it; the page cache of a node shares the reads)
+    // or "node" (the node's first rank reads it into MPI shared memory, dist/node_file.hpp).
+    std::string model_read = "rank";
     std::string device = "cpu";
     std::string gpu_weights = "bf16";  // CUDA: bf16 | fp16 | fp32 weight copies (fp32: exact fp32 compute)
     std::string precision = "f32";     // host weights: f32 (exact; the sweeps' default) | bf16 | native

@@ -42,9 +42,10 @@ inline constexpr int32_t kSweepFormatOldestRead = 1;  // the oldest version this
 inline constexpr int32_t kDefaultBootstrapResamples = 1000;
 
 // How writes reach the disk. journal: the crash-safe discipline above (the default). flush_each: the former one
-// (values flushed, then the done marks flushed, per item; no journal) -- kept only so that bench_sweep_writer can
-// measure both in one invocation.
-enum class WriteDiscipline { journal, flush_each };
+// (values flushed, then the done marks flushed, per item; no journal); flush_once: one flush per commit and no
+// journal (not crash safe: what the journal's fsync costs on top) -- both kept only so that bench_sweep_writer can
+// measure all three in one invocation.
+enum class WriteDiscipline { journal, flush_each, flush_once };
 // The exit status of a process that the crash-safety test hook ended at a write boundary.
 inline constexpr int kTestExitCode = 86;
 struct WriteOptions {

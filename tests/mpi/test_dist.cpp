@@ -405,6 +405,7 @@ TEST_CASE("node-shared model file: read once per node, every rank's model equals
     job.options.settings = {{4, 6}, {3, 5}};
     job.options.seed = 3;
     job.threads = 1;
+    job.model_read = "node";
     job.output = tmp / "shared-{mode}.h5";
     pear::SweepJob ref = job;
     ref.output = tmp / "single-{mode}.h5";
