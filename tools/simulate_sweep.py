@@ -6,9 +6,9 @@
 What is simulated (src/dist/protocol.cpp, src/dist/sweep_mpi.cpp):
   * rank 0 coordinates only (more than 4 ranks); W - 1 workers ask for work; a worker's message carries the results
     of its last batch and its next request (one round trip per batch).
-  * rank 0 is one server: each message costs it t_message (receive, unpack, answer) plus the writer's commit of the
-    message's results (journal append + fdatasync, HDF5 writes, one flush: t_commit(m) = c0 + c1 m, measured by
-    bench/bench_sweep_writer.cpp); messages wait in arrival order.
+  * rank 0 is one server: each message costs it t_message (receive, unpack, answer) plus c1 per result; the writer's
+    commit (journal fdatasync + one flush: c0, measured by bench/bench_sweep_writer.cpp) runs when no message waits or
+    after 64 messages (group commit); messages wait in arrival order.
   * assignment as in take_batch(): setting affinity (a worker keeps its setting while it has items, else the setting
     with the most items per worker on it), items in plan order, batch = target 50 ms / mean item time so far, capped
     by max_batch 4 and by half a fair share of what is left (guided self-scheduling), at least 1.
@@ -152,6 +152,7 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
         heapq.heappush(ev, (latency, seq, "arrive", r, [])); seq += 1
     server_free = 0.0
     busy0 = 0.0
+    pending, commits = 0, 0
     holds = [-1] * (W + 1)  # setting whose clean run the worker holds
     clean_work = 0.0
     finished = 0
@@ -161,7 +162,15 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
         if kind == "arrive":  # message at rank 0: served in arrival order
             start = max(t, server_free)
             m = len(payload)
-            service = t_msg + (c0 + c1 * m if m else 0.0)
+            service = t_msg + c1 * m
+            if m:
+                pending += 1
+            # group commit (protocol.cpp): the commit's fixed cost when no message waits, or after 64 messages
+            more_waiting = bool(ev) and ev[0][2] == "arrive" and ev[0][0] <= start + service
+            if pending and (not more_waiting or pending >= 64):
+                service += c0
+                pending = 0
+                commits += 1
             server_free = start + service
             busy0 += service
             for i in payload:

@@ -134,6 +134,30 @@ TEST_CASE("protocol: every task reaches the sink once with its values, with any 
     }
 }
 
+TEST_CASE("protocol: every result is followed by a batch end (group commit), none left uncommitted", "[dist][mpi]") {
+    mpi::communicator world;
+    NoopExecutor ex;
+    if (world.rank() == 0) {
+        int64_t staged = 0, committed = 0, commits = 0;
+        CoordinatorOptions co;
+        co.max_batch = 4;
+        const CoordinatorStats st = coordinate(
+            world, some_tasks(500, 3), &ex, [&](const TaskResult&) { ++staged; }, co,
+            [&] {
+                REQUIRE(staged > 0);  // a batch end follows results
+                committed += staged;
+                staged = 0;
+                ++commits;
+            });
+        CHECK(staged == 0);
+        CHECK(committed == 500);
+        CHECK(commits >= 1);
+        CHECK(commits <= st.messages_in + 500);  // at most one per message (or per local batch)
+    } else {
+        serve(world, ex);
+    }
+}
+
 TEST_CASE("protocol: the coordinator alone needs no other rank, and may leave the work to workers", "[dist][mpi]") {
     mpi::communicator world;
     NoopExecutor ex;
