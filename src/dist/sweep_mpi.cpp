@@ -36,7 +36,8 @@ using namespace hs::pear;
 namespace {
 
 // Test hook: HEADSWEEP_TEST_KILL_AT="<rank>:<n>" makes that rank SIGKILL itself when it is about to handle its
-// n-th item (a worker before scoring it; rank 0 before writing the n-th result into the file).
+// n-th item (a worker before scoring it; rank 0 before staging the n-th result for the file). The crash-safety
+// test hook of the writer itself is HEADSWEEP_TEST_EXIT_AT_WRITE (pear::WriteOptions).
 struct KillHook {
     int rank = -1;
     int64_t at = -1;
