@@ -67,6 +67,8 @@ overwrite = false
 resume = true
 threads = 2
 device = "cpu"
+heads_per_item = 2
+model_read = "node"
 )",
                                   "jobs/all.toml");
     CHECK(job.models == std::vector<std::string>{"models/a.gguf", "random:tiny:3"});
@@ -80,6 +82,8 @@ device = "cpu"
     CHECK(job.resume);
     CHECK_FALSE(job.overwrite);
     CHECK(job.threads == 2);
+    CHECK(job.heads_per_item == 2);
+    CHECK(job.model_read == "node");
     auto runs = expand_runs(job);
     REQUIRE(runs.size() == 4);
     CHECK(runs[0].output == "out/a-path.h5");
@@ -90,6 +94,8 @@ device = "cpu"
     CHECK(defaults.models == std::vector<std::string>{kDefaultSweepModel});
     CHECK(settings_string(defaults.options.settings) == "20x50,40x25,80x15,100x10");
     CHECK(defaults.options.seed == kPaperSeed);
+    CHECK(defaults.heads_per_item == 0);
+    CHECK(defaults.model_read == "rank");
     CHECK(expand_runs(defaults)[0].output == "out/SmolLM2-135M-Instruct.Q4_1-path.h5");
     CHECK(settings_string(parse_settings_list("4x6,8x5", "--settings")) == "4x6,8x5");
 }
@@ -125,6 +131,9 @@ TEST_CASE("job: bad job files fail with file, key and value named", "[sweep][job
     CHECK_THAT(job_error("modes = [\"path\", \"fast\"]\n"), Catch::Contains("key modes[1] = \"fast\" is not a mode"));
     CHECK_THAT(job_error("mean_over = \"tokens\"\n"), Catch::Contains("key mean_over = \"tokens\" is not batch or sequence"));
     CHECK_THAT(job_error("device = \"tpu\"\n"), Catch::Contains("key device = \"tpu\" is not a device"));
+    CHECK_THAT(job_error("heads_per_item = -1\n"), Catch::Contains("jobs/x.toml: key heads_per_item = -1"));
+    CHECK_THAT(job_error("model_read = \"disk\"\n"),
+               Catch::Contains("jobs/x.toml: key model_read = \"disk\" is not rank or node"));
     // every mode the sweep implements is accepted (attribution arrived with the backward pass)
     CHECK(job_error(tiny + "settings = [{N = 4, n = 6}]\nmode = \"attribution\"\n") == "(no error)");
     // unwritable output directory (its parent is a regular file)

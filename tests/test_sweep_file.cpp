@@ -184,9 +184,9 @@ TEST_CASE("sweep file: done mask, partial file never complete, remaining items",
     SweepFile w = SweepFile::open_for_resume(path, small_info());
     CHECK_THROWS_WITH(w.finish(3), Catch::Contains("cannot finish") && Catch::Contains("layer 1 is not done"));
     CHECK_FALSE(w.complete());
-    // An item must cover whole layers (the done mask is per setting and layer).
-    CHECK_THROWS_WITH(w.write_item({0, 1, 2, 0, 2}, ItemScores{4, {1.0, 2.0}, {}}),
-                      Catch::Contains("must cover all 4 heads"));
+    // Heads outside the model are refused; a value count that does not match the heads too.
+    CHECK_THROWS_WITH(w.write_item({0, 1, 2, 2, 5}, ItemScores{4, {1.0, 2.0, 3.0}, {}}),
+                      Catch::Contains("heads 2..5 are outside 0..4"));
     CHECK_THROWS_WITH(w.write_item({0, 1, 2, 0, 4}, ItemScores{4, {1.0}, {}}), Catch::Contains("4 heads but 1 values"));
     // Per-sample values: the right count, and means that are their means.
     ItemScores bad = layer_scores(0, 1);
@@ -232,6 +232,7 @@ TEST_CASE("sweep file: resume refuses each mismatched job parameter, naming it",
         {"model_sha256", [](SweepFileInfo& i) { i.model_sha256 = model_sha256("random:tiny:2"); }},
         {"n_layer", [](SweepFileInfo& i) { i.n_layer = 4; }},
         {"n_head", [](SweepFileInfo& i) { i.n_head = 8; }},
+        {"heads_per_item", [](SweepFileInfo& i) { i.heads_per_item = 2; }},
     };
     for (const Case& c : cases) {
         SweepFileInfo other = small_info();

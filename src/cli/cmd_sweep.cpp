@@ -2,6 +2,7 @@
 //
 //   headsweep sweep [JOB.toml] [--model M ...] [--mode path|total|attribution ...] [--settings 20x50,40x25]
 //                   [--seed S] [--top-k K] [--output TEMPLATE] [--overwrite | --resume] [--threads T]
+//                   [--heads-per-item H]
 //                   [--device cpu|cuda] [--exclude-special] [--mean-over batch|sequence] [--positions 0,5,7]
 // Flags override the job file's keys. One output file per (model, mode); see README "Commands: sweep".
 #include <cstdio>
@@ -22,7 +23,7 @@ struct SweepFlags {
     std::string job_file;
     std::vector<std::string> models, modes;
     std::string settings, output, device, gpu_weights, precision, mean_over, positions;
-    int64_t seed = -1, top_k = -1, threads = -1;
+    int64_t seed = -1, top_k = -1, threads = -1, heads_per_item = -1;
     bool overwrite = false, resume = false, exclude_special = false, quiet = false, dry_run = false, mpi = false;
 };
 
@@ -108,6 +109,10 @@ pear::SweepJob build_job(const SweepFlags& f) {
         job.threads = int32_t(f.threads);
         set("threads", "--threads");
     }
+    if (f.heads_per_item >= 0) {
+        job.heads_per_item = int32_t(f.heads_per_item);
+        set("heads_per_item", "--heads-per-item");
+    }
     if (!f.device.empty()) {
         job.device = f.device;
         set("device", "--device");
@@ -142,6 +147,10 @@ void add_sweep_command(CLI::App& app) {
     cmd->add_flag("--overwrite", f->overwrite, "replace existing output files");
     cmd->add_flag("--resume", f->resume, "continue existing output files (job parameters must match)");
     cmd->add_option("-t,--threads", f->threads, "CPU threads for BLAS (0: OpenBLAS default)")->default_str("0");
+    cmd->add_option("--heads-per-item", f->heads_per_item,
+                    "work item size: heads of one layer per item (0: whole layers); recorded in the file, a resume "
+                    "must match")
+        ->default_str("0");
     cmd->add_option("--device", f->device, "cpu or cuda")->default_str("cpu");
     cmd->add_option("--gpu-weights", f->gpu_weights, "cuda: weights as bf16 | fp16 | fp32")->default_str("bf16");
     cmd->add_option("--precision", f->precision,
@@ -174,6 +183,7 @@ void add_sweep_command(CLI::App& app) {
         }
         pear::RunJobOptions ro;
         ro.progress = !f->quiet;
+        ro.write = pear::write_options_from_env();
         for (const auto& s : pear::run_job(job, ro)) std::printf("%s\n", s.line().c_str());
     });
 }

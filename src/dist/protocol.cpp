@@ -225,7 +225,7 @@ std::string CoordinatorStats::utilisation() const {
 }
 
 CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vector<Task>& tasks, Executor* local,
-                            const ResultSink& sink, const CoordinatorOptions& opt) {
+                            const ResultSink& sink, const CoordinatorOptions& opt, const BatchEnd& batch_end) {
     check(comm.rank() == 0, "dist: coordinate() runs on rank 0");
     // A private duplicate (collective with serve()): no message of this session can mix with any other traffic.
     const boost::mpi::communicator session(comm, boost::mpi::comm_duplicate);
@@ -306,6 +306,29 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
             error = what_of(std::current_exception());
         }
     };
+    // The writer's commit of every result accepted since the last one (group commit: see commit_if_due).
+    int32_t pending_messages = 0;
+    double pending_since = 0;
+    auto note_pending = [&] {
+        if (pending_messages++ == 0) pending_since = timer.seconds();
+    };
+    auto end_batch = [&] {
+        if (pending_messages == 0) return;
+        pending_messages = 0;
+        if (!error.empty() || !batch_end) return;
+        try {
+            batch_end();
+        } catch (...) {
+            error = what_of(std::current_exception());
+        }
+    };
+    // Commit when nothing else is waiting (idle: at once), or when the burst is long enough.
+    auto commit_if_due = [&](bool more_waiting) {
+        if (pending_messages == 0) return;
+        if (!more_waiting || pending_messages >= std::max(1, opt.commit_max_messages) ||
+            timer.seconds() - pending_since >= opt.commit_max_seconds)
+            end_batch();
+    };
 
     std::ostream& log = opt.log ? *opt.log : std::cerr;
     double last_report = 0;
@@ -340,7 +363,9 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
             return;
         }
         check(st.MPI_TAG == kRequest, "dist: unexpected message tag ", st.MPI_TAG, " from rank ", r);
-        for (const TaskResult& res : unpack_results(b, r)) accept(res);
+        const std::vector<TaskResult> results = unpack_results(b, r);
+        for (const TaskResult& res : results) accept(res);
+        if (!results.empty()) note_pending();
         if (error.empty() && unassigned > 0) {
             const std::vector<int32_t> batch = take_batch(r);
             send_bytes(c, r, kAssign, batch.data(), batch.size() * sizeof(int32_t));
@@ -382,15 +407,26 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
                 --local_outstanding;
                 accept(r);
             }
+            if (!rs.empty()) note_pending();
             if (!lerr.empty() && error.empty()) error = "rank 0: " + lerr;
             if (!rs.empty()) busy = true;
         }
+        // more waiting: another message already here (probe without receiving)
+        bool more = false;
+        if (pending_messages > 0 && W > 1) {
+            int flag = 0;
+            MPI_Status st;
+            MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, c, &flag, &st);
+            more = flag != 0;
+        }
+        commit_if_due(more);
         report(false);
         if (busy)
             bo.reset();
         else
             bo.wait();
     }
+    end_batch();  // the last results
     if (lw) lw->stop();
     // Every remote worker ends with a request (or an error) that is answered with STOP.
     // Workers stopped early only by an error; the others wait (parked) for the final status, so that every rank

@@ -44,6 +44,10 @@ struct CoordinatorOptions {
     bool local_worker = true;            // rank 0 executes tasks too (second thread); forced on when alone
     int32_t max_batch = 256;             // tasks per assignment message at most
     double target_batch_seconds = 0.05;  // batch size aims at this much work (from the measured task time)
+    // Group commit: BatchEnd runs when no message waits, or after this many messages / seconds of results since
+    // the last one (a busy coordinator commits bursts of messages together; an idle one each message at once).
+    int32_t commit_max_messages = 64;
+    double commit_max_seconds = 0.05;
     bool progress = false;               // progress lines: done/total, tasks/s, ETA, per-rank utilisation
     double progress_interval_s = 5;
     std::string label = "dist";
@@ -65,12 +69,18 @@ struct CoordinatorStats {
 
 // Called on rank 0's calling thread for every result, in arrival order. Throwing stops the distribution.
 using ResultSink = std::function<void(const TaskResult&)>;
+// Called after the sink has had every result of one message (a worker's batch, or what rank 0's own worker
+// finished since the last look) -- or of several, when more messages were already waiting (group commit,
+// CoordinatorOptions::commit_max_*): where a writer commits them together (one flush per burst). Workers get
+// their next assignment before it runs. Throwing stops the distribution.
+using BatchEnd = std::function<void()>;
 
 // Rank 0: distributes `tasks` (in their given order within a group) until every result has reached `sink`.
 // `local` executes tasks on rank 0 (may be null when other ranks exist). Collective with serve() on every other
 // rank of `comm`. Throws hs::Error after stopping every worker when a sink or an executor failed.
 CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vector<Task>& tasks, Executor* local,
-                            const ResultSink& sink, const CoordinatorOptions& options = {});
+                            const ResultSink& sink, const CoordinatorOptions& options = {},
+                            const BatchEnd& batch_end = {});
 
 // Every rank other than 0: executes assigned tasks until the coordinator says stop. Throws hs::Error with the
 // coordinator's message when the distribution was stopped by an error (on any rank).

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <tuple>
 
 #include <boost/mpi/collectives.hpp>
 #include <boost/serialization/string.hpp>
@@ -18,6 +19,7 @@
 #include <boost/mpi/environment.hpp>
 
 #include "backend/cpu/cpu_runtime.hpp"
+#include "dist/node_file.hpp"
 #include "engine/engine.hpp"
 #include "model/model.hpp"
 #include "pear/sweep_file.hpp"
@@ -34,7 +36,8 @@ using namespace hs::pear;
 namespace {
 
 // Test hook: HEADSWEEP_TEST_KILL_AT="<rank>:<n>" makes that rank SIGKILL itself when it is about to handle its
-// n-th item (a worker before scoring it; rank 0 before writing the n-th result into the file).
+// n-th item (a worker before scoring it; rank 0 before staging the n-th result for the file). The crash-safety
+// test hook of the writer itself is HEADSWEEP_TEST_EXIT_AT_WRITE (pear::WriteOptions).
 struct KillHook {
     int rank = -1;
     int64_t at = -1;
@@ -180,11 +183,21 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
     for (const SweepRun& run : expand_runs(job)) {
         Timer timer;
         // 2. Every rank that scores loads the model (once for all its modes); rank 0 always does (provenance).
+        // The GGUF file's bytes, read once per node (random: models are made, not read).
+        std::unique_ptr<NodeSharedFile> shared;
+        const bool share =
+            dopt.share_model_per_node < 0 ? job.model_read == "node" : dopt.share_model_per_node != 0;
+        if (loaded_spec != run.model && share && run.model.rfind("random:", 0) != 0)
+            collective_step(comm, [&] { shared = std::make_unique<NodeSharedFile>(comm, run.model); });
         collective_step(comm, [&] {
             if (loaded_spec == run.model) return;
             engine.reset();
             backend.reset();
             LoadOptions lo = pear::load_options(job, root && dopt.progress);
+            if (shared) {
+                lo.file_bytes = shared->data();
+                lo.file_size = shared->size();
+            }
             model = std::make_unique<Model>(open_model(run.model, lo));
             BackendOptions bo = pear::backend_options(job);
             bo.threads = threads;
@@ -197,9 +210,22 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
                       " the sweep asked for (the clean runs must be computed alike on every rank)");
             }
         });
+        shared.reset();  // the weights are copies: the node's copy of the file goes (collective over the node)
         SweepOptions options = job.options;
         options.mode = run.mode;
-        const std::vector<WorkItem> plan = plan_items(model->config, options, 1);
+        // Item size: the job's (part of the result, like the seed; never chosen from the rank count).
+        const int32_t hpi = normalised_heads_per_item(job.heads_per_item, model->config.n_head);
+        const std::vector<WorkItem> plan = plan_items(model->config, options, 1, hpi);
+        const int32_t workers = std::max(1, (coordinator_works || W == 1) ? W : W - 1);
+        if (root && dopt.progress && int64_t(plan.size()) < int64_t(kItemsPerWorker) * workers) {
+            const int32_t advice = heads_per_item_for(int64_t(options.settings.size()), model->config.n_layer,
+                                                      model->config.n_head, int64_t(kItemsPerWorker) * workers);
+            std::fprintf(stderr,
+                         "sweep %s: %zu items for %d workers (fewer than %d each: ranks will idle); heads_per_item = "
+                         "%d would give %zu\n",
+                         model_stem(run.model).c_str(), plan.size(), workers, kItemsPerWorker, advice,
+                         plan_items(model->config, options, 1, advice).size());
+        }
 
         // 3. Rank 0 creates or resumes the file and lists the items left; everyone checks it has the same plan.
         std::unique_ptr<SweepFile> file;
@@ -215,13 +241,17 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             info.options = options;
             info.device = pear::device_label(job);
             info.job_file = job.source;
+            info.heads_per_item = hpi;
             info.options.validate(model->config);
             resumed = job.resume && fs::exists(run.output);
-            file = std::make_unique<SweepFile>(resumed ? SweepFile::open_for_resume(run.output, info)
-                                                       : SweepFile::create(run.output, info, job.overwrite));
-            std::map<std::pair<int32_t, int32_t>, int32_t> index_of;
-            for (size_t i = 0; i < plan.size(); ++i) index_of[{plan[i].setting, plan[i].layer_begin}] = int32_t(i);
-            for (const WorkItem& it : file->remaining(plan)) todo.push_back(index_of.at({it.setting, it.layer_begin}));
+            file = std::make_unique<SweepFile>(resumed ? SweepFile::open_for_resume(run.output, info, dopt.write)
+                                                       : SweepFile::create(run.output, info, job.overwrite, dopt.write));
+            for (const std::string& n : file->notes()) std::fprintf(stderr, "%s\n", n.c_str());
+            std::map<std::tuple<int32_t, int32_t, int32_t>, int32_t> index_of;
+            for (size_t i = 0; i < plan.size(); ++i)
+                index_of[{plan[i].setting, plan[i].layer_begin, plan[i].head_begin}] = int32_t(i);
+            for (const WorkItem& it : file->remaining(plan))
+                todo.push_back(index_of.at({it.setting, it.layer_begin, it.head_begin}));
             if (items_left >= 0 && int64_t(todo.size()) > items_left) todo.resize(size_t(items_left));
             const HeadScores s = file->read_scores();
             clean_pi = s.pi_clean;
@@ -262,7 +292,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
                     const ProxyBatch batch = make_proxy_batch(options.settings[s], item.setting, options.seed,
                                                               model->tokenizer, model->config.n_vocab,
                                                               options.exclude_special);
-                    file->write_clean(item.setting, r.group_values[0], r.group_values[1], batch.tokens,
+                    file->stage_clean(item.setting, r.group_values[0], r.group_values[1], batch.tokens,
                                       std::vector<float>(r.group_values.begin() + 2, r.group_values.end()));
                     clean_pi[s] = r.group_values[0];
                     clean_acc[s] = r.group_values[1];
@@ -275,14 +305,22 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
                          "; every rank (and every resumed run) must use the same binary and BLAS thread count");
                 }
                 hook.tick();
-                file->write_item(item, unpack_scores(r, item, N));
+                file->stage_item(item, unpack_scores(r, item, N));
                 sum.heads_scored += item.n_heads();
             };
+            // Every result of one message together: one journal sync, the HDF5 writes, one flush.
+            auto commit = [&] { file->commit(); };
             std::string error;
             try {
-                coordinate(comm, tasks, computes ? &exec : nullptr, sink, co);
+                coordinate(comm, tasks, computes ? &exec : nullptr, sink, co, commit);
             } catch (const std::exception& e) {
                 error = e.what();
+            }
+            if (!error.empty() && file->staged() > 0) {
+                try {  // keep what arrived before the error (a failing write fails again: then nothing is lost)
+                    file->commit();
+                } catch (const std::exception&) {
+                }
             }
             // 5. Finish when every item is in (same as the single-process sweep).
             if (error.empty()) {
@@ -333,6 +371,7 @@ bool sweep_if_distributed(const SweepJob& job, bool force, bool quiet, bool& is_
     if (world.size() == 1 && !force) return false;
     DistSweepOptions o;
     o.progress = !quiet;
+    o.write = pear::write_options_from_env();
     for (const RunSummary& s : run_distributed_sweep(job, world, o)) std::printf("%s\n", s.line().c_str());
     if (is_root) std::fflush(stdout);
     return true;

@@ -2,9 +2,10 @@
 //
 //   mpirun -n 4 headsweep sweep job.toml      (or srun --mpi=pmix headsweep sweep job.toml)
 //
-// Every rank loads each model once; rank 0 validates the whole job first, creates or resumes each output file
+// Every rank loads each model once (with model_read = "node" from a GGUF file read once per node into shared
+// memory, dist/node_file.hpp); rank 0 validates the whole job first, creates or resumes each output file
 // (the same SweepFile layout as the single-process sweep), and hands out the remaining items (one setting x one
-// layer) dynamically: a worker keeps its setting's clean run and gets items of that setting while there are any.
+// layer x a head range: job.heads_per_item, or automatically enough for kItemsPerWorker per worker) dynamically: a worker keeps its setting's clean run and gets items of that setting while there are any.
 // Results do not depend on the number of ranks: every item is computed alone from the setting's clean run, whose
 // values every rank reports and rank 0 checks bit for bit (same binary, same BLAS thread count: 1 per rank unless
 // the job says otherwise). The protocol is in dist/protocol.hpp and docs/protocol.md.
@@ -18,6 +19,7 @@
 #include "dist/protocol.hpp"
 #include "pear/job.hpp"
 #include "pear/run_job.hpp"
+#include "pear/sweep_file.hpp"
 
 namespace hs::dist {
 
@@ -25,8 +27,11 @@ struct DistSweepOptions {
     bool progress = true;              // rank 0: progress lines (done/total, items/s, ETA, per-rank busy %)
     double progress_interval_s = 5;
     int32_t coordinator_works = -1;    // rank 0 scores items too: -1 auto (when the world has <= 4 ranks), 0, 1
-    int32_t max_batch = 4;             // items per assignment at most (an item is one setting x one layer)
+    int32_t max_batch = 4;             // items per assignment at most (an item: one setting x one layer x a head range)
     int64_t max_items = -1;            // stop after this many items in all (tests: a run that was cut short)
+    pear::WriteOptions write;          // rank 0's sweep files: write discipline and test hook
+    // A GGUF file read once per node and shared (dist/node_file.hpp): -1 as the job says (model_read), 0 no, 1 yes.
+    int32_t share_model_per_node = -1;
 };
 
 // Collective over `comm`. Throws hs::Error on every rank (the same message) when anything fails on any rank;

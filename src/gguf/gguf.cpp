@@ -429,6 +429,13 @@ GgufFile GgufFile::open(const std::string& path) {
     return f;
 }
 
+GgufFile GgufFile::open_bytes(const std::string& path, const uint8_t* data, size_t size) {
+    GgufFile f;
+    f.impl_->map = MappedFile::borrow(path, data, size);
+    f.impl_->parse();
+    return f;
+}
+
 const std::string& GgufFile::path() const { return impl_->path(); }
 uint32_t GgufFile::version() const { return impl_->version; }
 uint32_t GgufFile::alignment() const { return impl_->alignment; }

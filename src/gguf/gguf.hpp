@@ -56,6 +56,9 @@ class GgufFile {
 public:
     // Opens, maps and validates. Throws hs::Error("<path>: <problem>").
     static GgufFile open(const std::string& path);
+    // The same from the file's bytes already in memory (not copied; they must outlive the GgufFile). `path` names
+    // the file in errors.
+    static GgufFile open_bytes(const std::string& path, const uint8_t* data, size_t size);
 
     const std::string& path() const;
     uint32_t version() const;

@@ -230,7 +230,7 @@ std::vector<int64_t> unpermute_rows(int32_t n_heads, int32_t d_head) {
 
 Model load_model(const std::string& path, const LoadOptions& opt) {
     auto t0 = std::chrono::steady_clock::now();
-    GgufFile f = GgufFile::open(path);
+    GgufFile f = opt.file_bytes ? GgufFile::open_bytes(path, opt.file_bytes, opt.file_size) : GgufFile::open(path);
     const ArchitectureSpec& spec = find_architecture(f);
     check(!f.find_tensor("rope_freqs.weight"), path, ": RoPE frequency factors (rope_freqs.weight) are not supported");
 

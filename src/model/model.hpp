@@ -101,6 +101,10 @@ struct Model {
 struct LoadOptions {
     bool verbose = false;  // progress on stderr
     WeightPrecision precision = WeightPrecision::F32;
+    // The GGUF file's bytes already in memory (a copy shared by the ranks of a node, dist/node_file.hpp); nullptr:
+    // map the file. Weights are copied out of them, so they may be freed once the model is loaded.
+    const uint8_t* file_bytes = nullptr;
+    size_t file_size = 0;
 };
 
 // Loads a GGUF model (architectures: llama, qwen2, gemma3). Throws hs::Error("<path>: <problem>") on anything unexpected:

@@ -30,7 +30,8 @@ std::string SweepJob::where(const std::string& key) const {
 const std::vector<std::string>& job_keys() {
     static const std::vector<std::string> keys = {
         "model", "models", "mode", "modes", "settings", "seed", "top_k", "exclude_special", "mean_over",
-        "positions", "output", "overwrite", "resume", "threads", "device", "gpu_weights", "precision"};
+        "positions", "output", "overwrite", "resume", "threads", "device", "gpu_weights", "precision",
+        "heads_per_item", "model_read"};
     return keys;
 }
 
@@ -253,6 +254,9 @@ SweepJob parse_job_text(std::string_view text, const std::string& source) {
     if (const toml::node* n = tbl.get("overwrite")) job.overwrite = r.boolean("overwrite", *n);
     if (const toml::node* n = tbl.get("resume")) job.resume = r.boolean("resume", *n);
     if (const toml::node* n = tbl.get("threads")) job.threads = int32_t(r.integer("threads", *n, 0, 4096));
+    if (const toml::node* n = tbl.get("model_read")) job.model_read = r.string("model_read", *n);
+    if (const toml::node* n = tbl.get("heads_per_item"))
+        job.heads_per_item = int32_t(r.integer("heads_per_item", *n, 0, 1 << 20));
     if (const toml::node* n = tbl.get("device")) {
         job.device = r.string("device", *n);
         try {
@@ -352,6 +356,10 @@ void validate_job(const SweepJob& job) {
           " = true: choose one (overwrite starts again, resume continues the file)");
     check(job.options.top_k >= 0, job.where("top_k"), " = ", job.options.top_k, " must be >= 0 (0: default)");
     check(job.threads >= 0, job.where("threads"), " = ", job.threads, " must be >= 0");
+    check(job.heads_per_item >= 0, job.where("heads_per_item"), " = ", job.heads_per_item,
+          " must be >= 0 (0: whole layers)");
+    check(job.model_read == "rank" || job.model_read == "node", job.where("model_read"), " = \"", job.model_read,
+          "\" is not rank or node");
     try {
         parse_device(job.device);
     } catch (const Error&) {

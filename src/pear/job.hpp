@@ -32,6 +32,13 @@ struct SweepJob {
     bool overwrite = false;
     bool resume = false;
     int32_t threads = 0;   // BLAS threads, 0: library default
+    // Work item size: heads of one layer per item (0 or >= the model's heads: whole layers). Like the seed it is
+    // part of the result (recorded in the file, checked on resume); the rank count is not. Big MPI jobs need it:
+    // the distributed sweep advises a value when there are fewer than kItemsPerWorker items per worker.
+    int32_t heads_per_item = 0;
+    // MPI: who reads a GGUF model file -- "rank" (every rank maps it; the page cache of a node shares the reads)
+    // or "node" (the node's first rank reads it into MPI shared memory, dist/node_file.hpp).
+    std::string model_read = "rank";
     std::string device = "cpu";
     std::string gpu_weights = "bf16";  // CUDA: bf16 | fp16 | fp32 weight copies (fp32: exact fp32 compute)
     std::string precision = "f32";     // host weights: f32 (exact; the sweeps' default) | bf16 | native
@@ -41,6 +48,15 @@ struct SweepJob {
     std::map<std::string, std::string> origin;
     std::string where(const std::string& key) const;
 };
+
+// A distributed sweep wants at least this many items per worker (dynamic assignment with guided batches balances
+// well only with several); with fewer it prints the heads_per_item that would give them.
+inline constexpr int32_t kItemsPerWorker = 8;
+
+// The item size a job's heads_per_item means for a model of n_head heads: 0 (whole layers) for 0 or >= n_head.
+inline int32_t normalised_heads_per_item(int32_t heads_per_item, int32_t n_head) {
+    return heads_per_item <= 0 || heads_per_item >= n_head ? 0 : heads_per_item;
+}
 
 // The backend options a job asks for (threads, GPU weight type; the GPU index is chosen per MPI rank).
 BackendOptions backend_options(const SweepJob& job);

@@ -1,6 +1,7 @@
 // Running a sweep job in one process (run_job.hpp).
 #include "pear/run_job.hpp"
 
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -33,6 +34,7 @@ SweepFileInfo expected_info(const SweepJob& job, const SweepRun& run, const Mode
     info.n_head = shape.n_head;
     info.options = job.options;
     info.options.mode = run.mode;
+    info.heads_per_item = normalised_heads_per_item(job.heads_per_item, shape.n_head);
     info.device = device_label(job);
     info.job_file = job.source;
     return info;
@@ -50,8 +52,8 @@ Prepared prepare(const SweepJob& job) {
     for (const SweepRun& run : expand_runs(job)) {
         if (!job.resume || !fs::exists(run.output)) continue;
         if (!p.sha.count(run.model)) p.sha[run.model] = model_sha256(run.model);
-        const SweepFile f = SweepFile::open(run.output);
-        const auto diff = differing_parameters(f.info(), expected_info(job, run, p.shapes[run.model], p.sha[run.model]));
+        const auto diff = differing_parameters(SweepFile::resume_info(run.output),
+                                               expected_info(job, run, p.shapes[run.model], p.sha[run.model]));
         if (!diff.empty()) {
             std::string all;
             for (const auto& d : diff) all += (all.empty() ? "" : "; ") + d;
@@ -107,12 +109,15 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
         info.options.mode = run.mode;
         info.device = device_label(job);
         info.job_file = job.source;
+        info.heads_per_item = normalised_heads_per_item(job.heads_per_item, model->config.n_head);
         info.options.validate(model->config);
 
         const bool resumed = job.resume && fs::exists(run.output);
-        SweepFile file = resumed ? SweepFile::open_for_resume(run.output, info)
-                                 : SweepFile::create(run.output, info, job.overwrite);
-        const std::vector<WorkItem> todo = file.remaining(plan_items(model->config, info.options, 1));
+        SweepFile file = resumed ? SweepFile::open_for_resume(run.output, info, ro.write)
+                                 : SweepFile::create(run.output, info, job.overwrite, ro.write);
+        for (const std::string& n : file.notes()) std::fprintf(stderr, "%s\n", n.c_str());
+        const std::vector<WorkItem> todo =
+            file.remaining(plan_items(model->config, info.options, 1, job.heads_per_item));
         int64_t total_heads = 0;
         for (const WorkItem& it : todo) total_heads += it.n_heads();
 

@@ -2,7 +2,8 @@
 //
 // For each run: validate everything first (the whole job, every model's shape, every existing output file that
 // is to be resumed), then load the model, create or resume the output file, and for each setting with work left
-// build its SettingRun and score its remaining items (one layer each), writing each item as it finishes; then
+// build its SettingRun and score its remaining items (job.heads_per_item heads of one layer each; whole layers
+// by default), writing each item as it finishes (SweepFile::write_item: journal, then file); then
 // finish the file (aggregates, ranking, top-K, complete = 1).
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "pear/job.hpp"
+#include "pear/sweep_file.hpp"
 
 namespace hs::pear {
 
@@ -20,6 +22,7 @@ struct RunJobOptions {
     bool progress = true;            // progress lines on stderr (Progress, one per run)
     double progress_interval_s = 5;
     int64_t max_items = -1;          // stop after this many items in all (tests: a run that was cut short)
+    WriteOptions write;              // the sweep files' write discipline and test hook
 };
 
 struct RunSummary {

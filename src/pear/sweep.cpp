@@ -100,13 +100,26 @@ ProxyBatch make_proxy_batch(const ProxySetting& s, int32_t setting_index, uint64
     return b;
 }
 
-std::vector<WorkItem> plan_items(const ModelConfig& c, const SweepOptions& o, int32_t layers_per_item) {
+std::vector<WorkItem> plan_items(const ModelConfig& c, const SweepOptions& o, int32_t layers_per_item,
+                                 int32_t heads_per_item) {
     check(layers_per_item >= 1, "plan: layers per item must be positive");
+    check(heads_per_item >= 0, "plan: heads per item must be >= 0 (0: all heads of a layer)");
+    const int32_t hpi = heads_per_item == 0 ? c.n_head : std::min(heads_per_item, c.n_head);
+    check(layers_per_item == 1 || hpi == c.n_head, "plan: head ranges need items of one layer");
     std::vector<WorkItem> items;
     for (int32_t s = 0; s < int32_t(o.settings.size()); ++s)
         for (int32_t l = 0; l < c.n_layer; l += layers_per_item)
-            items.push_back(WorkItem{s, l, std::min(c.n_layer, l + layers_per_item), 0, c.n_head});
+            for (int32_t h = 0; h < c.n_head; h += hpi)
+                items.push_back(WorkItem{s, l, std::min(c.n_layer, l + layers_per_item), h, std::min(c.n_head, h + hpi)});
     return items;
+}
+
+int32_t heads_per_item_for(int64_t n_settings, int32_t n_layer, int32_t n_head, int64_t min_items) {
+    const int64_t layer_items = n_settings * int64_t(n_layer);
+    if (layer_items <= 0 || layer_items >= min_items) return 0;
+    // ranges per layer needed, then the range size that gives at least that many ranges
+    const int64_t per_layer = std::min<int64_t>(n_head, (min_items + layer_items - 1) / layer_items);
+    return std::max<int32_t>(1, int32_t(n_head / per_layer));
 }
 
 void finish_scores(HeadScores& s, int32_t top_k) {

@@ -71,8 +71,17 @@ struct WorkItem {
     int32_t n_heads() const { return (layer_end - layer_begin) * (head_end - head_begin); }
 };
 
-// All items of a sweep: each setting cut into (layer block x all heads) rectangles, in a fixed order.
-std::vector<WorkItem> plan_items(const ModelConfig& config, const SweepOptions& options, int32_t layers_per_item = 1);
+// All items of a sweep: each setting cut into (layer block x head range) rectangles, in a fixed order (setting,
+// then layer, then head). heads_per_item 0 (or >= n_head): all heads of a layer in one item; otherwise ranges of
+// that many heads (the last one shorter). A head's scores depend in their last bits on the item size (its rows share
+// the batched MLP GEMMs with the other heads of the item), never on who computes the item: the sweep file records
+// the size (SweepFileInfo::heads_per_item) and a resume must use the same.
+std::vector<WorkItem> plan_items(const ModelConfig& config, const SweepOptions& options, int32_t layers_per_item = 1,
+                                 int32_t heads_per_item = 0);
+// The head-range size that cuts S settings x L layers x H heads into at least `min_items` items (0 when whole
+// layers already give that many): the largest range size that does, so that items stay as large as possible
+// (the distributed sweep's advice when a job's items are too few for its ranks).
+int32_t heads_per_item_for(int64_t n_settings, int32_t n_layer, int32_t n_head, int64_t min_items);
 
 // The scores of one work item: per head the mean over the N samples (pi_ablated) and each sample's value (pi~ of
 // sample b: the logit margin at p with the head ablated, or for ATTRIBUTION its first-order estimate).

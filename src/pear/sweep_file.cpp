@@ -10,8 +10,17 @@
 #include <set>
 #include <sstream>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
 #include "backend/cpu/cpu_runtime.hpp"
 #include "io/h5.hpp"
+#include "io/journal.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
 #include "util/sha256.hpp"
@@ -44,6 +53,85 @@ std::vector<int32_t> parse_positions(const std::string& s, const std::string& wh
         }
     }
     return out;
+}
+
+// Journal record types (docs/file-formats.md, "Sweep journal").
+enum JournalType : uint32_t { kBegin = 1, kClean = 2, kItem = 3 };
+constexpr int32_t kJournalVersion = 1;  // BEGIN's journal_version: the record layouts of this build
+
+std::string info_json(const SweepFileInfo& i, const std::string& start_time) {
+    const SweepOptions& o = i.options;
+    nlohmann::json j = {{"model", i.model},
+                        {"model_sha256", i.model_sha256},
+                        {"model_name", i.model_name},
+                        {"architecture", i.architecture},
+                        {"n_layer", i.n_layer},
+                        {"n_head", i.n_head},
+                        {"n_head_kv", i.n_head_kv},
+                        {"d_model", i.d_model},
+                        {"d_head", i.d_head},
+                        {"n_vocab", i.n_vocab},
+                        {"n_ctx", i.n_ctx},
+                        {"mode", score_mode_name(o.mode)},
+                        {"settings", settings_string(o.settings)},
+                        {"seed", uint64_t(o.seed)},
+                        {"exclude_special", o.exclude_special},
+                        {"mean_over", mean_over_name(o.mean_over)},
+                        {"positions", positions_string(o.total_positions)},
+                        {"heads_per_item", i.heads_per_item},
+                        {"device", i.device},
+                        {"job_file", i.job_file},
+                        {"engine_version", i.engine_version},
+                        {"start_time", start_time},
+                        {"journal_version", kJournalVersion},
+                        {"format_version", kSweepFormatVersion}};
+    return j.dump();
+}
+
+// The BEGIN record back into the file's info (throws naming the journal when it is not one of ours).
+SweepFileInfo info_from_json(const std::string& text, const std::string& where, std::string& start_time) {
+    try {
+        const nlohmann::json j = nlohmann::json::parse(text);
+        const int32_t jv = j.at("journal_version").get<int32_t>();
+        check(jv == kJournalVersion, where, ": journal version ", jv, jv > kJournalVersion ? " is newer than" : " is not",
+              " the version this build reads (", kJournalVersion, ")", jv > kJournalVersion ? ": use a newer headsweep" : "");
+        SweepFileInfo i;
+        i.model = j.at("model").get<std::string>();
+        i.model_sha256 = j.at("model_sha256").get<std::string>();
+        i.model_name = j.at("model_name").get<std::string>();
+        i.architecture = j.at("architecture").get<std::string>();
+        i.n_layer = j.at("n_layer").get<int32_t>();
+        i.n_head = j.at("n_head").get<int32_t>();
+        i.n_head_kv = j.at("n_head_kv").get<int32_t>();
+        i.d_model = j.at("d_model").get<int32_t>();
+        i.d_head = j.at("d_head").get<int32_t>();
+        i.n_vocab = j.at("n_vocab").get<int32_t>();
+        i.n_ctx = j.at("n_ctx").get<int32_t>();
+        SweepOptions& o = i.options;
+        o.mode = parse_score_mode(j.at("mode").get<std::string>());
+        o.settings.clear();
+        std::stringstream ss(j.at("settings").get<std::string>());
+        std::string part;
+        while (std::getline(ss, part, ',')) {
+            const auto x = part.find('x');
+            check(x != std::string::npos, where, ": bad setting '", part, "'");
+            o.settings.push_back({int32_t(std::stoi(part.substr(0, x))), int32_t(std::stoi(part.substr(x + 1)))});
+        }
+        o.seed = j.at("seed").get<uint64_t>();
+        o.exclude_special = j.at("exclude_special").get<bool>();
+        o.mean_over = parse_mean_over(j.at("mean_over").get<std::string>());
+        o.total_positions = parse_positions(j.at("positions").get<std::string>(), where);
+        i.heads_per_item = j.at("heads_per_item").get<int32_t>();
+        i.device = j.at("device").get<std::string>();
+        i.job_file = j.at("job_file").get<std::string>();
+        i.engine_version = j.at("engine_version").get<std::string>();
+        start_time = j.at("start_time").get<std::string>();
+        return i;
+    } catch (const Error&) {
+        throw;
+    } catch (const std::exception& e) {
+        fail(where, ": the journal's first record does not describe a sweep (", e.what(), "): the journal is damaged");
+    }
 }
 
 template <class T>
@@ -120,6 +208,7 @@ std::vector<std::string> differing_parameters(const SweepFileInfo& f, const Swee
     cmp("exclude_special", f.options.exclude_special ? "true" : "false", j.options.exclude_special ? "true" : "false");
     cmp("mean_over", mean_over_name(f.options.mean_over), mean_over_name(j.options.mean_over));
     cmp("positions", positions_string(f.options.total_positions), positions_string(j.options.total_positions));
+    cmp("heads_per_item", std::to_string(f.heads_per_item), std::to_string(j.heads_per_item));
     return d;
 }
 
@@ -132,6 +221,139 @@ struct SweepFile::Impl {
     int32_t S = 0, L = 0, H = 0;
     int32_t version = kSweepFormatVersion;
     int32_t n_max = 0, t_max = 0;  // the largest N and 2n of the settings
+    std::vector<uint8_t> done_heads;  // [S, L, H]: what the file holds (in memory; /done_heads on disk)
+    io::Journal journal;              // open while the file is written (not for read-only files)
+    std::string start_time;
+    WriteDiscipline discipline = WriteDiscipline::journal;
+    int64_t exit_at = -1, boundaries = 0;  // test hook: _exit at the exit_at-th write boundary
+    std::vector<std::string> notes;
+
+    struct StagedClean {
+        int32_t setting;
+        double pi_clean, copy_accuracy;
+        std::vector<int32_t> tokens;
+        std::vector<float> samples;
+    };
+    struct StagedItem {
+        WorkItem item;
+        ItemScores scores;
+    };
+    std::vector<StagedClean> cleans;
+    std::vector<StagedItem> items;
+
+    // The datasets every item writes, opened once (an H5Dopen per write cost more than the write itself; their
+    // chunk caches also keep partly written chunks between items). Dropped before the file is closed.
+    h5::Dataset d_pi_ablated, d_pi_tilde, d_done_heads, d_done;
+    h5::Dataset& cached(h5::Dataset& d, const char* name) {
+        if (!d.valid()) d = file.open_dataset(name);
+        return d;
+    }
+    void drop_handles() {
+        for (h5::Dataset* d : {&d_pi_ablated, &d_pi_tilde, &d_done_heads, &d_done}) *d = h5::Dataset();
+    }
+
+    // A write boundary: the crash-safety test makes the process end here (HEADSWEEP_TEST_EXIT_AT_WRITE).
+    void boundary() {
+        if (exit_at >= 0 && ++boundaries == exit_at) {
+            std::fflush(nullptr);
+            ::_exit(kTestExitCode);
+        }
+    }
+
+    size_t at(int32_t s, int32_t l, int32_t h) const { return (size_t(s) * L + size_t(l)) * H + size_t(h); }
+    bool layer_done(int32_t s, int32_t l) const {
+        const uint8_t* d = &done_heads[at(s, l, 0)];
+        return std::all_of(d, d + H, [](uint8_t v) { return v != 0; });
+    }
+    // The per-head mask from the file: /done_heads, or for files written before it existed the layers of /done.
+    void load_done_heads() {
+        if (file.has("done_heads")) {
+            done_heads = file.open_dataset("done_heads").read<uint8_t>();
+            check(done_heads.size() == size_t(S) * L * H, path, ": dataset /done_heads is damaged: its shape is not [",
+                  S, ", ", L, ", ", H, "]");
+            return;
+        }
+        const auto d = file.open_dataset("done").read<uint8_t>();
+        done_heads.assign(size_t(S) * L * H, 0);
+        for (int32_t s = 0; s < S; ++s)
+            for (int32_t l = 0; l < L; ++l)
+                if (d[size_t(s) * L + l]) std::fill_n(&done_heads[at(s, l, 0)], H, uint8_t(1));
+    }
+
+    // The HDF5 writes of one clean run / one item (no flush): values, then the done marks.
+    void apply_clean(const StagedClean& c) {
+        const ProxySetting& st = info.options.settings[size_t(c.setting)];
+        const int32_t N = st.n_samples, T = 2 * st.half_len;
+        file.open_dataset("pi_clean").write(&c.pi_clean, 1, {uint64_t(c.setting)}, {1});
+        file.open_dataset("copy_accuracy").write(&c.copy_accuracy, 1, {uint64_t(c.setting)}, {1});
+        file.open_dataset("inputs/tokens").write(c.tokens, {uint64_t(c.setting), 0, 0}, {1, uint64_t(N), uint64_t(T)});
+        file.open_dataset("pi_clean_samples").write(c.samples, {uint64_t(c.setting), 0}, {1, uint64_t(N)});
+    }
+    void apply_item_values(const StagedItem& x) {
+        const WorkItem& it = x.item;
+        const int32_t N = x.scores.n_samples;
+        const uint64_t nl = uint64_t(it.layer_end - it.layer_begin), nh = uint64_t(it.head_end - it.head_begin);
+        const uint64_t s = uint64_t(it.setting), l0 = uint64_t(it.layer_begin), h0 = uint64_t(it.head_begin);
+        cached(d_pi_ablated, "pi_ablated").write(x.scores.pi_ablated, {s, l0, h0}, {1, nl, nh});
+        cached(d_pi_tilde, "pi_tilde").write(x.scores.pi_tilde, {s, l0, h0, 0}, {1, nl, nh, uint64_t(N)});
+    }
+    void apply_item_done(const StagedItem& x) {
+        const WorkItem& it = x.item;
+        const uint64_t nl = uint64_t(it.layer_end - it.layer_begin), nh = uint64_t(it.head_end - it.head_begin);
+        for (int32_t l = it.layer_begin; l < it.layer_end; ++l)
+            std::fill_n(&done_heads[at(it.setting, l, it.head_begin)], nh, uint8_t(1));
+        std::vector<uint8_t> ones(nl * nh, 1);
+        cached(d_done_heads, "done_heads")
+            .write(ones, {uint64_t(it.setting), uint64_t(it.layer_begin), uint64_t(it.head_begin)}, {1, nl, nh});
+        for (int32_t l = it.layer_begin; l < it.layer_end; ++l)
+            if (layer_done(it.setting, l)) {
+                const uint8_t one = 1;
+                cached(d_done, "done").write(&one, 1, {uint64_t(it.setting), uint64_t(l)}, {1, 1});
+            }
+    }
+
+    // Journal payloads.
+    static std::vector<char> encode(const StagedClean& c) {
+        io::RecordWriter w;
+        w.put(c.setting);
+        w.put(c.pi_clean);
+        w.put(c.copy_accuracy);
+        w.put_array(c.tokens.data(), c.tokens.size());
+        w.put_array(c.samples.data(), c.samples.size());
+        return std::move(w.bytes);
+    }
+    static std::vector<char> encode(const StagedItem& x) {
+        io::RecordWriter w;
+        const WorkItem& it = x.item;
+        for (int32_t v : {it.setting, it.layer_begin, it.layer_end, it.head_begin, it.head_end, x.scores.n_samples})
+            w.put(v);
+        w.put_array(x.scores.pi_ablated.data(), x.scores.pi_ablated.size());
+        w.put_array(x.scores.pi_tilde.data(), x.scores.pi_tilde.size());
+        return std::move(w.bytes);
+    }
+    StagedClean decode_clean(const io::JournalRecord& r, const std::string& where) const {
+        io::RecordReader rd{r.payload.data(), r.payload.data() + r.payload.size(), where};
+        StagedClean c;
+        c.setting = rd.get<int32_t>();
+        c.pi_clean = rd.get<double>();
+        c.copy_accuracy = rd.get<double>();
+        c.tokens = rd.get_array<int32_t>();
+        c.samples = rd.get_array<float>();
+        return c;
+    }
+    StagedItem decode_item(const io::JournalRecord& r, const std::string& where) const {
+        io::RecordReader rd{r.payload.data(), r.payload.data() + r.payload.size(), where};
+        StagedItem x;
+        x.item.setting = rd.get<int32_t>();
+        x.item.layer_begin = rd.get<int32_t>();
+        x.item.layer_end = rd.get<int32_t>();
+        x.item.head_begin = rd.get<int32_t>();
+        x.item.head_end = rd.get<int32_t>();
+        x.scores.n_samples = rd.get<int32_t>();
+        x.scores.pi_ablated = rd.get_array<double>();
+        x.scores.pi_tilde = rd.get_array<float>();
+        return x;
+    }
 
     std::vector<uint64_t> slh() const { return {uint64_t(S), uint64_t(L), uint64_t(H)}; }
 
@@ -190,6 +412,7 @@ struct SweepFile::Impl {
         f.set_attr("mean_over", mean_over_name(o.mean_over));
         f.set_attr("positions", positions_string(o.total_positions));
         f.set_attr("top_k", int32_t(0));
+        f.set_attr("heads_per_item", info.heads_per_item);
         f.set_attr("device", info.device);
         f.set_attr("engine_version", info.engine_version);
         for (const auto& [key, value] : cpu_runtime_provenance()) f.set_attr(key, value);
@@ -224,6 +447,8 @@ struct SweepFile::Impl {
         o.mean_over = parse_mean_over(f.attr_string("mean_over"));
         o.total_positions = parse_positions(f.attr_string("positions"), path);
         o.top_k = f.attr<int32_t>("top_k");
+        // files of builds before head-range items have no attribute: they hold whole-layer items
+        info.heads_per_item = f.has_attr("heads_per_item") ? f.attr<int32_t>("heads_per_item") : 0;
         const auto Ns = f.open_dataset("axes/setting_N").read<int32_t>();
         const auto ns = f.open_dataset("axes/setting_n").read<int32_t>();
         check(Ns.size() == ns.size(), path, ": /axes/setting_N and /axes/setting_n differ in length");
@@ -296,6 +521,11 @@ struct SweepFile::Impl {
             h5::Dataset d = f.create_dataset<uint8_t>("done", {uint64_t(S), uint64_t(L)}, zero);
             attach_setting(d, 0);
             d.attach_scale(a_layer, 1);
+            // the per-head mask of head-range items; /done[s, l] is set when every head of the layer is done
+            h5::Dataset dh = f.create_dataset<uint8_t>("done_heads", slh(), zero);
+            attach_setting(dh, 0);
+            dh.attach_scale(a_layer, 1);
+            dh.attach_scale(a_head, 2);
         }
         h5::DatasetOptions ext;
         ext.max_dims = {h5::kUnlimited};
@@ -366,48 +596,206 @@ SweepFile::SweepFile(SweepFile&&) noexcept = default;
 SweepFile& SweepFile::operator=(SweepFile&&) noexcept = default;
 SweepFile::~SweepFile() = default;
 
-SweepFile SweepFile::create(const std::string& path, const SweepFileInfo& info, bool overwrite) {
-    check(!info.options.settings.empty(), path, ": a sweep needs at least one setting");
-    check(info.n_layer > 0 && info.n_head > 0, path, ": model shape n_layer = ", info.n_layer, ", n_head = ",
-          info.n_head, " is not positive");
-    if (!overwrite && std::filesystem::exists(path))
-        fail(path, ": output file exists (use --overwrite to replace it or --resume to continue it)");
+std::string journal_path(const std::string& path) { return path + ".journal"; }
+
+WriteOptions write_options_from_env() {
+    WriteOptions w;
+    if (const char* v = std::getenv("HEADSWEEP_TEST_EXIT_AT_WRITE"); v && *v) w.test_exit_at_boundary = std::atoll(v);
+    return w;
+}
+
+std::unique_ptr<SweepFile::Impl> SweepFile::create_hdf5(const std::string& path, const SweepFileInfo& info,
+                                                        bool overwrite, const std::string& start_time) {
     auto impl = std::make_unique<Impl>();
     impl->path = path;
     impl->info = info;
+    impl->start_time = start_time;
     impl->set_sizes();
     impl->file = h5::File::create(path, overwrite ? h5::Overwrite::yes : h5::Overwrite::no);
     impl->write_info();
     impl->create_layout();
     h5::Group run = impl->file.create_group("run");
-    run.set_attr("start_time", utc_now());
+    run.set_attr("start_time", start_time);
     run.set_attr("end_time", "");
     run.set_attr("resumed_time", "");
     run.set_attr("job_file", info.job_file);
+    impl->done_heads.assign(size_t(impl->S) * impl->L * impl->H, 0);
     impl->file.flush();
+    return impl;
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& v) {
+    std::string all;
+    for (const auto& d : v) all += (all.empty() ? "" : "; ") + d;
+    return all;
+}
+
+void refuse_differing(const std::string& path, const std::vector<std::string>& diff) {
+    if (diff.empty()) return;
+    fail(path, ": cannot resume: job parameter", diff.size() == 1 ? "" : "s", " differ", diff.size() == 1 ? "s" : "",
+         " from the file's: ", joined(diff), " (use --overwrite to start again, or another output path)");
+}
+
+int64_t exit_at_from(const WriteOptions& w) { return w.test_exit_at_boundary; }
+
+}  // namespace
+
+SweepFile SweepFile::create(const std::string& path, const SweepFileInfo& info, bool overwrite,
+                            const WriteOptions& wo) {
+    check(!info.options.settings.empty(), path, ": a sweep needs at least one setting");
+    check(info.n_layer > 0 && info.n_head > 0, path, ": model shape n_layer = ", info.n_layer, ", n_head = ",
+          info.n_head, " is not positive");
+    if (!overwrite && std::filesystem::exists(path))
+        fail(path, ": output file exists (use --overwrite to replace it or --resume to continue it)");
+    const std::string start = utc_now();
+    // The journal first: an HDF5 file that a crash leaves half made always has a journal to rebuild it from.
+    io::Journal journal;
+    if (wo.discipline == WriteDiscipline::journal) {
+        journal = io::Journal::create(journal_path(path));
+        const std::string begin = info_json(info, start);
+        journal.append(kBegin, begin.data(), begin.size());
+        journal.sync();
+    } else {
+        std::filesystem::remove(journal_path(path));
+    }
+    auto impl = create_hdf5(path, info, overwrite, start);
+    impl->journal = std::move(journal);
+    impl->discipline = wo.discipline;
+    impl->exit_at = exit_at_from(wo);
+    impl->boundary();  // 1: the journal and the empty file exist
     return SweepFile(std::move(impl));
 }
 
-SweepFile SweepFile::open_for_resume(const std::string& path, const SweepFileInfo& info) {
-    check(std::filesystem::exists(path), path, ": cannot resume: no such file");
+SweepFileInfo SweepFile::resume_info(const std::string& path) {
+    const std::string jp = journal_path(path);
+    if (std::filesystem::exists(jp)) {
+        const io::JournalContents jc = io::Journal::read(jp);
+        if (!jc.records.empty() && jc.records[0].type == kBegin) {
+            std::string start;
+            return info_from_json(std::string(jc.records[0].payload.begin(), jc.records[0].payload.end()), jp, start);
+        }
+    }
+    return open(path).info();
+}
+
+SweepFile SweepFile::open_for_resume(const std::string& path, const SweepFileInfo& info, const WriteOptions& wo) {
+    namespace fs = std::filesystem;
+    const std::string jp = journal_path(path);
+    std::vector<std::string> notes;
+    // A journal whose first record never reached the disk whole is no journal (the file was not made yet).
+    if (fs::exists(jp)) {
+        const io::JournalContents jc = io::Journal::read(jp);
+        if (jc.records.empty() || jc.records[0].type != kBegin) {
+            check(jc.records.empty(), jp, ": not a sweep journal (its first record is not the sweep's description)");
+            fs::remove(jp);
+            notes.push_back(jp + ": removed: its first record was cut short by a crash (" + jc.damage + ")");
+        }
+    }
+    if (!fs::exists(jp)) {
+        // A file without a journal (made by an older build, finished, or cut before its journal existed): it must
+        // be readable; its contents become the journal, from which the file is rebuilt below.
+        check(fs::exists(path), path, ": cannot resume: no such file");
+        SweepFile old = open(path);
+        Impl& o = *old.impl_;
+        check(o.version == kSweepFormatVersion, path, ": cannot resume: the file has format version ", o.version,
+              " and this build writes version ", kSweepFormatVersion,
+              " (it would hold per-sample values for the new layers only); start again with --overwrite, or finish "
+              "it with the headsweep that started it");
+        refuse_differing(path, differing_parameters(o.info, info));
+        const h5::Group run = o.file.open_group("run");
+        const std::string start = run.has_attr("start_time") ? run.attr_string("start_time") : utc_now();
+        const std::string tmp = jp + ".new";
+        io::Journal j = io::Journal::create(tmp);
+        const std::string begin = info_json(o.info, start);
+        j.append(kBegin, begin.data(), begin.size());
+        const HeadScores sc = old.read_scores();
+        const SampleData sd = old.read_samples();
+        for (int32_t s = 0; s < o.S; ++s) {
+            if (std::isnan(sc.pi_clean[size_t(s)])) continue;
+            const int32_t N = o.info.options.settings[size_t(s)].n_samples;
+            Impl::StagedClean c{s, sc.pi_clean[size_t(s)], sc.copy_accuracy[size_t(s)], old.read_tokens(s),
+                                std::vector<float>(&sd.pi_clean[size_t(s) * o.n_max], &sd.pi_clean[size_t(s) * o.n_max] + N)};
+            const auto b = Impl::encode(c);
+            j.append(kClean, b.data(), b.size());
+            for (int32_t l = 0; l < o.L; ++l)
+                for (int32_t h = 0; h < o.H;) {  // runs of done heads: one record each
+                    if (!o.done_heads[o.at(s, l, h)]) {
+                        ++h;
+                        continue;
+                    }
+                    int32_t e = h;
+                    while (e < o.H && o.done_heads[o.at(s, l, e)]) ++e;
+                    Impl::StagedItem x;
+                    x.item = WorkItem{s, l, l + 1, h, e};
+                    x.scores.n_samples = N;
+                    for (int32_t k = h; k < e; ++k) {
+                        x.scores.pi_ablated.push_back(sc.pi_ablated[o.at(s, l, k)]);
+                        const float* v = &sd.pi_tilde[sd.at(s, l, k)];
+                        x.scores.pi_tilde.insert(x.scores.pi_tilde.end(), v, v + N);
+                    }
+                    const auto bi = Impl::encode(x);
+                    j.append(kItem, bi.data(), bi.size());
+                    h = e;
+                }
+        }
+        j.sync();
+        j.close();
+        old.close();
+        fs::rename(tmp, jp);
+        notes.push_back(path + ": resumed from its datasets (no journal beside it): journal " + jp + " written");
+    }
+
+    // Rebuild the file from the journal: the journal holds every value the file should hold, checksummed and
+    // synced before the file was written, so the rebuilt file is right whatever state a crash left the old one in.
+    const io::JournalContents jc = io::Journal::read(jp);
+    std::string start;
+    const SweepFileInfo jinfo =
+        info_from_json(std::string(jc.records[0].payload.begin(), jc.records[0].payload.end()), jp, start);
+    refuse_differing(path, differing_parameters(jinfo, info));
+    if (!jc.damage.empty())
+        notes.push_back(jp + ": ignored its last " + std::to_string(jc.file_bytes - jc.valid_bytes) + " bytes (" +
+                        jc.damage + "; a write cut short by a crash); the " + std::to_string(jc.records.size()) +
+                        " records before them are replayed");
+    const std::string tmp = path + ".rebuild";
+    {
+        SweepFile nf(create_hdf5(tmp, jinfo, /*overwrite=*/true, start));
+        Impl& m = *nf.impl_;
+        for (size_t r = 1; r < jc.records.size(); ++r) {
+            const std::string where = jp + ": record " + std::to_string(r);
+            if (jc.records[r].type == kClean) {
+                const Impl::StagedClean c = m.decode_clean(jc.records[r], where);
+                nf.stage_clean(c.setting, c.pi_clean, c.copy_accuracy, c.tokens, c.samples);
+            } else if (jc.records[r].type == kItem) {
+                const Impl::StagedItem x = m.decode_item(jc.records[r], where);
+                nf.stage_item(x.item, x.scores);
+            } else {
+                fail(where, ": unknown record type ", jc.records[r].type);
+            }
+        }
+        for (const auto& c : m.cleans) m.apply_clean(c);
+        for (const auto& x : m.items) {
+            m.apply_item_values(x);
+            m.apply_item_done(x);
+        }
+        m.cleans.clear();
+        m.items.clear();
+        m.file.open_group("run").set_attr("resumed_time", utc_now());
+        m.drop_handles();
+        m.file.close();
+    }
+    fs::rename(tmp, path);
     auto impl = std::make_unique<Impl>();
     impl->path = path;
     impl->file = h5::File::open(path, h5::Mode::read_write);
     impl->read_info();
-    check(impl->version == kSweepFormatVersion, path, ": cannot resume: the file has format version ",
-          impl->version, " and this build writes version ", kSweepFormatVersion,
-          " (it would hold per-sample values for the new layers only); start again with --overwrite, or finish "
-          "it with the headsweep that started it");
-    const auto diff = differing_parameters(impl->info, info);
-    if (!diff.empty()) {
-        std::string all;
-        for (const auto& d : diff) all += (all.empty() ? "" : "; ") + d;
-        fail(path, ": cannot resume: job parameter", diff.size() == 1 ? "" : "s", " differ", diff.size() == 1 ? "s" : "",
-             " from the file's: ", all, " (use --overwrite to start again, or another output path)");
-    }
-    h5::Group run = impl->file.open_group("run");
-    run.set_attr("resumed_time", utc_now());
-    impl->file.flush();
+    impl->load_done_heads();
+    impl->start_time = start;
+    impl->journal = io::Journal::open_append(jp, jc.valid_bytes);
+    impl->discipline = WriteDiscipline::journal;
+    impl->exit_at = exit_at_from(wo);
+    impl->notes = std::move(notes);
     return SweepFile(std::move(impl));
 }
 
@@ -417,6 +805,7 @@ SweepFile SweepFile::open(const std::string& path) {
     impl->path = path;
     impl->file = h5::File::open(path, h5::Mode::read_only);
     impl->read_info();
+    impl->load_done_heads();
     return SweepFile(std::move(impl));
 }
 
@@ -426,7 +815,7 @@ int32_t SweepFile::n_settings() const { return impl_->S; }
 int32_t SweepFile::format_version() const { return impl_->version; }
 bool SweepFile::has_samples() const { return impl_->version >= 2; }
 
-void SweepFile::write_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
+void SweepFile::stage_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
                             const std::vector<float>& pi_clean_samples) {
     Impl& m = *impl_;
     check(setting >= 0 && setting < m.S, m.path, ": setting ", setting, " is outside 0..", m.S - 1);
@@ -439,23 +828,18 @@ void SweepFile::write_clean(int32_t setting, double pi_clean, double copy_accura
           " samples but ", pi_clean_samples.size(), " clean values");
     check(sample_mean(pi_clean_samples.data(), N) == pi_clean, m.path, ": setting ", setting,
           ": pi_clean is not the mean of the per-sample clean values");
-    m.mark_incomplete();
-    m.file.open_dataset("pi_clean").write(&pi_clean, 1, {uint64_t(setting)}, {1});
-    m.file.open_dataset("copy_accuracy").write(&copy_accuracy, 1, {uint64_t(setting)}, {1});
-    m.file.open_dataset("inputs/tokens").write(tokens, {uint64_t(setting), 0, 0}, {1, uint64_t(N), uint64_t(T)});
-    m.file.open_dataset("pi_clean_samples").write(pi_clean_samples, {uint64_t(setting), 0}, {1, uint64_t(N)});
-    m.file.flush();
+    m.cleans.push_back({setting, pi_clean, copy_accuracy, tokens, pi_clean_samples});
 }
 
-void SweepFile::write_item(const WorkItem& item, const ItemScores& scores) {
+void SweepFile::stage_item(const WorkItem& item, const ItemScores& scores) {
     Impl& m = *impl_;
     const std::vector<double>& pi_ablated = scores.pi_ablated;
     check(item.setting >= 0 && item.setting < m.S, m.path, ": work item setting ", item.setting, " is outside 0..",
           m.S - 1);
     check(item.layer_begin >= 0 && item.layer_begin < item.layer_end && item.layer_end <= m.L, m.path,
           ": work item layers ", item.layer_begin, "..", item.layer_end, " are outside 0..", m.L);
-    check(item.head_begin == 0 && item.head_end == m.H, m.path, ": work item heads ", item.head_begin, "..",
-          item.head_end, " must cover all ", m.H, " heads (the done mask is per setting and layer)");
+    check(item.head_begin >= 0 && item.head_begin < item.head_end && item.head_end <= m.H, m.path,
+          ": work item heads ", item.head_begin, "..", item.head_end, " are outside 0..", m.H);
     check(pi_ablated.size() == size_t(item.n_heads()), m.path, ": work item has ", item.n_heads(), " heads but ",
           pi_ablated.size(), " values");
     m.need_samples("writing: per-sample values");
@@ -467,31 +851,96 @@ void SweepFile::write_item(const WorkItem& item, const ItemScores& scores) {
         check(sample_mean(&scores.pi_tilde[size_t(i) * N], N) == pi_ablated[size_t(i)], m.path,
               ": work item of setting ", item.setting, " layers ", item.layer_begin, "..", item.layer_end,
               ": value ", i, " is not the mean of its per-sample values");
-    m.mark_incomplete();
-    const uint64_t nl = uint64_t(item.layer_end - item.layer_begin);
-    m.file.open_dataset("pi_ablated")
-        .write(pi_ablated, {uint64_t(item.setting), uint64_t(item.layer_begin), 0}, {1, nl, uint64_t(m.H)});
-    m.file.open_dataset("pi_tilde")
-        .write(scores.pi_tilde, {uint64_t(item.setting), uint64_t(item.layer_begin), 0, 0},
-               {1, nl, uint64_t(m.H), uint64_t(N)});
-    // The values reach the disk before the done mark does, so a killed run never marks unwritten layers done.
-    m.file.flush();
-    std::vector<uint8_t> ones(nl, 1);
-    m.file.open_dataset("done").write(ones, {uint64_t(item.setting), uint64_t(item.layer_begin)}, {1, nl});
-    m.file.flush();
+    m.items.push_back({item, scores});
 }
 
-std::vector<uint8_t> SweepFile::done() const { return impl_->file.open_dataset("done").read<uint8_t>(); }
+size_t SweepFile::staged() const { return impl_->cleans.size() + impl_->items.size(); }
+
+void SweepFile::commit() {
+    Impl& m = *impl_;
+    if (m.cleans.empty() && m.items.empty()) return;
+    if (m.discipline == WriteDiscipline::flush_each) {
+        // The former discipline (kept for bench_sweep_writer's comparison): per write a flush, the values of an
+        // item flushed before its done marks -- safety by flush order, which HDF5 does not promise.
+        m.mark_incomplete();
+        for (const auto& c : m.cleans) {
+            m.apply_clean(c);
+            m.file.flush();
+        }
+        for (const auto& x : m.items) {
+            m.drop_handles();  // the former code opened each dataset for each write
+            m.apply_item_values(x);
+            m.file.flush();
+            m.apply_item_done(x);
+            m.file.flush();
+        }
+    } else if (m.discipline == WriteDiscipline::flush_once) {
+        m.mark_incomplete();
+        for (const auto& c : m.cleans) m.apply_clean(c);
+        for (const auto& x : m.items) {
+            m.apply_item_values(x);
+            m.apply_item_done(x);
+        }
+        m.file.flush();
+    } else {
+        check(m.journal.is_open(), m.path, ": the file is not open for writing");
+        for (const auto& c : m.cleans) {
+            const auto b = Impl::encode(c);
+            m.journal.append(kClean, b.data(), b.size());
+        }
+        for (const auto& x : m.items) {
+            const auto b = Impl::encode(x);
+            m.journal.append(kItem, b.data(), b.size());
+        }
+        m.boundary();  // nothing of this batch is anywhere yet
+        m.journal.sync();
+        m.boundary();  // the batch is in the journal, not in the file
+        m.mark_incomplete();
+        for (const auto& c : m.cleans) m.apply_clean(c);
+        for (const auto& x : m.items) {
+            m.apply_item_values(x);
+            m.apply_item_done(x);
+        }
+        m.boundary();  // written to HDF5's buffers, not flushed
+        m.file.flush();
+        m.boundary();  // flushed
+    }
+    m.cleans.clear();
+    m.items.clear();
+}
+
+void SweepFile::write_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
+                            const std::vector<float>& pi_clean_samples) {
+    stage_clean(setting, pi_clean, copy_accuracy, tokens, pi_clean_samples);
+    commit();
+}
+
+void SweepFile::write_item(const WorkItem& item, const ItemScores& scores) {
+    stage_item(item, scores);
+    commit();
+}
+
+const std::vector<std::string>& SweepFile::notes() const { return impl_->notes; }
+
+std::vector<uint8_t> SweepFile::done() const {
+    const Impl& m = *impl_;
+    std::vector<uint8_t> d(size_t(m.S) * m.L);
+    for (int32_t s = 0; s < m.S; ++s)
+        for (int32_t l = 0; l < m.L; ++l) d[size_t(s) * m.L + l] = m.layer_done(s, l) ? 1 : 0;
+    return d;
+}
+
+const std::vector<uint8_t>& SweepFile::done_heads() const { return impl_->done_heads; }
 
 bool SweepFile::setting_done(int32_t setting) const {
     const Impl& m = *impl_;
     check(setting >= 0 && setting < m.S, m.path, ": setting ", setting, " is outside 0..", m.S - 1);
-    auto d = m.file.open_dataset("done").read<uint8_t>({uint64_t(setting), 0}, {1, uint64_t(m.L)});
-    return std::all_of(d.begin(), d.end(), [](uint8_t v) { return v != 0; });
+    const uint8_t* d = &m.done_heads[m.at(setting, 0, 0)];
+    return std::all_of(d, d + size_t(m.L) * m.H, [](uint8_t v) { return v != 0; });
 }
 
 bool SweepFile::all_done() const {
-    auto d = done();
+    const auto& d = impl_->done_heads;
     return std::all_of(d.begin(), d.end(), [](uint8_t v) { return v != 0; });
 }
 
@@ -499,11 +948,11 @@ bool SweepFile::complete() const { return impl_->file.attr<int32_t>("complete") 
 
 std::vector<WorkItem> SweepFile::remaining(const std::vector<WorkItem>& plan) const {
     const Impl& m = *impl_;
-    const auto d = done();
     std::vector<WorkItem> out;
     for (const WorkItem& it : plan) {
         bool all = true;
-        for (int32_t l = it.layer_begin; l < it.layer_end; ++l) all = all && d[size_t(it.setting) * m.L + l] != 0;
+        for (int32_t l = it.layer_begin; l < it.layer_end && all; ++l)
+            for (int32_t h = it.head_begin; h < it.head_end && all; ++h) all = m.done_heads[m.at(it.setting, l, h)] != 0;
         if (!all) out.push_back(it);
     }
     return out;
@@ -531,10 +980,9 @@ HeadScores SweepFile::read_scores() const {
 
 HeadScores SweepFile::finish(int32_t top_k, int32_t resamples) {
     Impl& m = *impl_;
-    const auto d = done();
     for (int32_t s = 0; s < m.S; ++s)
         for (int32_t l = 0; l < m.L; ++l)
-            check(d[size_t(s) * m.L + l] != 0, m.path, ": cannot finish: setting ", s, " (",
+            check(m.layer_done(s, l), m.path, ": cannot finish: setting ", s, " (",
                   settings_string({m.info.options.settings[size_t(s)]}), ") layer ", l, " is not done");
     HeadScores s = read_scores();
     for (int32_t i = 0; i < m.S; ++i)
@@ -605,7 +1053,9 @@ HeadScores SweepFile::finish(int32_t top_k, int32_t resamples) {
     f.flush();
     f.open_group("run").set_attr("end_time", utc_now());
     f.set_attr("complete", int32_t(1));
+    m.boundary();  // finished, not flushed
     f.flush();
+    m.boundary();  // complete on disk (the journal is removed when the file is closed)
     return s;
 }
 
@@ -621,7 +1071,6 @@ SampleData SweepFile::read_samples() const {
     const uint64_t S = uint64_t(m.S), L = uint64_t(m.L), H = uint64_t(m.H), NM = uint64_t(m.n_max);
     d.pi_tilde = m.sample_dataset("pi_tilde", {S, L, H, NM}).read<float>();
     d.pi_clean = m.sample_dataset("pi_clean_samples", {S, NM}).read<float>();
-    const auto done = m.file.open_dataset("done").read<uint8_t>();
     const auto pa = m.file.open_dataset("pi_ablated").read<double>();
     const auto pc = m.file.open_dataset("pi_clean").read<double>();
     for (int32_t s = 0; s < m.S; ++s) {
@@ -635,12 +1084,12 @@ SampleData SweepFile::read_samples() const {
                   " does not average to /pi_clean");
         }
         for (int32_t l = 0; l < m.L; ++l) {
-            if (!done[size_t(s) * m.L + l]) continue;
             for (int32_t h = 0; h < m.H; ++h) {
+                if (!m.done_heads[m.at(s, l, h)]) continue;
                 const float* x = &d.pi_tilde[d.at(s, l, h)];
                 for (int32_t b = 0; b < N; ++b)
                     check(std::isfinite(x[b]), m.path, ": dataset /pi_tilde is damaged: setting ", s, " layer ", l,
-                          " head ", h, " sample ", b, " is not finite in a layer marked done");
+                          " head ", h, " sample ", b, " is not finite in a head marked done");
                 check(sample_mean(x, N) == pa[(size_t(s) * m.L + l) * m.H + h], m.path,
                       ": dataset /pi_tilde is damaged: setting ", s, " layer ", l, " head ", h,
                       " does not average to /pi_ablated");
@@ -682,7 +1131,17 @@ std::optional<HeadStats> SweepFile::read_stats() const {
 
 void SweepFile::flush() { impl_->file.flush(); }
 void SweepFile::close() {
-    if (impl_ && impl_->file.valid()) impl_->file.close();
+    if (!impl_ || !impl_->file.valid()) return;
+    Impl& m = *impl_;
+    const bool done_with_journal = m.journal.is_open() && complete();
+    m.drop_handles();
+    m.file.close();
+    if (m.journal.is_open()) {
+        m.journal.close();
+        // A complete file needs its journal no more (a crash before this line leaves it: resume rebuilds the file
+        // from it and finishes it again, to the same values).
+        if (done_with_journal) std::filesystem::remove(journal_path(m.path));
+    }
 }
 
 // ------------------------------------------------------------------------------------------------ comparison

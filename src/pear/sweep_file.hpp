@@ -13,7 +13,13 @@
 //   /top_k/{mean_ratio_se,mean_ratio_lo,mean_ratio_hi,frequency} [K].
 //   Version-1 files (no inputs, no per-sample values, no /stats) are read; they cannot be resumed.
 //   root attributes: format, job parameters, model provenance, complete; /run attributes: the times.
-// Every write is followed by a flush, so a killed run leaves a readable file whose `done` mask says what is in it.
+//   /done_heads [S,L,H] u8: the per-head done mask (items are head ranges); /done [S,L] is 1 where every head of
+//   the layer is done. Files without /done_heads (older builds) read their mask from /done.
+// Crash safety: a write-ahead journal beside the file (<file>.journal, io/journal.hpp; docs/file-formats.md):
+// commit() appends every staged record (checksummed) and fdatasync()s it before the HDF5 writes, then flushes the
+// file once. The journal holds everything the file should hold, so open_for_resume() rebuilds the file from it,
+// whatever state a crash left the HDF5 file in (a torn journal tail, the batch being written, is ignored with a
+// note). The journal is removed when a complete file is closed.
 // A file is complete only when the root attribute complete = 1 (set by finish()).
 // Determinism: datasets depend only on the job parameters and the model; the only time-dependent values are the
 // attributes of the group /run, so `h5diff --exclude-path /run a.h5 b.h5` (or same_datasets()) compares runs.
@@ -35,6 +41,27 @@ inline constexpr int32_t kSweepFormatVersion = 2;     // written by this build
 inline constexpr int32_t kSweepFormatOldestRead = 1;  // the oldest version this build reads
 inline constexpr int32_t kDefaultBootstrapResamples = 1000;
 
+// How writes reach the disk. journal: the crash-safe discipline above (the default). flush_each: the former one
+// (values flushed, then the done marks flushed, per item; no journal); flush_once: one flush per commit and no
+// journal (not crash safe: what the journal's fsync costs on top) -- both kept only so that bench_sweep_writer can
+// measure all three in one invocation.
+enum class WriteDiscipline { journal, flush_each, flush_once };
+// The exit status of a process that the crash-safety test hook ended at a write boundary.
+inline constexpr int kTestExitCode = 86;
+struct WriteOptions {
+    WriteDiscipline discipline = WriteDiscipline::journal;
+    // Test hook (HEADSWEEP_TEST_EXIT_AT_WRITE): _exit(kTestExitCode) at the k-th write boundary of this file (1:
+    // file and journal made; per commit: before the journal sync, after it, after the HDF5 writes, after the flush;
+    // finish: before and after its flush). -1: never.
+    int64_t test_exit_at_boundary = -1;
+};
+
+// The test hook from the environment: HEADSWEEP_TEST_EXIT_AT_WRITE=k (tests/scripts/sweep_crash.sh).
+WriteOptions write_options_from_env();
+
+// The journal beside a sweep file: "<path>.journal".
+std::string journal_path(const std::string& path);
+
 // What a sweep file records about its job and model. The fields marked [checked] must be equal for a resume.
 struct SweepFileInfo {
     std::string model;            // the model as given (GGUF path, HF folder or random spec)
@@ -44,6 +71,10 @@ struct SweepFileInfo {
     int32_t n_layer = 0;          // [checked]
     int32_t n_head = 0;           // [checked]
     int32_t n_head_kv = 0, d_model = 0, d_head = 0, n_vocab = 0, n_ctx = 0;
+    // [checked] the work item size (heads of one layer per item; 0: whole layers). A head's scores depend in their
+    // last bits on how many heads share its batched MLP GEMMs (BLAS results per row depend on the row count), so
+    // the item size is a job parameter like the seed: any rank count gives the same file for the same item size.
+    int32_t heads_per_item = 0;
     SweepOptions options;         // [checked] mode, settings, seed, exclude_special, mean_over, positions
                                   // (top_k and max_rows_per_chunk are not checked: they change no per-head score)
     std::string device = "cpu";
@@ -69,10 +100,16 @@ class SweepFile {
 public:
     // Creates a new file with every dataset (unwritten cells NaN / -1 / 0). Refuses an existing file unless
     // overwrite. Sets /run start_time.
-    static SweepFile create(const std::string& path, const SweepFileInfo& info, bool overwrite = false);
+    static SweepFile create(const std::string& path, const SweepFileInfo& info, bool overwrite = false,
+                            const WriteOptions& write = {});
     // Opens an existing file to continue it: refuses a file that is no sweep file, or whose checked job
     // parameters differ from `info` ("<path>: cannot resume: job parameter seed differs (file: 1, job: 2)").
-    static SweepFile open_for_resume(const std::string& path, const SweepFileInfo& info);
+    // With a journal beside it the file is rebuilt from the journal (notes() says what was found); without one
+    // (an older build's file, or a finished one) the file must be readable and its contents become the journal.
+    static SweepFile open_for_resume(const std::string& path, const SweepFileInfo& info, const WriteOptions& write = {});
+    // The job parameters of a file to be resumed: from its journal when there is one (the HDF5 file may be
+    // unreadable after a crash), else from the file.
+    static SweepFileInfo resume_info(const std::string& path);
     // Opens read-only (reading back, analysis, tests).
     static SweepFile open(const std::string& path);
 
@@ -89,18 +126,27 @@ public:
 
     // The clean run of setting s: pi, copy accuracy, the proxy tokens [N, 2n] and each sample's clean pi [N]
     // (pi_clean must equal sample_mean(pi_clean_samples) exactly).
-    void write_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
+    void stage_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
                      const std::vector<float>& pi_clean_samples);
     // One finished item (SettingRun::score_samples): means [layer - layer_begin][head - head_begin] and per-sample
-    // values [.., .., N]. The item must cover all heads of its layers; done[setting, l] is set for each of its
-    // layers after the values are on disk. Refuses means that are not the sample means of the values.
+    // values [.., .., N]; any head range. Refuses means that are not the sample means of the values.
+    void stage_item(const WorkItem& item, const ItemScores& scores);
+    size_t staged() const;
+    // Writes everything staged: one journal append (fsync'd), the HDF5 writes (values and done marks), one flush.
+    void commit();
+    // stage + commit of one.
+    void write_clean(int32_t setting, double pi_clean, double copy_accuracy, const std::vector<int32_t>& tokens,
+                     const std::vector<float>& pi_clean_samples);
     void write_item(const WorkItem& item, const ItemScores& scores);
+    // What open_for_resume found and did (a torn journal tail ignored, a journal written from an older file).
+    const std::vector<std::string>& notes() const;
 
-    std::vector<uint8_t> done() const;  // [S, L]
+    std::vector<uint8_t> done() const;               // [S, L]: every head of the layer done
+    const std::vector<uint8_t>& done_heads() const;  // [S, L, H]
     bool setting_done(int32_t setting) const;
     bool all_done() const;
     bool complete() const;  // root attribute complete == 1
-    // Items of the plan that are not done yet (plan_items order; items must cover whole layers).
+    // Items of the plan with a head not done yet (plan_items order; any item size).
     std::vector<WorkItem> remaining(const std::vector<WorkItem>& plan) const;
 
     // Computes raw/ratio/aggregates/ranking/top-K (finish_scores) from pi_clean and pi_ablated, and the /stats
@@ -126,6 +172,8 @@ public:
 private:
     struct Impl;
     explicit SweepFile(std::unique_ptr<Impl> impl);
+    static std::unique_ptr<Impl> create_hdf5(const std::string& path, const SweepFileInfo& info, bool overwrite,
+                                             const std::string& start_time);
     std::unique_ptr<Impl> impl_;
 };
 

@@ -39,25 +39,38 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     ::close(fd);
 }
 
+MappedFile MappedFile::borrow(const std::string& path, const uint8_t* data, size_t size) {
+    MappedFile m;
+    m.path_ = path;
+    m.data_ = data;
+    m.size_ = size;
+    m.owned_ = false;
+    return m;
+}
+
 MappedFile::~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (data_ && owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
-    : path_(std::move(o.path_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    : path_(std::move(o.path_)),
+      data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
+      owned_(std::exchange(o.owned_, true)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     if (this != &o) {
-        if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+        if (data_ && owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
         path_ = std::move(o.path_);
         data_ = std::exchange(o.data_, nullptr);
         size_ = std::exchange(o.size_, 0);
+        owned_ = std::exchange(o.owned_, true);
     }
     return *this;
 }
 
 void MappedFile::release_pages() const {
-    if (data_) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
+    if (data_ && owned_) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
 }
 
 void MappedFile::release_pages(const uint8_t* begin, size_t n) const {

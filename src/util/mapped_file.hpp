@@ -11,6 +11,8 @@ class MappedFile {
 public:
     MappedFile() = default;
     explicit MappedFile(const std::string& path);  // throws hs::Error naming the file when it cannot be mapped
+    // The file's bytes already in memory (e.g. a node-shared copy, dist/node_file.hpp): not owned, not unmapped.
+    static MappedFile borrow(const std::string& path, const uint8_t* data, size_t size);
     ~MappedFile();
     MappedFile(MappedFile&& other) noexcept;
     MappedFile& operator=(MappedFile&& other) noexcept;
@@ -30,6 +32,7 @@ private:
     std::string path_;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;
+    bool owned_ = true;
 };
 
 }  // namespace hs

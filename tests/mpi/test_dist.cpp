@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -15,7 +17,10 @@
 #include <boost/mpi.hpp>
 #include <boost/serialization/string.hpp>
 
+#include "dist/node_file.hpp"
 #include "dist/protocol.hpp"
+#include "gguf/quant.hpp"
+#include "model/model.hpp"
 #include "dist/sweep_mpi.hpp"
 #include "io/h5.hpp"
 #include "pear/sweep_file.hpp"
@@ -129,6 +134,30 @@ TEST_CASE("protocol: every task reaches the sink once with its values, with any 
     }
 }
 
+TEST_CASE("protocol: every result is followed by a batch end (group commit), none left uncommitted", "[dist][mpi]") {
+    mpi::communicator world;
+    NoopExecutor ex;
+    if (world.rank() == 0) {
+        int64_t staged = 0, committed = 0, commits = 0;
+        CoordinatorOptions co;
+        co.max_batch = 4;
+        const CoordinatorStats st = coordinate(
+            world, some_tasks(500, 3), &ex, [&](const TaskResult&) { ++staged; }, co,
+            [&] {
+                REQUIRE(staged > 0);  // a batch end follows results
+                committed += staged;
+                staged = 0;
+                ++commits;
+            });
+        CHECK(staged == 0);
+        CHECK(committed == 500);
+        CHECK(commits >= 1);
+        CHECK(commits <= st.messages_in + 500);  // at most one per message (or per local batch)
+    } else {
+        serve(world, ex);
+    }
+}
+
 TEST_CASE("protocol: the coordinator alone needs no other rank, and may leave the work to workers", "[dist][mpi]") {
     mpi::communicator world;
     NoopExecutor ex;
@@ -180,23 +209,34 @@ TEST_CASE("protocol: a sink error (e.g. a failed write) stops every rank with th
 }
 
 TEST_CASE("distributed sweep: 1, 2 and 4 ranks and the single-process sweep give identical files", "[dist][mpi]") {
+    // Whole-layer items, and head-range items of uneven size (3 + 1 heads): for each item size every rank count
+    // gives the single process's file.
     mpi::communicator world;
     SharedTmp tmp(world);
     // Reference: the single-process sweep (one thread) on rank 0.
     pear::SweepJob ref = tiny_job(tmp / "ref-{model}-{mode}.h5");
     // Attribution too: its per-sample values come from one backward per setting (file format 2 stores them all).
     ref.modes.push_back(pear::ScoreMode::ATTRIBUTION);
+    pear::SweepJob ref3 = ref;
+    ref3.output = tmp / "ref3-{model}-{mode}.h5";
+    ref3.heads_per_item = 3;
     if (world.rank() == 0) {
         pear::RunJobOptions ro;
         ro.progress = false;
         pear::run_job(ref, ro);
+        pear::run_job(ref3, ro);
     }
-    // The same job on sub-worlds of 1, 2 and 4 ranks (those that exist), one after another.
-    for (int n : {1, 2, 4}) {
+    // The same job on sub-worlds of 1, 2 and 4 ranks (those that exist), one after another; then the whole world
+    // with ranges of 3 heads.
+    for (int n : {1, 2, 4, 0}) {
         if (n > world.size()) break;
+        const bool uneven = n == 0;
+        if (uneven) n = world.size();
         mpi::communicator sub = world.split(world.rank() < n ? 0 : 1);
-        pear::SweepJob job = tiny_job(tmp / ("np" + std::to_string(n) + "-{model}-{mode}.h5"));
+        pear::SweepJob job =
+            tiny_job(tmp / ((uneven ? "h3-np" : "np") + std::to_string(n) + "-{model}-{mode}.h5"));
         job.modes = ref.modes;
+        if (uneven) job.heads_per_item = 3;
         if (world.rank() < n) {
             auto sums = run_distributed_sweep(job, sub, quiet());
             if (sub.rank() == 0) {
@@ -206,9 +246,9 @@ TEST_CASE("distributed sweep: 1, 2 and 4 ranks and the single-process sweep give
         }
         world.barrier();
         if (world.rank() == 0) {
-            const auto a = outputs(ref), b = outputs(job);
+            const auto a = outputs(uneven ? ref3 : ref), b = outputs(job);
             for (size_t i = 0; i < a.size(); ++i) {
-                INFO(n << " ranks: " << b[i] << " vs " << a[i]);
+                INFO(n << " ranks" << (uneven ? ", ranges of 3 heads" : "") << ": " << b[i] << " vs " << a[i]);
                 CHECK(pear::compare_sweep_files(a[i], b[i]).empty());
             }
         }
@@ -224,6 +264,7 @@ TEST_CASE("distributed sweep: a cut-short run resumes to the uninterrupted run's
 
     pear::SweepJob part = tiny_job(tmp / "part-{model}-{mode}.h5");
     part.models = {"random:tiny"};
+    part.heads_per_item = 4;  // whole layers
     DistSweepOptions cut = quiet();
     cut.max_items = 4;  // of 6 items (3 settings x 2 layers) in the first run
     auto s1 = run_distributed_sweep(part, world, cut);
@@ -242,6 +283,39 @@ TEST_CASE("distributed sweep: a cut-short run resumes to the uninterrupted run's
         CHECK(s2[0].heads_scored == 2 * 4);  // the 2 missing items of 4 heads each
         for (size_t i = 0; i < 2; ++i) CHECK(pear::compare_sweep_files(outputs(full)[i], outputs(part)[i]).empty());
     }
+
+    // Head granularity: one-head items, cut after 10 of the first run's 24, resumed; the same job in one process
+    // is the reference (the item size is part of the result).
+    pear::SweepJob heads = tiny_job(tmp / "heads-{model}-{mode}.h5");
+    heads.models = {"random:tiny"};
+    heads.heads_per_item = 1;
+    pear::SweepJob heads_ref = heads;
+    heads_ref.output = tmp / "heads-ref-{model}-{mode}.h5";
+    if (world.rank() == 0) {
+        pear::RunJobOptions ro;
+        ro.progress = false;
+        pear::run_job(heads_ref, ro);
+    }
+    cut.max_items = 10;
+    run_distributed_sweep(heads, world, cut);
+    if (world.rank() == 0) {
+        pear::SweepFile f = pear::SweepFile::open(outputs(heads)[0]);
+        int done = 0;
+        for (uint8_t d : f.done_heads()) done += d;
+        CHECK(done == 10);
+    }
+    heads.resume = true;
+    pear::SweepJob other_size = heads;
+    other_size.heads_per_item = 2;
+    const std::string refused = error_of([&] { run_distributed_sweep(other_size, world, quiet()); });
+    CHECK_THAT(refused, Catch::Contains("cannot resume") && Catch::Contains("heads_per_item (file: 1, job: 2)"));
+    auto s3 = run_distributed_sweep(heads, world, quiet());
+    if (world.rank() == 0) {
+        REQUIRE(s3.size() == 2);
+        CHECK(s3[0].heads_scored == 24 - 10);
+        for (size_t i = 0; i < 2; ++i)
+            CHECK(pear::compare_sweep_files(outputs(heads_ref)[i], outputs(heads)[i]).empty());
+    }
 }
 
 TEST_CASE("distributed sweep: resuming a file of another job or model is refused on every rank", "[dist][mpi]") {
@@ -250,6 +324,7 @@ TEST_CASE("distributed sweep: resuming a file of another job or model is refused
     pear::SweepJob job = tiny_job(tmp / "x-{mode}.h5");
     job.models = {"random:tiny"};
     job.modes = {pear::ScoreMode::PATH};
+    job.heads_per_item = 4;  // whole layers: 2 items are 2 layers
     DistSweepOptions cut = quiet();
     cut.max_items = 2;
     run_distributed_sweep(job, world, cut);
@@ -282,11 +357,20 @@ TEST_CASE("distributed sweep: a resumed file whose clean run differs bitwise is 
     cut.max_items = 1;
     run_distributed_sweep(job, world, cut);
     if (world.rank() == 0) {  // as if another binary or thread count had computed setting 0's clean run
+        // (a sample's clean value one float up, and pi_clean its new mean: a consistent file of another run)
         h5::File f = h5::File::open(tmp / "c-path.h5", h5::Mode::read_write);
+        auto samples = f.open_dataset("pi_clean_samples").read<float>();  // [S, N_max]
+        const int32_t n_max = int32_t(samples.size() / 3), N0 = 4;
+        samples[0] = std::nextafter(samples[0], 1e30f);
+        f.open_dataset("pi_clean_samples").write(samples);
         auto pi = f.open_dataset("pi_clean").read<double>();
-        pi[0] = std::nextafter(pi[0], 1e300);
+        pi[0] = pear::sample_mean(samples.data(), N0);
+        REQUIRE(n_max >= N0);
         f.open_dataset("pi_clean").write(pi);
         f.close();
+        // without its journal the file is what resume continues (with it, resume would rebuild the file from the
+        // journal's values and undo this change)
+        fs::remove(pear::journal_path(tmp / "c-path.h5"));
     }
     job.resume = true;
     std::string err = error_of([&] { run_distributed_sweep(job, world, quiet()); });
@@ -309,4 +393,55 @@ TEST_CASE("distributed sweep: bad jobs are refused before any rank loads a model
     CHECK_FALSE(err.empty());
     world.barrier();
     if (world.rank() == 0) CHECK(fs::directory_entry(tmp / "random-tiny-path.h5").exists() == false);
+}
+
+TEST_CASE("node-shared model file: read once per node, every rank's model equals the mapped file's, the sweep too",
+          "[dist][mpi]") {
+    mpi::communicator world;
+    SharedTmp tmp(world);
+    const std::string gguf = tmp / "tiny-q8.gguf";
+    if (world.rank() == 0) write_random_gguf("tiny", 5, GgmlType::Q8_0, gguf);
+    world.barrier();
+    {
+        NodeSharedFile shared(world, gguf);
+        std::ifstream in(gguf, std::ios::binary);
+        const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        REQUIRE(shared.size() == bytes.size());
+        CHECK(std::memcmp(shared.data(), bytes.data(), bytes.size()) == 0);
+        CHECK(shared.node_ranks() == world.size());  // one node here
+        LoadOptions lo;
+        lo.file_bytes = shared.data();
+        lo.file_size = shared.size();
+        const Model a = open_model(gguf, lo), b = open_model(gguf);
+        const Matrix &wa = a.weights.layers[1].w_down, &wb = b.weights.layers[1].w_down;
+        REQUIRE(wa.rows * wa.cols == wb.rows * wb.cols);
+        CHECK(std::memcmp(wa.data, wb.data, size_t(wa.rows * wa.cols) * sizeof(float)) == 0);
+        CHECK(a.tokenizer.n_vocab() == b.tokenizer.n_vocab());
+    }
+    // A missing file: the same error, naming it, on every rank.
+    const std::string err = error_of([&] { NodeSharedFile missing(world, tmp / "absent.gguf"); });
+    CHECK_THAT(err, Catch::Contains("absent.gguf") && Catch::Contains("cannot open"));
+
+    // The distributed sweep of the GGUF (models built from the node's copy) equals the single process's.
+    pear::SweepJob job;
+    job.models = {gguf};
+    job.modes = {pear::ScoreMode::PATH};
+    job.options.settings = {{4, 6}, {3, 5}};
+    job.options.seed = 3;
+    job.threads = 1;
+    job.model_read = "node";
+    job.output = tmp / "shared-{mode}.h5";
+    pear::SweepJob ref = job;
+    ref.output = tmp / "single-{mode}.h5";
+    pear::SweepJob ref3 = ref;
+    ref3.output = tmp / "ref3-{model}-{mode}.h5";
+    ref3.heads_per_item = 3;
+    if (world.rank() == 0) {
+        pear::RunJobOptions ro;
+        ro.progress = false;
+        pear::run_job(ref, ro);
+        pear::run_job(ref3, ro);
+    }
+    run_distributed_sweep(job, world, quiet());
+    if (world.rank() == 0) CHECK(pear::compare_sweep_files(outputs(ref)[0], outputs(job)[0]).empty());
 }

@@ -25,4 +25,8 @@ run bench_blas_core "fallback / fixed = " "$PY" bench/bench_blas_core.py --smoke
 run bench_rtd "ids identical to one rank: True" "$PY" bench/bench_rtd.py --smoke --ours "$BUILD/headsweep_bench_rtd" \
     --headsweep "$BUILD/headsweep" --data-dir "$ROOT/tests/fixtures/rtd_data"
 run bench_matmul_blocks '"op": "gemm"' "$BUILD/headsweep_bench_matmul_blocks" --smoke
+run bench_sweep_writer "journal, 16/message" "$BUILD/headsweep_bench_sweep_writer" --layers 4 --heads 4 --results 40 \
+    --rounds 1 --dir "$W"
+run bench_item_costs '"kind":"item"' "$BUILD/headsweep_bench_item_costs" --shapes tiny --repeat 1
+run simulate_sweep "llama3-70b" "$PY" tools/simulate_sweep.py --ranks 64,128
 echo "bench_smoke.sh: all drivers ran"

@@ -65,7 +65,7 @@ for delay in 0.3 0.6; do
     BG=$!
     rank0=""
     for i in $(seq 100); do  # rank 0's pid: the headsweep child whose environment says rank 0
-        for p in $(pgrep -P $BG headsweep 2>/dev/null); do
+        for p in $(pgrep -P $BG 2>/dev/null); do  # by parent only: a re-executed rank is named "exe"
             grep -qxz OMPI_COMM_WORLD_RANK=0 /proc/$p/environ 2>/dev/null && rank0=$p
         done
         [[ -n $rank0 ]] && break
