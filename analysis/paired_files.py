@@ -42,7 +42,9 @@ def main():
     args = ap.parse_args()
     ra, sa = records(args.a)
     rb, sb = records(args.b)
-    if sa != sb:
+    # The weight precision is part of the settings string (" precision=X" when not f32): the one thing expected to differ.
+    strip = lambda t: " ".join(w for w in t.split() if not w.startswith("precision="))
+    if strip(sa) != strip(sb):
         sys.exit(f"{args.a} and {args.b} were built with different task settings:\n  {sa}\n  {sb}")
     common = sorted(set(ra) & set(rb))
     if not common:
