@@ -93,6 +93,8 @@ TEST_CASE("write_random_gguf in F32 loads back as the same random model, for eve
         REQUIRE(ids.size() == text.size());
         for (size_t i = 0; i < text.size(); ++i) CHECK(ids[i] == int32_t(uint8_t(text[i])));
         CHECK(got.tokenizer.decode(ids) == text);
+        // llama.cpp loads the file: its vocabulary names a pre-tokenizer llama.cpp knows ("gpt2" is refused there).
+        CHECK(GgufFile::open(f.path).get("tokenizer.ggml.pre").as_string("tokenizer.ggml.pre") == "gpt-2");
     }
 }
 

@@ -313,7 +313,7 @@ void write_random_gguf(const std::string& shape, uint64_t seed, GgmlType matrix_
     for (int32_t i = 0; i < c.n_vocab; ++i)
         tokens.push_back(i < 256 ? byte_level_symbol(uint8_t(i)) : "t" + std::to_string(i));
     w.add("tokenizer.ggml.model", GgufWriter::string("gpt2"));
-    w.add("tokenizer.ggml.pre", GgufWriter::string("gpt2"));
+    w.add("tokenizer.ggml.pre", GgufWriter::string("gpt-2"));  // llama.cpp refuses "gpt2" (unknown pre-tokenizer)
     w.add("tokenizer.ggml.tokens", GgufWriter::string_array(tokens));
     w.add("tokenizer.ggml.token_type", GgufWriter::i32_array(std::vector<int32_t>(size_t(c.n_vocab), 1)));
     w.add("tokenizer.ggml.merges", GgufWriter::string_array({}));

@@ -167,11 +167,12 @@ void split_piece(Kind kind, std::string_view text, const std::vector<CodePoint>&
 Kind kind_from_name(std::string_view name, std::string_view source) {
     // llama.cpp gives SmolLM's pattern also to these names (same regex entry in llm_tokenizer_bpe).
     if (name == "smollm" || name == "starcoder" || name == "refact") return Kind::SMOLLM;
-    if (name == "gpt2" || name == "default") return Kind::GPT2;
+    // "gpt-2" is the name llama.cpp's converter writes (and the only GPT-2 spelling llama.cpp loads).
+    if (name == "gpt-2" || name == "gpt2" || name == "default") return Kind::GPT2;
     if (name == "llama-bpe" || name == "llama3") return Kind::LLAMA3;
     if (name == "qwen2") return Kind::QWEN2;
     fail(source, ": unsupported tokenizer.ggml.pre \"", name,
-         "\" (supported: smollm, starcoder, refact, gpt2, llama-bpe, qwen2)");
+         "\" (supported: smollm, starcoder, refact, gpt-2, gpt2, llama-bpe, qwen2)");
 }
 
 void split(Kind kind, std::string_view text, std::vector<std::string_view>& words) {
