@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "logits_util.hpp"
 #include "backend/backend.hpp"
 #include "emulated_backend.hpp"
 #include "engine/engine.hpp"
@@ -42,26 +43,12 @@ std::vector<float> all_rows(const Matrix& m) {
 
 std::vector<float> vec(const float* p, int64_t n) { return p ? std::vector<float>(p, p + n) : std::vector<float>{}; }
 
+using test::rel_diff;
+
 // Logits of every position of one sequence of n random tokens.
 std::vector<float> logits_of(const Model& m, int64_t n = 12) {
     auto be = make_cpu_backend(1);
-    Engine e(m, *be);
-    std::vector<int32_t> tokens;
-    std::mt19937 g(7);
-    for (int64_t i = 0; i < n; ++i) tokens.push_back(int32_t(g() % uint32_t(m.config.n_vocab)));
-    ForwardHooks h;
-    h.logits = LogitsMode::ALL;
-    return e.forward(tokens, 1, n, h).logits;
-}
-
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    REQUIRE(a.size() == b.size());
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        num = std::max(num, double(std::fabs(a[i] - b[i])));
-        den = std::max(den, double(std::fabs(b[i])));
-    }
-    return num / den;
+    return test::random_sequence_logits(m, *be, n, 7);
 }
 
 Model load_hf(const std::string& dir, WeightPrecision p = WeightPrecision::F32) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <random>
 
+#include "logits_util.hpp"
 #include "backend/backend.hpp"
 #include "backend/cpu/matmul_blocks.hpp"
 #include "engine/engine.hpp"
@@ -34,27 +35,10 @@ std::vector<float> all_rows(const Matrix& m) {
     return out;
 }
 
-// Logits of every position of one sequence of `n` tokens.
-std::vector<float> logits_of(const Model& m, Backend& be, int64_t n) {
-    Engine e(m, be);
-    std::vector<int32_t> tokens;
-    std::mt19937 g(5);
-    for (int64_t i = 0; i < n; ++i) tokens.push_back(int32_t(g() % uint32_t(m.config.n_vocab)));
-    ForwardHooks h;
-    h.logits = LogitsMode::ALL;
-    return e.forward(tokens, 1, n, h).logits;
-}
+using test::rel_diff;
 
-// max |a - b| / max |b|
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    REQUIRE(a.size() == b.size());
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        num = std::max(num, double(std::fabs(a[i] - b[i])));
-        den = std::max(den, double(std::fabs(b[i])));
-    }
-    return num / den;
-}
+// Logits of every position of one sequence of `n` tokens.
+std::vector<float> logits_of(const Model& m, Backend& be, int64_t n) { return test::random_sequence_logits(m, be, n, 5); }
 
 }  // namespace
 
