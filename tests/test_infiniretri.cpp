@@ -271,6 +271,57 @@ TEST_CASE("infiniretri read: chunks, cache, memory bounded by the chunk (rows x 
     CHECK(last == rk.cache_text);  // the last step's kept sentences are the final cache
 }
 
+TEST_CASE("infiniretri resume: reading on from a saved state equals the uninterrupted read", "[infiniretri]") {
+    const Model model = open_model("random:tiny");
+    auto backend = make_backend(Device::CPU, BackendOptions{});
+    Engine engine(model, *backend);
+    ir::Options o;
+    o.chunk_tokens = 120;
+    o.top_k = 12;
+    o.window = 4;
+    o.max_input_tokens = model.config.n_ctx;
+    o.state_every = 3;
+    const std::string doc = filler_text(120, 5), question = "Which river is north?";
+    std::vector<ir::ReadState> states;
+    o.on_state = [&](const ir::ReadState& s) { states.push_back(s); };
+    const ir::ReadResult full = ir::read_document(engine, doc, question, o);
+    REQUIRE(full.chunks > 7);
+    REQUIRE(states.size() == size_t((full.chunks - 1) / 3));  // after chunks 3, 6, ..., never after the last
+    CHECK(full.resumed_from_chunk == 0);
+    o.on_state = nullptr;
+    for (const ir::ReadState& s : {states.front(), states.back()}) {
+        const std::string bytes = ir::encode_state(s);
+        const ir::ReadState back = ir::decode_state(bytes, "state");
+        CHECK(ir::encode_state(back) == bytes);  // exact: doubles bit for bit
+        CHECK(back.cache == s.cache);
+        o.start = &back;
+        const ir::ReadResult r = ir::read_document(engine, doc, question, o);
+        CHECK(r.resumed_from_chunk == s.chunks_done);
+        CHECK(r.cache_text == full.cache_text);
+        CHECK(r.chunks == full.chunks);
+        CHECK(r.tokens_processed == full.tokens_processed);
+        CHECK(r.cache_tokens == full.cache_tokens);
+        CHECK(r.dropped_sentences == full.dropped_sentences);
+        CHECK(r.max_prob_floats == full.max_prob_floats);
+        CHECK(int64_t(r.steps.size()) == full.chunks - s.chunks_done);  // only this call's steps
+    }
+    // a state of another document (more chunks than it has) is refused, naming what is wrong
+    ir::ReadState too_far = states.back();
+    too_far.chunks_done = full.chunks + 1;
+    o.start = &too_far;
+    CHECK_THROWS_WITH(ir::read_document(engine, doc, question, o), Catch::Contains("saved state after"));
+    // damaged bytes: clear errors naming the source
+    const std::string bytes = ir::encode_state(states.back());
+    CHECK_THROWS_WITH(ir::decode_state(bytes.substr(0, 40), "s.state"), Catch::Contains("s.state: truncated"));
+    CHECK_THROWS_WITH(ir::decode_state(bytes.substr(0, bytes.size() - 3), "s.state"),
+                      Catch::Contains("s.state: damaged InfiniRetri state"));
+    CHECK_THROWS_WITH(ir::decode_state(bytes + "x", "s.state"), Catch::Contains("after its end"));
+    CHECK_THROWS_WITH(ir::decode_state("not a state", "s.state"), Catch::Contains("not an InfiniRetri state"));
+    std::string other = bytes;
+    other[sizeof("hs-infiniretri-state")] = 9;  // the version's low byte
+    CHECK_THROWS_WITH(ir::decode_state(other, "s.state"), Catch::Contains("version 9"));
+}
+
 TEST_CASE("infiniretri bad input: clear errors naming the option, before any work", "[infiniretri]") {
     const Model model = open_model("random:tiny");
     const Tokenizer& tok = model.tokenizer;

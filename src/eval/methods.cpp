@@ -178,6 +178,7 @@ public:
         check(m != nullptr, "method ", name(), ": ", left_->name(), " offers no model to run ", right_->name(),
               " on (PEAR offers its folded copy: use --pear-mode fold)");
         inner_ = std::make_unique<EvalContext>(*m, ctx.model_spec + "|" + left_->config(), ctx.backend);
+        inner_->state_dir = ctx.state_dir;
         right_->prepare(*inner_);
     }
     Answer answer(const Example& ex, EvalContext&) override { return right_->answer(ex, *inner_); }

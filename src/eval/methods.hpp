@@ -40,6 +40,10 @@ struct EvalContext {
     std::string model_spec;              // GGUF path or random:<shape>, for methods that load their own copy
     Backend& backend;
     std::vector<int32_t> newline_ids;    // token ids whose text contains '\n' (stop_at_newline)
+    // A folder where a method may keep the state of a long answer between runs (InfiniRetri's reading of a 1M-token
+    // document), so that a run stopped in the middle of one answer goes on from there with --resume; empty: none.
+    // Each state names what it belongs to (model, method config, example) and a state that does not match is ignored.
+    std::string state_dir;
     EvalContext(const Model& m, std::string spec, Backend& b);
 };
 

@@ -57,6 +57,9 @@ struct Plan {
 // output's L bytes and the detail's bytes.
 constexpr size_t kHead = 7;
 
+// Where methods keep the state of long answers between runs (EvalContext::state_dir): beside the output.
+std::string answer_state_dir(const std::string& output) { return output + ".state"; }
+
 // The method's detail object with the task's own members (e.g. niah's "strict") added at its end.
 std::string merge_detail(const std::string& method, const std::string& task) {
     if (task.empty()) return method;
@@ -145,6 +148,8 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
         } else {
             file = std::make_unique<RecordsFile>(
                 RecordsFile::create(job.output, job.settings_string(), job.task_options.data_dir, job.overwrite));
+            std::error_code ec;  // a new file: states of answers of an earlier file of that name are not wanted
+            fs::remove_all(answer_state_dir(job.output), ec);
         }
     });
 
@@ -165,6 +170,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
             bo.gpu_weights = parse_weight_type(job.gpu_weights);
             backend = make_backend(parse_device(job.device), bo);
             ctx = std::make_unique<EvalContext>(*model, spec, *backend);
+            ctx->state_dir = answer_state_dir(job.output);
             TaskBuildOptions to = job.task_options;
             to.n_ctx = model->config.n_ctx;
             for (const std::string& t : job.tasks) {
@@ -255,6 +261,8 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
         outcome.summary = summarize(file->records(), job.summary);
         file->write_summary(outcome.summary, job.summary);
         file->close();
+        std::error_code ec;  // every answer was written: no state is left to go on from (fs::remove keeps a non-empty one)
+        fs::remove(answer_state_dir(job.output), ec);
     });
     return outcome;
 }

@@ -2,6 +2,7 @@
 #include "infiniretri/infiniretri.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 #include "engine/engine.hpp"
@@ -408,7 +409,28 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
     std::vector<std::string> cache;  // the selected sentences, as text
     std::vector<double> qw;          // question weights of the first chunk
     int64_t prefix = -1;             // the first chunk's context start (PREFIX_PROMPT_TOKEN_NUM)
-    for (const std::string& chunk : chunks) {
+    double seconds_before = 0;       // reading time before a resume
+    size_t first = 0;                // the first chunk this call reads
+    if (o.start) {
+        const ReadState& s = *o.start;
+        check(s.chunks_done >= 0 && s.chunks_done <= int64_t(chunks.size()), "infiniretri: a saved state after ",
+              s.chunks_done, " chunks, but the document has ", chunks.size(), " (another document or --ir-chunk?)");
+        check(s.chunks_done == 0 || (!s.question_weights.empty() && s.prefix >= 0),
+              "infiniretri: a saved state without the first chunk's question weights");
+        first = size_t(s.chunks_done);
+        cache = s.cache;
+        qw = s.question_weights;
+        prefix = s.prefix;
+        res.chunks = s.chunks_done;
+        res.tokens_processed = s.tokens_processed;
+        res.cache_tokens = s.cache_tokens;
+        res.dropped_sentences = s.dropped_sentences;
+        res.max_prob_floats = s.max_prob_floats;
+        res.resumed_from_chunk = s.chunks_done;
+        seconds_before = s.seconds;
+    }
+    for (size_t ci = first; ci < chunks.size(); ++ci) {
+        const std::string& chunk = chunks[ci];
         // [prefix | cache + chunk | question | tail]; the oldest cached sentences are dropped only when the step
         // would not fit the model (a deviation the package never needs with its 32K-context models; counted).
         size_t drop = 0;
@@ -468,10 +490,99 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
         res.steps.push_back(st);
         ++res.chunks;
         if (o.on_chunk) o.on_chunk(res.chunks, int64_t(chunks.size()));
+        if (o.on_state && o.state_every > 0 && res.chunks % o.state_every == 0 && ci + 1 < chunks.size()) {
+            ReadState s;
+            s.chunks_done = res.chunks;
+            s.cache = cache;
+            s.question_weights = qw;
+            s.prefix = prefix;
+            s.tokens_processed = res.tokens_processed;
+            s.cache_tokens = res.cache_tokens;
+            s.dropped_sentences = res.dropped_sentences;
+            s.max_prob_floats = res.max_prob_floats;
+            s.seconds = seconds_before + timer.seconds();
+            o.on_state(s);
+        }
     }
     res.cache_text = join(cache);
-    res.seconds = timer.seconds();
+    res.seconds = seconds_before + timer.seconds();
     return res;
+}
+
+// ---- ReadState bytes: "hs-infiniretri-state" NUL, u32 version, then little-endian fixed-width fields and
+// length-prefixed strings / arrays (this machine's byte order: the file is a cache beside the output, not an exchange
+// format; a state from another byte order fails the version or length checks and is read from the start).
+namespace {
+constexpr char kStateMagic[] = "hs-infiniretri-state";
+constexpr uint32_t kStateVersion = 1;
+
+template <class T>
+void put(std::string& out, const T& v) {
+    out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+struct StateReader {
+    std::string_view bytes;
+    std::string_view where;
+    size_t at = 0;
+    template <class T>
+    T get() {
+        check(bytes.size() - at >= sizeof(T), where, ": truncated InfiniRetri state (", bytes.size(), " bytes)");
+        T v;
+        std::memcpy(&v, bytes.data() + at, sizeof v);
+        at += sizeof v;
+        return v;
+    }
+    size_t count(size_t item_bytes) {
+        const uint64_t n = get<uint64_t>();
+        check(item_bytes == 0 || n <= (bytes.size() - at) / item_bytes, where, ": damaged InfiniRetri state (a count of ",
+              n, " past the end)");
+        return size_t(n);
+    }
+    std::string str() {
+        const size_t n = count(1);
+        std::string s(bytes.substr(at, n));
+        at += n;
+        return s;
+    }
+};
+}  // namespace
+
+std::string encode_state(const ReadState& s) {
+    std::string out(kStateMagic, sizeof kStateMagic);  // with the NUL
+    put(out, kStateVersion);
+    for (int64_t v : {s.chunks_done, s.prefix, s.tokens_processed, s.cache_tokens, s.dropped_sentences, s.max_prob_floats})
+        put(out, v);
+    put(out, s.seconds);
+    put(out, uint64_t(s.question_weights.size()));
+    for (double w : s.question_weights) put(out, w);
+    put(out, uint64_t(s.cache.size()));
+    for (const std::string& c : s.cache) {
+        put(out, uint64_t(c.size()));
+        out += c;
+    }
+    return out;
+}
+
+ReadState decode_state(std::string_view bytes, std::string_view where) {
+    check(bytes.size() >= sizeof kStateMagic && bytes.substr(0, sizeof kStateMagic) ==
+                                                    std::string_view(kStateMagic, sizeof kStateMagic),
+          where, ": not an InfiniRetri state file");
+    StateReader r{bytes, where, sizeof kStateMagic};
+    const uint32_t version = r.get<uint32_t>();
+    check(version == kStateVersion, where, ": InfiniRetri state version ", version, ", this build reads ", kStateVersion);
+    ReadState s;
+    for (int64_t* v : {&s.chunks_done, &s.prefix, &s.tokens_processed, &s.cache_tokens, &s.dropped_sentences,
+                       &s.max_prob_floats})
+        *v = r.get<int64_t>();
+    s.seconds = r.get<double>();
+    s.question_weights.resize(r.count(sizeof(double)));
+    for (double& w : s.question_weights) w = r.get<double>();
+    s.cache.resize(r.count(sizeof(uint64_t)));
+    for (std::string& c : s.cache) c = r.str();
+    check(r.at == bytes.size(), where, ": damaged InfiniRetri state (", bytes.size() - r.at, " bytes after its end)");
+    check(s.chunks_done >= 0 && s.tokens_processed >= 0, where, ": damaged InfiniRetri state (negative counts)");
+    return s;
 }
 
 std::vector<int32_t> answer_prompt_ids(const Tokenizer& tok, const std::string& tmpl, const std::string& cache_text,

@@ -30,6 +30,8 @@ inline constexpr const char* kDefaultTemplate =
     "Read the book and answer the question. Be very concise in your answer.\n\n{context}\n\nQuestion:\n\n{question}"
     "\n\nAnswer:";
 
+struct ReadState;
+
 struct Options {
     int32_t chunk_tokens = 1024;   // window_length -> chunk_size: context tokens packed per chunk
     int32_t top_k = 300;           // tokens selected per chunk
@@ -41,6 +43,13 @@ struct Options {
     // true: every StepStats also holds the kept sentences (index in the step's input and decoded text), for
     // step-by-step comparison with the authors' package (bench/headsweep_bench_infiniretri --trace).
     bool record_kept = false;
+    // Resumable reading (a 1M-token document is ~1,100 chunks, over an hour on one core): `on_state` gets the loop's
+    // state after every `state_every`-th chunk (never after the last); `start`, when set, continues from such a state
+    // instead of the first chunk, with results identical to an uninterrupted read. A state belongs to one
+    // (document, question, options, model); keying it is the caller's job (eval/method_infiniretri.cpp).
+    std::function<void(const ReadState&)> on_state;
+    int32_t state_every = 32;
+    const ReadState* start = nullptr;
 };
 
 // ---- Step 1: sentences. re.split("(\n\n)|([。！？.?!])") keeping the delimiters, then merged left to right: a
@@ -104,6 +113,20 @@ struct StepStats {
     std::vector<int64_t> kept_index;
     std::vector<std::string> kept_text;
 };
+// What the loop carries from one chunk to the next: enough to go on reading later exactly where it stopped.
+struct ReadState {
+    int64_t chunks_done = 0;               // chunks read so far
+    std::vector<std::string> cache;        // the sentences selected by the last chunk read, in order
+    std::vector<double> question_weights;  // from the first chunk
+    int64_t prefix = -1;                   // the first chunk's context start (token index)
+    int64_t tokens_processed = 0, cache_tokens = 0, dropped_sentences = 0, max_prob_floats = 0;
+    double seconds = 0;                    // reading time spent so far
+};
+// A state as bytes and back, exact (doubles bit for bit). decode_state throws hs::Error naming `where` on a
+// truncated, damaged or other-version state.
+std::string encode_state(const ReadState& s);
+ReadState decode_state(std::string_view bytes, std::string_view where);
+
 struct ReadResult {
     std::string cache_text;        // the selected sentences after the last chunk: the answer's context
     int64_t chunks = 0;
@@ -112,8 +135,9 @@ struct ReadResult {
     int64_t cache_tokens = 0;      // tokens of the final cache (as selected)
     int64_t dropped_sentences = 0; // cache sentences dropped (oldest first) so that a step fits max_input_tokens
     int64_t max_prob_floats = 0;   // the largest probability block formed in any step
-    double seconds = 0;
-    std::vector<StepStats> steps;
+    double seconds = 0;            // reading time, including the time before a resume (Options::start)
+    int64_t resumed_from_chunk = 0;  // > 0: this call went on from a saved state after that many chunks
+    std::vector<StepStats> steps;  // the steps read by this call (after a resume: from the resumed chunk on)
 };
 // Reads `context` chunk by chunk for `question`. Throws hs::Error naming the option on bad input (empty context
 // or question, K < 1, window < 1, chunk smaller than the template, a question that does not fit a chunk).
