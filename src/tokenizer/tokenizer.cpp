@@ -257,17 +257,15 @@ void Tokenizer::Impl::merge_symbols(std::vector<Symbol>& syms, std::vector<int32
         if (s.alive) out.push_back(s.id);
 }
 
-void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
-    if (text.empty()) return;
-    if (bytes_only) {
-        for (char c : text) out.push_back(static_cast<uint8_t>(c));
-        return;
-    }
-    std::vector<std::string_view> words;
-    pretok::split(pre_kind, text, words);
-    // Natural text repeats words a lot: remember each distinct word's ids for the length of this call.
+namespace {
+
+// Encodes the pre-tokenized words in order. Natural text repeats words a lot, so each distinct word is merged once per
+// call and its ids copied for every repeat (words: string or string_view, alive for the call).
+template <class Words, class EncodeWord>
+void encode_words_memoised(const Words& words, std::vector<int32_t>& out, const EncodeWord& encode_word) {
     std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> [begin, end) in out
-    for (std::string_view w : words) {
+    for (const auto& word : words) {
+        const std::string_view w(word);
         if (auto it = seen.find(w); it != seen.end()) {
             const auto [b, e] = it->second;
             for (size_t k = b; k < e; ++k) out.push_back(out[k]);
@@ -277,6 +275,19 @@ void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& o
         encode_word(w, out);
         seen.emplace(w, std::make_pair(begin, out.size()));
     }
+}
+
+}  // namespace
+
+void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
+    if (text.empty()) return;
+    if (bytes_only) {
+        for (char c : text) out.push_back(static_cast<uint8_t>(c));
+        return;
+    }
+    std::vector<std::string_view> words;
+    pretok::split(pre_kind, text, words);
+    encode_words_memoised(words, out, [this](std::string_view w, std::vector<int32_t>& o) { encode_word(w, o); });
 }
 
 // ---------------------------------------------------------------- tokenizer.json (from_hf_folder)
@@ -326,17 +337,7 @@ void Tokenizer::Impl::encode_hf_text(std::string_view text, bool first, std::vec
     const std::string normalized = hf->normalize(text);
     std::vector<std::string> words;
     hf->pre_tokenize(normalized, first, words);
-    std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> [begin, end) in out
-    for (const std::string& w : words) {
-        if (auto it = seen.find(w); it != seen.end()) {
-            const auto [b, e] = it->second;
-            for (size_t k = b; k < e; ++k) out.push_back(out[k]);
-            continue;
-        }
-        const size_t begin = out.size();
-        encode_hf_word(w, out);
-        seen.emplace(w, std::make_pair(begin, out.size()));
-    }
+    encode_words_memoised(words, out, [this](std::string_view w, std::vector<int32_t>& o) { encode_hf_word(w, o); });
 }
 
 // HF's BPE model on one word: byte-level vocabularies start from one symbol per byte (bytes-as-unicode), others
