@@ -1,0 +1,393 @@
+#!/usr/bin/python3
+"""docs/results.md from the evaluation files alone (issue 19): every method, both models, with intervals.
+
+    /usr/bin/python3 analysis/results_report.py [FILES or GLOBS ...] [--md docs/results.md] [--img docs/img/results]
+
+Reads every `headsweep eval` file given (default: DEFAULT_FILES below; other HDF5 files are skipped) through its
+/records, /methods and root attributes, and writes one Markdown report:
+  1. the questions the report answers, answered from the data (a paired interval that excludes 0, or not);
+  2. per model and task: accuracy of every method with its 95% percentile-bootstrap interval and the paired
+     difference to vanilla (the same examples), the number of examples, and whether the interval is within the
+     issue's +-0.05 target;
+  3. needle in a haystack: score per (length, depth) cell and method, and the cells of the issue's grid still missing;
+  4. evaluation speed: examples per second per method (the records' latency), and the machines the files name;
+  5. what is missing, so a partial result is never presented as complete.
+Intervals are recomputed here from the per-example scores (10,000 resamples, seed 20240917, numpy linear quantiles:
+the same procedure `headsweep eval` writes into /summary, over all gold positions of a task at once).
+A file still being written is read without HDF5's lock (HDF5_USE_FILE_LOCKING=FALSE): every record in it was
+flushed when written, and the report says the file may be incomplete. Needs h5py, numpy, matplotlib (Debian:
+python3-h5py, python3-numpy, python3-matplotlib).
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+from collections import OrderedDict, defaultdict
+
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
+# The report's files: PEAR's evaluations per model, RTD's per task, InfiniRetri's needle grids (results/precision holds
+# precision comparisons, not report cells).
+DEFAULT_FILES = ["results/smollm2/*.h5", "results/gemma3/*.h5", "results/rtd/eval-*.h5", "results/infiniretri/niah-*.h5"]
+RESAMPLES = 10000
+SEED = 20240917
+TARGET_HALF_WIDTH = 0.05
+NIAH_LENGTHS = [4096, 16384, 65536, 262144, 1048576]
+NIAH_DEPTHS = [0, 25, 50, 75, 100]
+NIAH_MIN_DEPTHS_1M = 3
+# Task families: which question each task answers.
+FAMILIES = OrderedDict([
+    ("RAG and long context (PEAR's tasks)", re.compile(r"^(mdqa|nq|kv|longbench)")),
+    ("Multiple choice and classification (RTD's tasks)",
+     re.compile(r"^(arc|openbookqa|mmlu|sst2|trec|rte|cb|piqa|boolq|user-)")),
+])
+
+
+def s(x):
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def model_label(spec):
+    base = os.path.basename(spec.rstrip("/"))
+    low = base.lower()
+    if "smollm2" in low:
+        return "SmolLM2-135M"
+    if "gemma-3" in low or "gemma3" in low:
+        return "Gemma 3 270M"
+    return base
+
+
+def read_eval_file(path):
+    """(records, file facts) or None when the file is not an evaluation file."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        print(f"{path}: skipped ({e})", file=sys.stderr)
+        return None
+    with f:
+        if s(f.attrs.get("format", "")) != "headsweep-eval" or "records" not in f:
+            return None
+        r = f["records"]
+        n = len(r["score"])
+        cols = {k: r[k][()] for k in ("model", "method", "task", "id", "gold_position", "score", "latency_s",
+                                      "truncated")}
+        detail = r["detail"][()] if "detail" in r else [b""] * n
+        configs = {k: s(v) for k, v in f["methods"].attrs.items()} if "methods" in f else {}
+        facts = {"path": path, "cpu": s(f.attrs.get("cpu", "")), "blas_core": s(f.attrs.get("blas_core", "")),
+                 "settings": s(f.attrs.get("settings", "")), "complete": "summary" in f, "n": n}
+    recs = []
+    for i in range(n):
+        m = s(cols["method"][i])
+        recs.append({"model": s(cols["model"][i]), "method": m, "config": configs.get(m, ""),
+                     "task": s(cols["task"][i]), "id": s(cols["id"][i]), "pos": int(cols["gold_position"][i]),
+                     "score": float(cols["score"][i]), "latency": float(cols["latency_s"][i]),
+                     "truncated": bool(cols["truncated"][i]),
+                     "detail": s(detail[i]), "file": path})
+    return recs, facts
+
+
+def method_names(recs):
+    """A label per (method, config): the method's name. Configs differ by task (RTD's tuned T, PEAR's trained
+    coefficients per model), so one name stands for several configs; the report lists them per model and task."""
+    return {(r["method"], r["config"]): r["method"] for r in recs}
+
+
+def config_list(recs):
+    """Markdown lines: each (model, method)'s configs and the tasks each was used for."""
+    by = defaultdict(lambda: defaultdict(set))
+    for r in recs:
+        by[(model_label(r["model"]), r["method"])][r["config"]].add(r["task"])
+    out = []
+    for (model, m), cs in sorted(by.items()):
+        for c, tasks in sorted(cs.items()):
+            out.append(f"- {model}, `{m}` on {', '.join(sorted(tasks))}: {c or '(no config recorded)'}")
+    return out
+
+
+def bootstrap(values, rng_seed=SEED):
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(rng_seed)
+    idx = rng.integers(0, len(v), size=(RESAMPLES, len(v)))
+    means = v[idx].mean(axis=1)
+    return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def fmt(est, lo, hi, signed=False):
+    if est is None or math.isnan(est):
+        return "–"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(est)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def significant(lo, hi):
+    return not (math.isnan(lo) or math.isnan(hi)) and (lo > 0 or hi < 0)
+
+
+def family_of(task):
+    for name, rx in FAMILIES.items():
+        if rx.match(task):
+            return name
+    return "niah" if task == "niah" else "Other tasks"
+
+
+def cell_table(recs, label):
+    """{(model, family, task): {method: {key: score}}} with key = (id, gold position)."""
+    cells = defaultdict(lambda: defaultdict(dict))
+    dup = 0
+    for r in recs:
+        if r["task"] == "niah":
+            continue
+        m = label[(r["method"], r["config"])]
+        key = (r["id"], r["pos"])
+        by = cells[(model_label(r["model"]), family_of(r["task"]), r["task"])][m]
+        if key in by:  # the same answer in two files (e.g. vanilla beside ICL): only a different score is a conflict
+            dup += by[key] != r["score"]
+            continue
+        by[key] = r["score"]
+    return cells, dup
+
+
+def main_tables(cells, findings, missing):
+    out = []
+    models = sorted({k[0] for k in cells})
+    for model in models:
+        out.append(f"\n## {model}\n")
+        for fam in list(FAMILIES) + ["Other tasks"]:
+            keys = sorted(k for k in cells if k[0] == model and k[1] == fam)
+            if not keys:
+                continue
+            methods = sorted({m for k in keys for m in cells[k]}, key=lambda m: (m != "vanilla", m))
+            out.append(f"\n### {fam}\n")
+            out.append("| task | n | " + " | ".join(methods) + " | paired difference to vanilla |")
+            out.append("|---|---|" + "---|" * len(methods) + "---|")
+            for k in keys:
+                by = cells[k]
+                n = max(len(v) for v in by.values())
+                accs, diffs = [], []
+                base = by.get("vanilla", {})
+                for m in methods:
+                    if m not in by:
+                        accs.append("–")
+                        continue
+                    est, lo, hi = bootstrap(list(by[m].values()))
+                    wide = (hi - lo) / 2 > TARGET_HALF_WIDTH
+                    accs.append(fmt(est, lo, hi) + (" ⚠" if wide else ""))
+                    if wide:
+                        missing.append(f"{model} {k[2]} {m}: n = {len(by[m])}, interval ±{(hi - lo) / 2:.3f} "
+                                       f"(target ±{TARGET_HALF_WIDTH})")
+                    if m != "vanilla" and base:
+                        shared = [key for key in by[m] if key in base]
+                        if shared:
+                            d = [by[m][key] - base[key] for key in shared]
+                            est_d, lo_d, hi_d = bootstrap(d)
+                            mark = " **sig**" if significant(lo_d, hi_d) else ""
+                            diffs.append(f"{m}: {fmt(est_d, lo_d, hi_d, True)}{mark}")
+                            findings.append({"model": model, "family": fam, "task": k[2], "method": m,
+                                             "n": len(shared), "diff": est_d, "lo": lo_d, "hi": hi_d})
+                out.append(f"| {k[2]} | {n} | " + " | ".join(accs) + " | " + "; ".join(diffs) + " |")
+    return out
+
+
+def niah_section(recs, label, missing, img_prefix, md_dir):
+    out = []
+    rows = [r for r in recs if r["task"] == "niah"]
+    if not rows:
+        missing.append("needle in a haystack: no records at all")
+        return out
+    out.append("\n## Needle in a haystack (InfiniRetri vs vanilla)\n")
+    out.append("Score = fraction of the expected answer's words in the response (KVCache-Factory's metric); "
+               "✓ = every word (strict). Rows: context length in tokens; columns: needle depth in %.\n")
+    by_model = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        mt = re.match(r"niah-(\d+)-d(\d+)", r["id"])
+        if not mt:
+            continue
+        strict = '"strict":1' in r["detail"]
+        by_model[model_label(r["model"])][label[(r["method"], r["config"])]][(int(mt.group(1)), int(mt.group(2)))] = \
+            (r["score"], strict)
+    for model, methods in sorted(by_model.items()):
+        for m, cells in sorted(methods.items()):
+            lengths = sorted({k[0] for k in cells} | set(NIAH_LENGTHS))
+            depths = sorted({k[1] for k in cells} | set(NIAH_DEPTHS))
+            out.append(f"\n**{model}, {m}**\n")
+            out.append("| length | " + " | ".join(f"{d}%" for d in depths) + " | mean |")
+            out.append("|---|" + "---|" * len(depths) + "---|")
+            for L in lengths:
+                vals = [cells.get((L, d)) for d in depths]
+                got = [v[0] for v in vals if v]
+                shown = [("–" if v is None else f"{v[0]:.2f}{' ✓' if v[1] else ''}") for v in vals]
+                mean = f"{np.mean(got):.2f}" if got else "–"
+                label_len = f"{L // 1048576}M" if L % 1048576 == 0 else f"{L // 1024}K" if L % 1024 == 0 else str(L)
+                out.append(f"| {label_len} | " + " | ".join(shown) + f" | {mean} |")
+                have = sum(v is not None for v, d in zip(vals, depths) if d in NIAH_DEPTHS)
+                need = NIAH_MIN_DEPTHS_1M if L == 1048576 else len(NIAH_DEPTHS)
+                if L in NIAH_LENGTHS and have < need:
+                    missing.append(f"{model} niah {label_len} {m}: {have} of the grid's {need} depths")
+        if img_prefix:
+            path = niah_plot(model, methods, img_prefix)
+            if path:
+                out.append(f"\n![NIH {model}]({os.path.relpath(path, md_dir)})\n")
+    return out
+
+
+def niah_plot(model, methods, prefix):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ms = sorted(methods)
+    lengths = sorted({k[0] for m in ms for k in methods[m]})  # the same axes for every method
+    depths = sorted({k[1] for m in ms for k in methods[m]})
+    fig, axes = plt.subplots(1, len(ms), figsize=(4.6 * len(ms) + 1, 3.4), squeeze=False)
+    for ax, m in zip(axes[0], ms):
+        cells = methods[m]
+        grid = np.full((len(depths), len(lengths)), np.nan)
+        for (L, d), (v, _) in cells.items():
+            grid[depths.index(d), lengths.index(L)] = v
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        ax.set_xticks(range(len(lengths)), [f"{L // 1024}K" for L in lengths], fontsize=8)
+        ax.set_yticks(range(len(depths)), [f"{d}%" for d in depths], fontsize=8)
+        ax.set_title(f"{model}: {m}", fontsize=9)
+        ax.set_xlabel("context length")
+        ax.set_ylabel("depth")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    path = f"{prefix}-niah-{re.sub(r'[^a-z0-9]+', '-', model.lower()).strip('-')}.png"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def speed_section(recs, label, files):
+    out = ["\n## Evaluation speed\n",
+           "Examples per second per method, from the records' wall time per answer (its rank's, one process per "
+           "rank; threads as each file's settings say). Generation tasks are bound by decoding, multiple choice by "
+           "one prefill, InfiniRetri by reading every chunk (a prefill per 1,024 context tokens).\n",
+           "| model | method | task family | examples | examples/s | median s per example |", "|---|---|---|---|---|---|"]
+    acc = defaultdict(list)
+    for r in recs:
+        acc[(model_label(r["model"]), label[(r["method"], r["config"])], family_of(r["task"]))].append(r["latency"])
+    for (model, m, fam), lat in sorted(acc.items()):
+        tot = sum(lat)
+        out.append(f"| {model} | {m} | {fam} | {len(lat)} | {len(lat) / tot if tot > 0 else float('nan'):.3g} | "
+                   f"{np.median(lat):.3g} |")
+    machines = sorted({(f["cpu"], f["blas_core"]) for f in files if f["cpu"]})
+    if machines:
+        out.append("\nMachines named by the files: " + "; ".join(f"{c} (OpenBLAS {b})" for c, b in machines) + ".")
+    return out
+
+
+def niah_verdict(recs, model):
+    """InfiniRetri against vanilla on the needle cells longer than the model's window (vanilla had to truncate)."""
+    cells = defaultdict(dict)
+    for r in recs:
+        if r["task"] == "niah" and model_label(r["model"]) == model and "+" not in r["method"]:
+            cells[r["id"]][r["method"]] = r
+    past = {i: c for i, c in cells.items() if "vanilla" in c and "infiniretri" in c and c["vanilla"]["truncated"]}
+    if not past:
+        return "- Does InfiniRetri read past the context window: not measured yet."
+    n = len(past)
+    strict = {m: sum('"strict":1' in c[m]["detail"] for c in past.values()) for m in ("infiniretri", "vanilla")}
+    mean = {m: np.mean([c[m]["score"] for c in past.values()]) for m in ("infiniretri", "vanilla")}
+    d, lo, hi = bootstrap([c["infiniretri"]["score"] - c["vanilla"]["score"] for c in past.values()])
+    return (f"- Does InfiniRetri read past the context window: on the {n} needle cells longer than the window "
+            f"(vanilla truncated), every word found in {strict['infiniretri']}/{n} cells by InfiniRetri and "
+            f"{strict['vanilla']}/{n} by vanilla; mean score {mean['infiniretri']:.2f} vs {mean['vanilla']:.2f} "
+            f"(paired {fmt(d, lo, hi, True)}{', **sig**' if significant(lo, hi) else ''}). The paper's claim, 100% to "
+            "1M tokens (with Qwen2.5-0.5B), " + ("holds for this model." if strict["infiniretri"] == n else "is not reproduced with this model."))
+
+
+def answers(findings, recs):
+    out = ["\n## The questions, answered from these files\n"]
+
+    def verdict(rows, what):
+        if not rows:
+            return f"- {what}: not measured yet."
+        sig = [r for r in rows if significant(r["lo"], r["hi"])]
+        pos = [r for r in sig if r["diff"] > 0]
+        neg = [r for r in sig if r["diff"] < 0]
+        parts = [f"{len(rows)} task comparisons"]
+        if pos:
+            parts.append("significant gains: " + ", ".join(f"{r['method']} on {r['task']} ({r['diff']:+.3f} "
+                                                            f"[{r['lo']:+.3f}, {r['hi']:+.3f}], n={r['n']})"
+                                                            for r in pos))
+        if neg:
+            parts.append("significant losses: " + ", ".join(f"{r['method']} on {r['task']} ({r['diff']:+.3f}, "
+                                                             f"n={r['n']})" for r in neg))
+        if not sig:
+            parts.append("no interval excludes 0")
+        return f"- {what}: " + "; ".join(parts) + "."
+
+    models = sorted({f["model"] for f in findings} | {model_label(r["model"]) for r in recs if r["task"] == "niah"})
+    for model in models:
+        fm = [f for f in findings if f["model"] == model]
+        out.append(f"**{model}**")
+        out.append(verdict([f for f in fm if f["method"] == "pear" and "RAG" in f["family"]],
+                           "Does PEAR help RAG and long-context tasks"))
+        out.append(niah_verdict(recs, model))
+        out.append(verdict([f for f in fm if f["method"] in ("rtd", "mh-rtd")], "Do RTD / MH-RTD beat zero-shot"))
+        out.append(verdict([f for f in fm if f["method"] == "icl"], "Does k-shot ICL beat zero-shot"))
+        out.append(verdict([f for f in fm if "+" in f["method"]], "Do the compositions (pear+X) beat vanilla"))
+        out.append("")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="*", default=DEFAULT_FILES)
+    ap.add_argument("--md", help="write the report here (default: stdout)")
+    ap.add_argument("--img", help="figure prefix, e.g. docs/img/results (no figures without it)")
+    a = ap.parse_args()
+    paths = sorted({p for g in a.files for p in (glob.glob(g, recursive=True) or ([] if "*" in g else [g]))})
+    recs, files = [], []
+    for p in paths:
+        got = read_eval_file(p)
+        if got:
+            recs += got[0]
+            files.append(got[1])
+    if not recs:
+        sys.exit("results_report: no evaluation records in " + " ".join(a.files))
+    label = method_names(recs)
+    cells, dup = cell_table(recs, label)
+    findings, missing = [], []
+    body = main_tables(cells, findings, missing)
+    body += niah_section(recs, label, missing, a.img, os.path.dirname(os.path.abspath(a.md)) if a.md else ".")
+    body += speed_section(recs, label, files)
+    out = ["# Results: every method, both models",
+           "",
+           "Generated by `analysis/results_report.py` from the evaluation files alone (listed at the end); do not edit "
+           "by hand. Accuracy: mean score with its 95% percentile-bootstrap interval; the paired difference is over the "
+           "examples both methods answered; **sig** = the interval excludes 0; ⚠ = the interval is wider than the "
+           f"±{TARGET_HALF_WIDTH} the report aims for (more examples needed)."]
+    out += answers(findings, recs)
+    out += body
+    out.append("\n## What is missing\n")
+    incomplete = [f["path"] for f in files if not f["complete"]]
+    if incomplete:
+        out.append("- files without a summary (a run in progress or stopped; their records are shown): "
+                   + ", ".join(f"`{p}`" for p in incomplete))
+    if dup:
+        out.append(f"- {dup} answers appear in more than one file with different scores (the first file's is used)")
+    out += [f"- {m}" for m in missing] or ["- nothing the report checks for"]
+    out.append("\n## Methods (configs as recorded)\n")
+    out += config_list(recs)
+    out.append("\n## Files\n")
+    for f in files:
+        out.append(f"- `{f['path']}`: {f['n']} records{'' if f['complete'] else ' (no summary yet)'}")
+    md = "\n".join(out) + "\n"
+    if a.md:
+        os.makedirs(os.path.dirname(a.md) or ".", exist_ok=True)
+        with open(a.md, "w") as fh:
+            fh.write(md)
+    else:
+        sys.stdout.write(md)
+
+
+if __name__ == "__main__":
+    main()
