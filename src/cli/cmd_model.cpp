@@ -133,7 +133,7 @@ void print_machine() {
     else if (cuda.loaded)
         std::printf("cuda           module %s loads: %s\n", cuda.path.c_str(), cuda.detail.c_str());
     else
-        std::printf("cuda           module does not load: %s\n", cuda.detail.c_str());
+        std::printf("cuda           %s\n", cuda.detail.c_str());  // "the CUDA module PATH does not load: ..."
 }
 
 }  // namespace
