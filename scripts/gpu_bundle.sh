@@ -11,9 +11,10 @@
 # Options: --build-dir DIR (build-gpu), --out DIR (.bundle), --jobs N (2), --march ISA (x86-64-v3: the bundle runs
 # on another CPU, so not -march=native), --budget-mib N (64: what one device call carries, working tree included).
 #
-# .bundle/ holds run.sh (the entry point), payload.tar.xz (bin/: the executables, stripped; lib/: every shared
-# library they load except glibc, the NVIDIA driver and cuBLAS; libstdc++/libgcc_s included; libcudart of the
-# toolkit we built with when linked), peers/ (copies of ../shared/bench/*.py, the PyTorch peers) and MANIFEST.txt.
+# .bundle/ holds run.sh (the entry point), payload.tar.xz (bin/: the executables and, beside them where the programs
+# look for it, the CUDA module libheadsweep_cuda.so, stripped; lib/: every shared library they and the module load
+# except glibc, the NVIDIA driver and cuBLAS; libstdc++/libgcc_s included; libcudart of the toolkit we built with,
+# which only the module links), peers/ (copies of ../shared/bench/*.py, the PyTorch peers) and MANIFEST.txt.
 # The libraries alone are ~60 MiB (OpenBLAS 35 MiB), too much next to the working tree for one 64 MiB transfer,
 # so they travel xz-compressed and run.sh unpacks them once into /tmp on the device.
 # cuBLAS (libcublasLt.so.13 is 541 MB) is never bundled: run.sh finds it on the device at run time.
@@ -113,6 +114,9 @@ for src in "$ROOT"/bench/bench_*.cpp; do
 done
 targets=(headsweep "${bench_targets[@]}")
 [[ $with_tests -eq 0 ]] || targets+=(headsweep_tests)
+# The CUDA backend is a module of its own (src/backend/cuda_module.hpp), loaded by the programs from their own
+# directory when a CUDA device is asked for: it goes into bin/ beside them.
+module=libheadsweep_cuda.so
 if [[ $do_build -eq 1 ]]; then
     say "configure $build/ (Release, CUDA ON, CMAKE_CUDA_ARCHITECTURES=$arch, -march=$march)"
     log="$(mktemp)"
@@ -123,11 +127,12 @@ if [[ $do_build -eq 1 ]]; then
     grep -q "headsweep: CUDA backend ON" "$log" || die "CMake did not enable CUDA (see above)"
     rm -f "$log"
     say "build ${targets[*]} (-j$jobs)"
-    cmake --build "$build" -j"$jobs" --target "${targets[@]}" || die "build failed"
+    cmake --build "$build" -j"$jobs" --target "${targets[@]}" headsweep_cuda || die "build failed"
 fi
 for t in "${targets[@]}"; do
     [[ -x "$build/$t" ]] || die "$build/$t is missing (run without --no-build)"
 done
+[[ -f "$build/$module" ]] || die "$build/$module (the CUDA module) is missing (run without --no-build)"
 n_cuda_src=$(find "$ROOT/src/backend/cuda" -name '*.cu' -o -name '*.cpp' 2>/dev/null | wc -l)
 
 # ---------------------------------------------------------------- assemble
@@ -135,13 +140,13 @@ say "assemble"
 tree="$build/bundle-tree"      # the unpacked payload, kept for inspection (build-gpu/ is git-ignored)
 rm -rf "$tree" "$out"
 mkdir -p "$tree/bin" "$tree/lib" "$out/peers"
-for t in "${targets[@]}"; do
-    strip --strip-unneeded -o "$tree/bin/$t" "$build/$t"
+for t in "${targets[@]}" "$module"; do
+    strip --strip-unneeded -o "$tree/bin/$t" "$build/$t"   # keeps the dynamic symbols the module resolves against
 done
 
 declare -A libs=() from_device=()
 cudart=""
-for t in "${targets[@]}"; do
+for t in "${targets[@]}" "$module"; do
     while read -r name arrow path _; do
         [[ "$arrow" == "=>" ]] || continue
         if is_glibc "$name" || is_driver "$name"; then continue; fi
@@ -162,7 +167,7 @@ for name in "${!libs[@]}"; do
     strip --strip-unneeded "$tree/lib/$name" 2>/dev/null || true
 done
 if [[ -n "$cudart" ]]; then
-    echo "libcudart: $cudart from ${libs[$cudart]} (the toolkit we built with)"
+    echo "libcudart: $cudart from ${libs[$cudart]} (the toolkit we built with; linked by $module only)"
 else
     echo "libcudart: not linked (the build has no CUDA code yet: $n_cuda_src source files in src/backend/cuda/)"
 fi
@@ -368,6 +373,13 @@ trap 'rm -rf "$HEADSWEEP_BUNDLE_CACHE"' EXIT
 env -i PATH=/usr/bin:/bin HOME="${HOME:-/root}" HEADSWEEP_BUNDLE_CACHE="$HEADSWEEP_BUNDLE_CACHE" \
     "$out/run.sh" headsweep --help > /dev/null || die ".bundle/run.sh headsweep --help failed"
 echo "run.sh headsweep --help: ok (clean environment, LD_LIBRARY_PATH only the bundle's)"
+# The programs find the module beside them and it loads: libcudart from lib/, cuBLAS from this machine's toolkit
+# (no driver here, so it reports no device; on the GPU machine it lists the GPUs).
+info="$(env -i PATH=/usr/bin:/bin HOME="${HOME:-/root}" HEADSWEEP_BUNDLE_CACHE="$HEADSWEEP_BUNDLE_CACHE" \
+    HEADSWEEP_RUN_QUIET=1 "$out/run.sh" headsweep info --machine)" || die ".bundle/run.sh headsweep info --machine failed"
+cuda_line="$(grep '^cuda ' <<< "$info" || true)"
+grep -q "^cuda  *module .*/$module loads: " <<< "$cuda_line" || die "the bundled CUDA module does not load: $cuda_line"
+echo "run.sh headsweep info --machine: $cuda_line"
 
 if [[ $verify_chroot -eq 1 ]]; then
     say "verify in a chroot with only glibc"

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "backend/cpu/cpu_runtime.hpp"
+#include "backend/cuda_module.hpp"
 #include "cli/commands.hpp"
 #include "engine/engine.hpp"
 #include "model/model.hpp"
@@ -125,6 +126,14 @@ void print_machine() {
     std::printf("amx tile state %s\n", amx_state_name(r.amx));
     std::printf("blas           %s\n", r.blas.library.c_str());
     std::printf("blas core      %s\n", r.blas.describe().c_str());
+    // The CUDA backend is a module loaded on demand (backend/cuda_module.hpp): say whether it loads and what it sees.
+    const CudaModuleStatus cuda = probe_cuda_module();
+    if (!cuda.built)
+        std::printf("cuda           none: %s\n", cuda.detail.c_str());
+    else if (cuda.loaded)
+        std::printf("cuda           module %s loads: %s\n", cuda.path.c_str(), cuda.detail.c_str());
+    else
+        std::printf("cuda           %s\n", cuda.detail.c_str());  // "the CUDA module PATH does not load: ..."
 }
 
 }  // namespace
@@ -136,9 +145,9 @@ void add_info_command(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     CLI::App* cmd = app.add_subcommand(
-        "info", "Describe a model (architecture, sizes, heads, tensor types, tokenizer) and the machine (CPU, BLAS)");
+        "info", "Describe a model (architecture, sizes, heads, tensor types, tokenizer) and the machine (CPU, BLAS, CUDA)");
     cmd->add_option("model", o->model, "GGUF file, Hugging Face checkpoint folder, or random:<shape>[:<seed>]")->capture_default_str();
-    cmd->add_flag("--machine", o->machine_only, "describe the machine only: CPU features, BLAS library and core");
+    cmd->add_flag("--machine", o->machine_only, "describe the machine only: CPU features, BLAS library and core, CUDA module and devices");
     cmd->callback([o] {
         if (o->machine_only) return print_machine();
         LoadOptions lo;

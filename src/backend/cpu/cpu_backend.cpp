@@ -226,12 +226,4 @@ std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernel
     return std::make_unique<CpuBackend>(threads, isa);
 }
 
-#ifndef HEADSWEEP_HAVE_CUDA
-std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options) {
-    if (device == Device::CUDA)
-        fail("this build of headsweep has no CUDA backend (configure with the CUDA toolkit installed)");
-    return make_cpu_backend(options.threads, options.cpu_kernels);
-}
-#endif
-
 }  // namespace hs

@@ -6,8 +6,9 @@
 // the op ("cuda backend: rmsnorm: an illegal memory access was encountered"). Kernel faults surface at the next
 // synchronising call; HEADSWEEP_CUDA_SYNC=1 synchronises after every op so that the failing op is the one named.
 //
-// Built twice: by nvcc into the library (make_backend), and by a plain C++ compiler with HS_CUDA_EMULATION for
-// the CPU emulator of tests/cuda_emu (make_emulated_cuda_backend), which is how CI tests this file.
+// Built twice: by nvcc into the CUDA module libheadsweep_cuda.so (entry point headsweep_cuda_module, loaded by
+// make_backend(Device::CUDA); backend/cuda_module.hpp), and by a plain C++ compiler with HS_CUDA_EMULATION for the
+// CPU emulator of tests/cuda_emu (make_emulated_cuda_backend), which is how CI tests this file.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,8 @@
 
 #if defined(HS_CUDA_EMULATION)
 #include "emulated_backend.hpp"
+#else
+#include "backend/cuda_module.hpp"
 #endif
 
 namespace hs {
@@ -565,10 +568,47 @@ std::unique_ptr<Backend> make_emulated_cuda_backend(const BackendOptions& option
     return std::make_unique<CudaBackend>(options);
 }
 #else
-std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options) {
-    if (device == Device::CUDA) return std::make_unique<CudaBackend>(options);
-    return make_cpu_backend(options.threads, options.cpu_kernels);
+namespace {
+std::unique_ptr<Backend> create_cuda_backend(const BackendOptions& options) {
+    return std::make_unique<CudaBackend>(options);
 }
+
+std::string describe_cuda_devices() {
+    std::string out;
+    int runtime = 0, driver = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);  // 0 without a driver
+    auto version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+    out = "runtime " + version(runtime) + ", driver " + (driver ? version(driver) : std::string("none")) + ", ";
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    cudaGetLastError();  // drop the sticky error (see CudaBackend's constructor)
+    if (e != cudaSuccess) return out + "no CUDA device (" + cudaGetErrorString(e) + ")";
+    out += std::to_string(count) + (count == 1 ? " device" : " devices");
+    for (int i = 0; i < count; ++i) {
+        cudaDeviceProp p{};
+        if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+            cudaGetLastError();
+            out += (i ? ", " : ": ") + std::string("cuda:") + std::to_string(i) + " (properties unreadable)";
+            continue;
+        }
+        out += (i ? ", " : ": ") + std::string("cuda:") + std::to_string(i) + " " + p.name + " (sm_" +
+               std::to_string(p.major) + std::to_string(p.minor) + ", " + std::to_string(p.totalGlobalMem >> 30) +
+               " GiB)";
+    }
+    return out;
+}
+}  // namespace
 #endif
 
 }  // namespace hs
+
+#if !defined(HS_CUDA_EMULATION)
+// The module's entry point (backend/cuda_module.hpp); the only symbol libheadsweep_cuda.so exports
+// (src/backend/cuda/module.map).
+extern "C" const hs::CudaModuleApi* headsweep_cuda_module() {
+    static constexpr hs::CudaModuleApi api{hs::kCudaModuleAbi, sizeof(hs::BackendOptions), HEADSWEEP_VERSION,
+                                           &hs::create_cuda_backend, &hs::describe_cuda_devices};
+    return &api;
+}
+#endif
