@@ -223,6 +223,7 @@ private:
             r.index = job.index;
             std::vector<char> made;
             std::string err;
+            Timer timer;
             try {
                 if (job.action == kMakeState) {
                     ex_.prepare_group(job.group);
@@ -241,7 +242,11 @@ private:
                 in_.clear();
             } else if (job.action == kMakeState) {
                 states_.emplace_back(job.group, std::move(made));
-            } else if (job.action == kRun) {
+            }
+            if (err.empty() && job.action != kRun) group_seconds_ += timer.seconds();
+            if (err.empty() && job.action == kRun) {
+                r.seconds += group_seconds_;  // the group action's seconds count as the next task's
+                group_seconds_ = 0;
                 out_.push_back(std::move(r));
             }
         }
@@ -258,6 +263,7 @@ private:
     std::deque<Job> in_;
     std::vector<TaskResult> out_;
     std::vector<std::pair<int32_t, std::vector<char>>> states_;
+    double group_seconds_ = 0;
     std::string error_;
     bool stop_ = false;
     std::thread thread_;  // last: starts after the members above exist
@@ -616,6 +622,7 @@ void serve(const boost::mpi::communicator& comm, Executor& ex) {
         const size_t n = b.size() / sizeof(int32_t) - 2;
         std::vector<TaskResult> results(n);
         std::string err;
+        Timer group_timer;  // the group action's seconds count as the first task's (busy figures, batch sizes)
         try {
             if (head[0] == kStateFollows) {
                 MPI_Status hs_st;
@@ -631,6 +638,7 @@ void serve(const boost::mpi::communicator& comm, Executor& ex) {
         } catch (...) {
             err = what_of(std::current_exception());
         }
+        const double group_seconds = head[0] == kRun ? 0.0 : group_timer.seconds();
         for (size_t i = 0; i < n && err.empty(); ++i) {
             std::memcpy(&results[i].index, b.data() + (i + 2) * sizeof(int32_t), sizeof(int32_t));
             try {
@@ -639,6 +647,7 @@ void serve(const boost::mpi::communicator& comm, Executor& ex) {
                 err = what_of(std::current_exception());
             }
         }
+        if (n > 0) results[0].seconds += group_seconds;
         if (!err.empty()) {
             send_bytes(c, 0, kError, err.data(), err.size());
             continue;  // the coordinator answers with STOP (and its message)
