@@ -24,9 +24,13 @@ What is simulated (src/dist/protocol.cpp, src/dist/sweep_mpi.cpp):
 Item and clean-run costs: PATH mode. An item of layer l with h heads runs h*N rows through W_O of layer l and the MLPs
 of layers l..L-1 (plus the final norm and the pi readout): flops = 2 h N (q_dim d + (L - l) * 3 d d_ff) (+ small terms);
 with tens of rows it is bound as much by streaming those layers' fp32 weights: seconds = a + bytes * s_b + flops * s_f.
-The clean run is a forward of N * 2n tokens with full logits (copy accuracy): seconds = a + flops / rate. The constants
-are fitted to items and clean runs timed on smaller shapes on this machine (bench/bench_item_costs.cpp: SmolLM2-135M
-and Qwen2.5-0.5B shapes, 1 thread; an 8B in fp32 does not fit here) and scaled to the 8B and 70B shapes. `--speedup` scales every compute cost down (a GPU rank or a faster node), which makes the
+The clean run is a forward of N * 2n tokens with full logits (copy accuracy). Two cost files:
+  analysis/sweep_costs_8b_q4_0.json (the default): items and clean runs of the Llama-3-8B shape timed on the 8B Q4_0
+    file kept native (bench_item_costs --model ... --precision native, CPU seconds, 1 thread), one joint fit
+    (--fit --joint --cpu-seconds --weight-bytes 0.5625): seconds = [item: a] + Q4_0 weight bytes streamed * s_b +
+    flops * s_f; the 70B uses the same constants scaled by its shape (not measured).
+  analysis/sweep_costs.json: the earlier fit on the SmolLM2-135M and Qwen2.5-0.5B shapes in fp32 (clean runs:
+    flops / rate + a per-sequence term), scaled to the 8B and 70B shapes. `--speedup` scales every compute cost down (a GPU rank or a faster node), which makes the
 coordinator relatively more expensive.
 
 Prints per shape and rank count: makespan, parallel efficiency (useful item work / (ranks x makespan)), the work
@@ -399,7 +403,8 @@ def main():
                          "(a loaded machine inflates wall time)")
     ap.add_argument("--weight-bytes", type=float, default=4.0,
                     help="with --fit --joint: bytes per weight as the engine holds them (f32 4; Q4_0 native 0.5625)")
-    ap.add_argument("--costs", default=os.path.join(os.path.dirname(__file__), "..", "analysis", "sweep_costs.json"))
+    ap.add_argument("--costs", default=os.path.join(os.path.dirname(__file__), "..", "analysis",
+                                                    "sweep_costs_8b_q4_0.json"))
     ap.add_argument("--ranks", default="1000,10000")
     ap.add_argument("--shapes", default="llama3-8b,llama3-70b")
     ap.add_argument("--speedup", type=float, default=1.0, help="compute costs divided by this (faster ranks)")
