@@ -69,6 +69,7 @@ threads = 2
 device = "cpu"
 heads_per_item = 2
 model_read = "node"
+share_clean_runs = false
 )",
                                   "jobs/all.toml");
     CHECK(job.models == std::vector<std::string>{"models/a.gguf", "random:tiny:3"});
@@ -84,6 +85,7 @@ model_read = "node"
     CHECK(job.threads == 2);
     CHECK(job.heads_per_item == 2);
     CHECK(job.model_read == "node");
+    CHECK_FALSE(job.share_clean_runs);
     auto runs = expand_runs(job);
     REQUIRE(runs.size() == 4);
     CHECK(runs[0].output == "out/a-path.h5");
@@ -96,6 +98,7 @@ model_read = "node"
     CHECK(defaults.options.seed == kPaperSeed);
     CHECK(defaults.heads_per_item == 0);
     CHECK(defaults.model_read == "rank");
+    CHECK(defaults.share_clean_runs);
     CHECK(expand_runs(defaults)[0].output == "out/SmolLM2-135M-Instruct.Q4_1-path.h5");
     CHECK(settings_string(parse_settings_list("4x6,8x5", "--settings")) == "4x6,8x5");
 }
@@ -132,6 +135,7 @@ TEST_CASE("job: bad job files fail with file, key and value named", "[sweep][job
     CHECK_THAT(job_error("mean_over = \"tokens\"\n"), Catch::Contains("key mean_over = \"tokens\" is not batch or sequence"));
     CHECK_THAT(job_error("device = \"tpu\"\n"), Catch::Contains("key device = \"tpu\" is not a device"));
     CHECK_THAT(job_error("heads_per_item = -1\n"), Catch::Contains("jobs/x.toml: key heads_per_item = -1"));
+    CHECK_THAT(job_error("share_clean_runs = \"yes\"\n"), Catch::Contains("jobs/x.toml: key share_clean_runs"));
     CHECK_THAT(job_error("model_read = \"disk\"\n"),
                Catch::Contains("jobs/x.toml: key model_read = \"disk\" is not rank or node"));
     // every mode the sweep implements is accepted (attribution arrived with the backward pass)

@@ -12,15 +12,25 @@ What is simulated (src/dist/protocol.cpp, src/dist/sweep_mpi.cpp):
   * assignment as in take_batch(): setting affinity (a worker keeps its setting while it has items, else the setting
     with the most items per worker on it), items in plan order, batch = target 50 ms / mean item time so far, capped
     by max_batch 4 and by half a fair share of what is left (guided self-scheduling), at least 1.
-  * a worker that takes up a setting first computes its clean run (one forward of N x 2n tokens with caches).
+  * clean runs, as built (job key share_clean_runs = true, the default): the first worker that takes a setting up
+    computes its clean run (one forward of N x 2n tokens with caches) and sends the state (SettingRun::export_state,
+    clean_state_bytes() below) to rank 0 at once; a worker that takes the setting up later gets the state from rank 0
+    with its assignment (rank 0 busy bytes / bandwidth per send, the worker bytes / bandwidth + the import), or waits
+    for it while it is being computed. `--each-computes` simulates the former protocol (every worker that takes a
+    setting up computes its clean run). `--split-clean K` (what-if, NOT built): the clean run's N sequences split
+    over K ranks (time / min(K, N)); not bit-identical unless the forward's rows do not depend on the batch.
   * items: one setting x one layer x a head range (heads_per_item_for(): >= 8 items per worker, else single heads).
 
 Item and clean-run costs: PATH mode. An item of layer l with h heads runs h*N rows through W_O of layer l and the MLPs
 of layers l..L-1 (plus the final norm and the pi readout): flops = 2 h N (q_dim d + (L - l) * 3 d d_ff) (+ small terms);
 with tens of rows it is bound as much by streaming those layers' fp32 weights: seconds = a + bytes * s_b + flops * s_f.
-The clean run is a forward of N * 2n tokens with full logits (copy accuracy): seconds = a + flops / rate. The constants
-are fitted to items and clean runs timed on smaller shapes on this machine (bench/bench_item_costs.cpp: SmolLM2-135M
-and Qwen2.5-0.5B shapes, 1 thread; an 8B in fp32 does not fit here) and scaled to the 8B and 70B shapes. `--speedup` scales every compute cost down (a GPU rank or a faster node), which makes the
+The clean run is a forward of N * 2n tokens with full logits (copy accuracy). Two cost files:
+  analysis/sweep_costs_8b_q4_0.json (the default): items and clean runs of the Llama-3-8B shape timed on the 8B Q4_0
+    file kept native (bench_item_costs --model ... --precision native, CPU seconds, 1 thread), one joint fit
+    (--fit --joint --cpu-seconds --weight-bytes 0.5625): seconds = [item: a] + Q4_0 weight bytes streamed * s_b +
+    flops * s_f; the 70B uses the same constants scaled by its shape (not measured).
+  analysis/sweep_costs.json: the earlier fit on the SmolLM2-135M and Qwen2.5-0.5B shapes in fp32 (clean runs:
+    flops / rate + a per-sequence term), scaled to the 8B and 70B shapes. `--speedup` scales every compute cost down (a GPU rank or a faster node), which makes the
 coordinator relatively more expensive.
 
 Prints per shape and rank count: makespan, parallel efficiency (useful item work / (ranks x makespan)), the work
@@ -50,11 +60,19 @@ def item_flops(shape, layer, heads, N):
     return 2.0 * heads * N * (q_dim * d + (L - layer) * 3 * d * dff + 2 * d)
 
 
-def item_bytes(shape, layer):
-    """fp32 weights an item streams: the MLPs of layers l..L-1 and W_O of layer l (small row counts make an item
-    bound by reading weights more than by its flops)."""
+def item_bytes(shape, layer, weight_bytes=4.0):
+    """Weights an item streams (fp32: 4 bytes each; GGUF Q4_0 kept native: 18 bytes per 32): the MLPs of layers
+    l..L-1 and W_O of layer l (small row counts make an item bound by reading weights more than by its flops)."""
     d, dff, L = shape["d"], shape["dff"], shape["L"]
-    return 4.0 * ((L - layer) * 3 * d * dff + d * d)
+    return weight_bytes * ((L - layer) * 3 * d * dff + d * d)
+
+
+def clean_bytes(shape, weight_bytes=4.0):
+    """Weights a clean run streams: every layer's attention and MLP matrices and the output head twice (the mean
+    unembedding row and the logits)."""
+    d, dff, L, H, Hkv = shape["d"], shape["dff"], shape["L"], shape["H"], shape["Hkv"]
+    dh = d // H
+    return weight_bytes * (L * (d * (H * dh + 2 * Hkv * dh) + H * dh * d + 3 * d * dff) + 2 * shape["vocab"] * d)
 
 
 def clean_flops(shape, N, n):
@@ -87,15 +105,17 @@ def plan(shape, settings, hpi):
 
 
 def clean_state_bytes(shape, N):
-    """PATH mode's per-setting state an item needs (z, mid and attention output at p for every layer), fp32."""
-    return 4 * shape["L"] * N * (shape["d"] + 2 * shape["d"])
+    """PATH mode's per-setting state (SettingRun::export_state, pear::state_bytes): z, the residual after attention and
+    the attention output at p for every layer [L][N, q_dim | d | d] fp32, the mean unembedding row [d] f64, the
+    per-sample clean values [N] f32 and a 64-byte header (q_dim = d for these shapes)."""
+    return 4 * shape["L"] * N * (shape["d"] + 2 * shape["d"]) + 8 * shape["d"] + 4 * N + 64 + 16
 
 
 def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, target=0.05, latency=5e-6,
-             shared_clean=0, bandwidth=10e9):
-    """shared_clean = K > 0 (what-if, not implemented): each setting's clean run is computed once, its N sequences
-    split over K ranks (time / min(K, N)), and its state sent to the workers that take the setting up (a worker
-    waits for it, then receives clean_state_bytes at `bandwidth`)."""
+             share=True, split_clean=1, bandwidth=10e9):
+    """share: the built protocol (each setting's clean run computed once by the first worker that takes it up, its
+    state relayed by rank 0 at `bandwidth` bytes/s to each later worker; rank 0 is busy for every send and receive).
+    split_clean = K > 1 (what-if, not built): that clean run takes clean / min(K, N)."""
     W = ranks - 1  # rank 0 only coordinates beyond 4 ranks
     S = len(settings)
     if hpi is None:
@@ -106,6 +126,12 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
     t_msg = costs["message_s"]
     c0, c1 = costs["commit_s"], costs["commit_per_result_s"]
 
+    state_b = [clean_state_bytes(shape, N) for (N, n) in settings]
+    import_s = costs.get("import_s_per_byte", 4e-9)  # the worker's from_state (copies) per byte
+    share_of = ["none"] * S  # none -> making -> ready
+    waiting = [[] for _ in range(S)]
+    needs_state = [False] * (W + 1)
+    sends, sent_bytes, wait_s = 0, 0, 0.0
     queues = [[] for _ in range(S)]
     for i, (s, l, h) in enumerate(items):
         queues[s].append(i)
@@ -115,12 +141,15 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
     cur = [-1] * (W + 1)
     sum_t, n_done = 0.0, 0
 
-    def take(r):
+    def take(r, now=0.0):
+        """(items, action) with action None / "make" / "follows", or (None, "wait")."""
         nonlocal unassigned
         if unassigned == 0:
-            return []
+            return [], None
         g = cur[r]
+        takes_up = needs_state[r]
         if g < 0 or heads[g] >= len(queues[g]):
+            takes_up = True
             best, score = -1, -1.0
             for k in range(S):
                 left = len(queues[k]) - heads[k]
@@ -134,6 +163,17 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
             g = best
             cur[r] = g
             on_group[g] += 1
+        action = "make" if takes_up else None
+        if share and takes_up:
+            if share_of[g] == "making":
+                needs_state[r] = True
+                waiting[g].append((r, now))
+                return None, "wait"
+            needs_state[r] = False
+            if share_of[g] == "none":
+                share_of[g] = "making"
+            else:
+                action = "follows"
         n = 1
         if n_done > 0:
             per = sum_t / n_done
@@ -143,7 +183,7 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
         b = queues[g][heads[g]:heads[g] + n]
         heads[g] += len(b)
         unassigned -= len(b)
-        return b
+        return b, action
 
     # events: (time, seq, kind, rank, payload)
     ev = []
@@ -157,8 +197,34 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
     clean_work = 0.0
     finished = 0
     end = 0.0
+    def assign(r, b, action, at):
+        """rank 0 answers r at time `at` (its server free): the send of a state keeps rank 0 busy."""
+        nonlocal seq, server_free, busy0, sends, sent_bytes
+        if action == "follows":
+            s = items[b[0]][0]
+            server_free = at + state_b[s] / bandwidth
+            busy0 += state_b[s] / bandwidth
+            sends += 1
+            sent_bytes += state_b[s]
+        heapq.heappush(ev, (server_free + latency, seq, "assign", r, (b, action))); seq += 1
+
     while ev:
         t, _, kind, r, payload = heapq.heappop(ev)
+        if kind == "state":  # a clean state reaches rank 0: kept, then sent to whoever waits for it
+            s = payload
+            start = max(t, server_free)
+            server_free = start + state_b[s] / bandwidth
+            busy0 += state_b[s] / bandwidth
+            share_of[s] = "ready"
+            w, waiting[s] = waiting[s], []
+            for (rr, since) in w:
+                wait_s += server_free - since
+                b, action = take(rr, server_free)
+                if action == "wait":
+                    continue
+                if b:
+                    assign(rr, b, action, server_free)
+            continue
         if kind == "arrive":  # message at rank 0: served in arrival order
             start = max(t, server_free)
             m = len(payload)
@@ -179,34 +245,36 @@ def simulate(shape, settings, ranks, costs, speedup=1.0, hpi=None, max_batch=4, 
             finished += m
             if finished == len(items):
                 end = server_free
-            b = take(r)
-            if b:
-                heapq.heappush(ev, (server_free + latency, seq, "assign", r, b)); seq += 1
+            b, action = take(r, server_free)
+            if action != "wait" and b:
+                assign(r, b, action, server_free)
         else:  # a worker computes its batch
-            s = items[payload[0]][0]
+            b, action = payload
+            s = items[b[0]][0]
             work = 0.0
-            if holds[r] != s:
-                if shared_clean:
-                    # computed once from t = 0 by K ranks, alongside the other work
-                    ready = clean_cost[s] / min(shared_clean, settings[s][0]) + latency
-                    wait = max(0.0, ready - t) + clean_state_bytes(shape, settings[s][0]) / bandwidth
-                    work += wait
-                    clean_work += wait
-                else:
-                    work += clean_cost[s]
-                    clean_work += clean_cost[s]
-                holds[r] = s
-            for i in payload:
+            if action == "make":
+                c = clean_cost[s] / min(split_clean, settings[s][0])
+                work += c
+                clean_work += c
+                if share:  # the state goes to rank 0 at once (the worker's send takes bytes / bandwidth)
+                    work += state_b[s] / bandwidth
+                    heapq.heappush(ev, (t + work + latency, seq, "state", r, s)); seq += 1
+            elif action == "follows":  # received with the assignment, then installed
+                c = state_b[s] / bandwidth + state_b[s] * import_s
+                work += c
+                clean_work += c
+            for i in b:
                 work += t_cost[i]
-            heapq.heappush(ev, (t + work + latency, seq, "arrive", r, payload)); seq += 1
+            heapq.heappush(ev, (t + work + latency, seq, "arrive", r, b)); seq += 1
     useful = sum(t_cost)
     eff = useful / (W * end) if end > 0 else 0.0
     eff_ranks = useful / (ranks * end) if end > 0 else 0.0
     return dict(shape=shape["name"], ranks=ranks, heads_per_item=hpi, items=len(items), makespan_s=end,
                 efficiency=eff_ranks, efficiency_workers=eff, serial_s=useful, clean_s=clean_work,
                 longest_item_s=max(t_cost), rank0_busy=busy0 / end if end else 0.0,
-                bound_items=len(items) / W,
-                bound_longest=useful / (W * (max(t_cost) + max(c / (min(shared_clean, N) if shared_clean else 1)
+                bound_items=len(items) / W, state_sends=sends, state_gb_sent=sent_bytes / 1e9, state_wait_s=wait_s,
+                longest_clean_s=max(c / min(split_clean, N) for c, (N, n) in zip(clean_cost, settings)),
+                bound_longest=useful / (W * (max(t_cost) + max(c / min(split_clean, N)
                                                                 for c, (N, n) in zip(clean_cost, settings)))))
 
 
@@ -229,11 +297,14 @@ def seq_size(shape):
 
 
 def clean_seconds(costs, shape, N, n):
+    if costs.get("model") == "joint":  # the items' constants: weights streamed once, flops
+        wb = costs["weight_bytes"]
+        return clean_bytes(shape, wb) * costs["item_s_per_byte"] + clean_flops(shape, N, n) * costs["item_s_per_flop"]
     return clean_flops(shape, N, n) * costs["clean_s_per_flop"] + N * seq_size(shape) * costs["clean_s_per_seq_unit"]
 
 
 def item_seconds(costs, shape, layer, heads, N):
-    return (costs["item_overhead_s"] + item_bytes(shape, layer) * costs["item_s_per_byte"]
+    return (costs["item_overhead_s"] + item_bytes(shape, layer, costs.get("weight_bytes", 4.0)) * costs["item_s_per_byte"]
             + item_flops(shape, layer, heads, N) * costs["item_s_per_flop"])
 
 
@@ -249,8 +320,47 @@ def fit_line(xs, ys):
     return a, 1.0 / b
 
 
+def fit_joint(args, rows):
+    """One model for items and clean runs of one kind of weights (e.g. the 8B's Q4_0 kept native): seconds =
+    [item: a] + weight bytes streamed * s_b + flops * s_f, fitted in relative error over every row."""
+    wb = args.weight_bytes
+    A, names = [], []
+    for r in rows:
+        sh = SHAPES[r["shape"]]
+        if r["kind"] == "item":
+            A.append([1.0 / r["seconds"], item_bytes(sh, r["layer"], wb) / r["seconds"],
+                      item_flops(sh, r["layer"], r["heads"], r["N"]) / r["seconds"]])
+        else:
+            A.append([0.0, clean_bytes(sh, wb) / r["seconds"], clean_flops(sh, r["N"], r["n"]) / r["seconds"]])
+    a_i, s_b, s_f = solve(A, [1.0] * len(A))
+    costs = dict(model="joint", weight_bytes=wb, item_overhead_s=a_i, item_s_per_byte=s_b, item_s_per_flop=s_f)
+    errs = []
+    for r in rows:
+        sh = SHAPES[r["shape"]]
+        pred = (item_seconds(costs, sh, r["layer"], r["heads"], r["N"]) if r["kind"] == "item"
+                else clean_seconds(costs, sh, r["N"], r["n"]))
+        errs.append(abs(pred - r["seconds"]) / r["seconds"])
+    state = [r for r in rows if r["kind"] == "clean" and r.get("state_bytes")]
+    if state:  # the worker's import (SettingRun::from_state) per byte of state
+        costs["import_s_per_byte"] = max(r["import_s"] / r["state_bytes"] for r in state)
+    costs.update(message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
+                 item_fit_worst_rel_error=max(errs), clean_fit_worst_rel_error=max(errs), source=args.source,
+                 measured=rows)
+    with open(args.costs, "w") as f:
+        json.dump(costs, f, indent=1)
+    print(f"joint fit ({wb} bytes per weight): items {a_i:.3f} s + bytes / {1/s_b/1e9:.3f} GB/s + flops / "
+          f"{1/s_f/1e9:.2f} GFLOP/s; clean runs the same without the constant (worst relative error {max(errs):.0%}) "
+          f"-> {args.costs}")
+
+
 def fit(args):
     rows = [json.loads(l) for l in open(args.fit) if l.strip().startswith("{")]
+    if args.cpu_seconds:  # the process's CPU seconds (1 BLAS thread): what a rank with a core of its own takes
+        for r in rows:
+            r["wall_s"], r["seconds"] = r["seconds"], r["cpu_s"]
+    if args.joint:
+        fit_joint(args, rows)
+        return
     items = [r for r in rows if r["kind"] == "item"]
     cleans = [r for r in rows if r["kind"] == "clean"]
     # items: seconds = a + bytes * s_per_byte + flops * s_per_flop, fitted in relative error (rows scaled by 1/t)
@@ -286,15 +396,27 @@ def main():
     ap.add_argument("--commit-s", type=float, default=1e-3, help="with --fit: the writer's cost per commit")
     ap.add_argument("--commit-per-result-s", type=float, default=1e-4, help="with --fit: and per result in it")
     ap.add_argument("--source", default="", help="with --fit: where the figures come from (machine, date)")
-    ap.add_argument("--costs", default=os.path.join(os.path.dirname(__file__), "..", "analysis", "sweep_costs.json"))
+    ap.add_argument("--joint", action="store_true",
+                    help="with --fit: one model (weight bytes + flops) for items and clean runs (one model's rows)")
+    ap.add_argument("--cpu-seconds", action="store_true",
+                    help="with --fit: fit the rows' cpu_s (CPU time of the 1-thread process) instead of wall seconds "
+                         "(a loaded machine inflates wall time)")
+    ap.add_argument("--weight-bytes", type=float, default=4.0,
+                    help="with --fit --joint: bytes per weight as the engine holds them (f32 4; Q4_0 native 0.5625)")
+    ap.add_argument("--costs", default=os.path.join(os.path.dirname(__file__), "..", "analysis",
+                                                    "sweep_costs_8b_q4_0.json"))
     ap.add_argument("--ranks", default="1000,10000")
     ap.add_argument("--shapes", default="llama3-8b,llama3-70b")
     ap.add_argument("--speedup", type=float, default=1.0, help="compute costs divided by this (faster ranks)")
     ap.add_argument("--heads-per-item", type=int, default=0, help="0: automatic (8 items per worker)")
     ap.add_argument("--scan", action="store_true", help="also scan rank counts to find where efficiency falls below 50%%")
-    ap.add_argument("--shared-clean", type=int, default=0, metavar="K",
-                    help="what-if: each clean run computed once, its sequences split over K ranks, and its state "
-                         "sent to the workers (1: computed by one rank)")
+    ap.add_argument("--each-computes", action="store_true",
+                    help="the former protocol (share_clean_runs = false): every worker computes the clean run of "
+                         "each setting it takes up")
+    ap.add_argument("--split-clean", type=int, default=1, metavar="K",
+                    help="what-if (not built): a clean run's N sequences split over K ranks")
+    ap.add_argument("--bandwidth", type=float, default=10e9,
+                    help="network bytes/s of one link (rank 0's relay of clean states); default 10e9 (~100 Gb/s)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.fit:
@@ -307,31 +429,34 @@ def main():
         shape = dict(SHAPES[name], name=name)
         for W in [int(x) for x in args.ranks.split(",")]:
             out.append(simulate(shape, PAPER_SETTINGS, W, costs, args.speedup, args.heads_per_item or None,
-                                shared_clean=args.shared_clean))
+                                share=not args.each_computes, split_clean=args.split_clean,
+                                bandwidth=args.bandwidth))
         if args.scan:
             for W in [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]:
                 r = simulate(shape, PAPER_SETTINGS, W, costs, args.speedup, args.heads_per_item or None,
-                             shared_clean=args.shared_clean)
+                             share=not args.each_computes, split_clean=args.split_clean, bandwidth=args.bandwidth)
                 r["scan"] = True
                 out.append(r)
     if args.json:
         print(json.dumps(out, indent=1))
         return
-    print(f"costs: {costs.get('source', args.costs)}; compute speedup x{args.speedup:g}; PATH mode, paper settings"
-          + (f"; WHAT-IF: clean runs computed once over {args.shared_clean} ranks and sent" if args.shared_clean else ""))
+    print(f"costs: {costs.get('source', args.costs)}; compute speedup x{args.speedup:g}; PATH mode, paper settings; "
+          + ("clean runs: every worker computes its own (former protocol)" if args.each_computes else
+             f"clean runs shared (built): computed once, state relayed by rank 0 at {args.bandwidth/1e9:g} GB/s")
+          + (f"; WHAT-IF: each clean run split over {args.split_clean} ranks" if args.split_clean > 1 else ""))
     print(f"{'shape':12} {'ranks':>6} {'h/item':>6} {'items':>6} {'makespan':>10} {'effic.':>7} {'rank0':>6} "
-          f"{'serial':>9} {'clean':>8} {'longest':>8}  limit")
+          f"{'serial':>9} {'clean':>8} {'longest':>8} {'states':>7}  limit")
     for r in out:
         lim = []
         if r["bound_items"] < 4:
             lim.append(f"{r['bound_items']:.1f} items/worker")
         if r["bound_longest"] < 0.9:
-            lim.append(f"longest item+clean bounds eff. at {r['bound_longest']:.0%}")
+            lim.append(f"longest item+clean ({r['longest_clean_s']:.0f} s) bounds eff. at {r['bound_longest']:.0%}")
         if r["rank0_busy"] > 0.8:
             lim.append(f"coordinator {r['rank0_busy']:.0%} busy")
         print(f"{r['shape']:12} {r['ranks']:>6} {r['heads_per_item']:>6} {r['items']:>6} {r['makespan_s']:>9.1f}s "
               f"{r['efficiency']:>6.1%} {r['rank0_busy']:>5.0%} {r['serial_s']/3600:>8.1f}h {r['clean_s']/3600:>7.1f}h "
-              f"{r['longest_item_s']:>7.1f}s  {'; '.join(lim)}")
+              f"{r['longest_item_s']:>7.1f}s {r['state_gb_sent']:>5.0f}GB  {'; '.join(lim)}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 //
 //   headsweep sweep [JOB.toml] [--model M ...] [--mode path|total|attribution ...] [--settings 20x50,40x25]
 //                   [--seed S] [--top-k K] [--output TEMPLATE] [--overwrite | --resume] [--threads T]
-//                   [--heads-per-item H]
+//                   [--heads-per-item H] [--share-clean-runs true|false]
 //                   [--device cpu|cuda] [--exclude-special] [--mean-over batch|sequence] [--positions 0,5,7]
 // Flags override the job file's keys. One output file per (model, mode); see README "Commands: sweep".
 #include <cstdio>
@@ -22,7 +22,7 @@ namespace {
 struct SweepFlags {
     std::string job_file;
     std::vector<std::string> models, modes;
-    std::string settings, output, device, gpu_weights, precision, mean_over, positions;
+    std::string settings, output, device, gpu_weights, precision, mean_over, positions, share_clean_runs;
     int64_t seed = -1, top_k = -1, threads = -1, heads_per_item = -1;
     bool overwrite = false, resume = false, exclude_special = false, quiet = false, dry_run = false, mpi = false;
 };
@@ -113,6 +113,12 @@ pear::SweepJob build_job(const SweepFlags& f) {
         job.heads_per_item = int32_t(f.heads_per_item);
         set("heads_per_item", "--heads-per-item");
     }
+    if (!f.share_clean_runs.empty()) {
+        check(f.share_clean_runs == "true" || f.share_clean_runs == "false", "command line: --share-clean-runs = \"",
+              f.share_clean_runs, "\" must be true or false");
+        job.share_clean_runs = f.share_clean_runs == "true";
+        set("share_clean_runs", "--share-clean-runs");
+    }
     if (!f.device.empty()) {
         job.device = f.device;
         set("device", "--device");
@@ -151,6 +157,10 @@ void add_sweep_command(CLI::App& app) {
                     "work item size: heads of one layer per item (0: whole layers); recorded in the file, a resume "
                     "must match")
         ->default_str("0");
+    cmd->add_option("--share-clean-runs", f->share_clean_runs,
+                    "MPI: each setting's clean run computed once and sent to the other workers (true), or computed "
+                    "by every worker that takes the setting up (false); the same file either way")
+        ->default_str("true");
     cmd->add_option("--device", f->device, "cpu or cuda")->default_str("cpu");
     cmd->add_option("--gpu-weights", f->gpu_weights, "cuda: weights as bf16 | fp16 | fp32")->default_str("bf16");
     cmd->add_option("--precision", f->precision,

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -25,7 +26,10 @@ namespace hs::dist {
 
 namespace {
 
-enum Tag : int { kRequest = 101, kAssign = 102, kStop = 103, kError = 104 };
+enum Tag : int { kRequest = 101, kAssign = 102, kStop = 103, kError = 104, kGroupState = 105, kGroupStateData = 106 };
+
+// ASSIGN header: what the worker does before the batch's tasks (shared group state).
+enum Action : int32_t { kRun = 0, kMakeState = 1, kStateFollows = 2 };
 
 // ---- byte packing (native layout: every rank runs the same binary on the same kind of machine)
 struct Packer {
@@ -118,6 +122,32 @@ void send_bytes(MPI_Comm c, int dest, int tag, const void* data, size_t n) {
     MPI_Send(const_cast<void*>(data), int(n), MPI_BYTE, dest, tag, c);
 }
 
+// A group's state: GROUP_STATE (int32 group, int64 size), then the bytes in GROUP_STATE_DATA messages of at most
+// 1 GiB each (MPI counts are ints; a 70B setting's PATH state is ~0.8 GB, a TOTAL one can pass 2 GB).
+constexpr size_t kStateChunk = size_t(1) << 30;
+
+void send_state(MPI_Comm c, int dest, int32_t group, const std::vector<char>& bytes) {
+    Packer pk;
+    pk.put(group);
+    pk.put(int64_t(bytes.size()));
+    send_bytes(c, dest, kGroupState, pk.buf.data(), pk.buf.size());
+    for (size_t o = 0; o < bytes.size(); o += kStateChunk)
+        send_bytes(c, dest, kGroupStateData, bytes.data() + o, std::min(kStateChunk, bytes.size() - o));
+}
+
+// The rest of a group's state after its GROUP_STATE header `b` (received from `source`): (group, bytes).
+std::pair<int32_t, std::vector<char>> recv_state_data(MPI_Comm c, int source, const std::vector<char>& b) {
+    Unpacker u{b.data(), b.data() + b.size()};
+    const int32_t group = u.get<int32_t>();
+    const int64_t size = u.get<int64_t>();
+    check(size >= 0, "dist: bad group state size");
+    std::vector<char> bytes(static_cast<size_t>(size));
+    for (size_t o = 0; o < bytes.size(); o += kStateChunk)
+        MPI_Recv(bytes.data() + o, int(std::min(kStateChunk, bytes.size() - o)), MPI_BYTE, source, kGroupStateData, c,
+                 MPI_STATUS_IGNORE);
+    return {group, std::move(bytes)};
+}
+
 // Waits (polling with back-off) for a message from `source` on `c`.
 MPI_Status wait_message(MPI_Comm c, int source) {
     Backoff bo;
@@ -153,12 +183,23 @@ public:
         cv_.notify_all();
         if (thread_.joinable()) thread_.join();
     }
-    void give(std::vector<int32_t> batch) {
+    // A batch, after the group action (kMakeState: make the group's state and hand it back through take_states;
+    // kStateFollows: install `state`).
+    void give(const std::vector<int32_t>& batch, int32_t action = kRun, int32_t group = -1,
+              std::shared_ptr<const std::vector<char>> state = nullptr) {
         {
             std::lock_guard<std::mutex> g(m_);
-            for (int32_t i : batch) in_.push_back(i);
+            if (action != kRun) in_.push_back(Job{-1, action, group, std::move(state)});
+            for (int32_t i : batch) in_.push_back(Job{i, kRun, -1, nullptr});
         }
         cv_.notify_all();
+    }
+    // Group states made since the last call.
+    std::vector<std::pair<int32_t, std::vector<char>>> take_states() {
+        std::lock_guard<std::mutex> g(m_);
+        std::vector<std::pair<int32_t, std::vector<char>>> r;
+        r.swap(states_);
+        return r;
     }
     // Results finished since the last call; the error text if the executor threw.
     std::vector<TaskResult> take(std::string& error) {
@@ -175,14 +216,23 @@ private:
         for (;;) {
             cv_.wait(lk, [&] { return stop_ || !in_.empty(); });
             if (stop_) return;
-            const int32_t idx = in_.front();
+            const Job job = std::move(in_.front());
             in_.pop_front();
             lk.unlock();
             TaskResult r;
-            r.index = idx;
+            r.index = job.index;
+            std::vector<char> made;
             std::string err;
+            Timer timer;
             try {
-                ex_.run(idx, r);
+                if (job.action == kMakeState) {
+                    ex_.prepare_group(job.group);
+                    made = ex_.export_group(job.group);
+                } else if (job.action == kStateFollows) {
+                    ex_.import_group(job.group, *job.state);
+                } else {
+                    ex_.run(job.index, r);
+                }
             } catch (...) {
                 err = what_of(std::current_exception());
             }
@@ -190,17 +240,30 @@ private:
             if (!err.empty()) {
                 error_ = err;
                 in_.clear();
-            } else {
+            } else if (job.action == kMakeState) {
+                states_.emplace_back(job.group, std::move(made));
+            }
+            if (err.empty() && job.action != kRun) group_seconds_ += timer.seconds();
+            if (err.empty() && job.action == kRun) {
+                r.seconds += group_seconds_;  // the group action's seconds count as the next task's
+                group_seconds_ = 0;
                 out_.push_back(std::move(r));
             }
         }
     }
 
+    struct Job {
+        int32_t index = -1;  // a task, or -1 for a group action
+        int32_t action = kRun, group = -1;
+        std::shared_ptr<const std::vector<char>> state;
+    };
     Executor& ex_;
     std::mutex m_;
     std::condition_variable cv_;
-    std::deque<int32_t> in_;
+    std::deque<Job> in_;
     std::vector<TaskResult> out_;
+    std::vector<std::pair<int32_t, std::vector<char>>> states_;
+    double group_seconds_ = 0;
     std::string error_;
     bool stop_ = false;
     std::thread thread_;  // last: starts after the members above exist
@@ -256,11 +319,28 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
     double sum_seconds = 0;
     int64_t sum_tasks = 0;
 
+    // Shared group state: per group none -> making (one worker makes it) -> ready (rank 0 holds the bytes until the
+    // group has no unassigned task left); workers that take up a group while it is being made wait for it.
+    const bool share = opt.share_group_state && W > 1;
+    enum class Share { none, making, ready };
+    std::vector<Share> share_of(static_cast<size_t>(G), Share::none);
+    std::vector<std::shared_ptr<const std::vector<char>>> state(static_cast<size_t>(G));
+    std::vector<std::vector<std::pair<int, double>>> waiting(static_cast<size_t>(G));  // (rank, since)
+    std::vector<char> needs_state(size_t(W), 0);
+    struct Assignment {
+        std::vector<int32_t> items;
+        int32_t action = kRun, group = -1;
+        std::shared_ptr<const std::vector<char>> state;
+        bool wait = false;  // the group's state is being made: the worker waits for it (no items taken)
+    };
+
     auto take_batch = [&](int r) {
-        std::vector<int32_t> b;
-        if (unassigned == 0) return b;
+        Assignment a;
+        if (unassigned == 0) return a;
         int32_t g = cur_group[size_t(r)];
+        bool takes_up = needs_state[size_t(r)] != 0;
         if (g < 0 || queue[size_t(g)].empty()) {
+            takes_up = true;
             // The group with the most remaining tasks per worker already on it (lowest index on ties).
             int32_t best = -1;
             double best_score = -1;
@@ -275,6 +355,25 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
             ++on_group[size_t(g)];
             ++stats.group_switches[size_t(r)];
         }
+        a.group = g;
+        if (share && takes_up) {
+            if (share_of[size_t(g)] == Share::making) {
+                needs_state[size_t(r)] = 1;
+                waiting[size_t(g)].emplace_back(r, timer.seconds());
+                a.wait = true;
+                return a;
+            }
+            needs_state[size_t(r)] = 0;
+            if (share_of[size_t(g)] == Share::none) {
+                share_of[size_t(g)] = Share::making;
+                a.action = kMakeState;
+            } else {
+                a.action = kStateFollows;
+                a.state = state[size_t(g)];
+                ++stats.states_sent;  // to a remote worker, or to rank 0's own
+                stats.state_bytes_sent += int64_t(a.state->size());
+            }
+        }
         int64_t n = 1;
         if (sum_tasks > 0) {
             const double per = sum_seconds / double(sum_tasks);
@@ -284,12 +383,13 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
         n = std::min<int64_t>(n, std::max<int64_t>(1, unassigned / (2 * std::max(1, n_workers))));
         n = std::clamp<int64_t>(n, 1, std::max(1, opt.max_batch));
         auto& q = queue[size_t(g)];
-        while (int64_t(b.size()) < n && !q.empty()) {
-            b.push_back(q.front());
+        while (int64_t(a.items.size()) < n && !q.empty()) {
+            a.items.push_back(q.front());
             q.pop_front();
         }
-        unassigned -= int64_t(b.size());
-        return b;
+        unassigned -= int64_t(a.items.size());
+        if (q.empty()) state[size_t(g)].reset();  // nobody takes the group up again: its bytes can go
+        return a;
     };
 
     std::string error;
@@ -351,12 +451,66 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
         stats.bytes_out += int64_t(error.size());
         stopped[size_t(r)] = 1;
     };
-    // One message from a remote worker: its results and its next request, or its error.
+    // ASSIGN: int32 action, int32 group, int32[] tasks; with kStateFollows the group's state right after it.
+    auto send_assignment = [&](int r, const Assignment& a) {
+        std::vector<int32_t> msg = {a.action, a.group};
+        msg.insert(msg.end(), a.items.begin(), a.items.end());
+        send_bytes(c, r, kAssign, msg.data(), msg.size() * sizeof(int32_t));
+        ++stats.messages_out;
+        stats.bytes_out += int64_t(msg.size() * sizeof(int32_t));
+        if (a.action == kStateFollows) {
+            send_state(c, r, a.group, *a.state);
+            stats.bytes_out += int64_t(a.state->size());
+        }
+    };
+
+    std::unique_ptr<LocalWorker> lw;
+    bool local_waiting = false;  // rank 0's own worker waits for a group's state
+    int64_t local_outstanding = 0;
+    auto give_local = [&](Assignment a) {
+        local_outstanding = int64_t(a.items.size());
+        lw->give(a.items, a.action, a.group, std::move(a.state));
+    };
+
+    // A group's state has arrived (from a worker, or made by rank 0's own): keep it, serve whoever waits for it.
+    auto state_arrived = [&](int32_t g, std::vector<char> bytes) {
+        check(g >= 0 && g < G && share_of[size_t(g)] == Share::making, "dist: unexpected state of group ", g);
+        ++stats.states_made;
+        share_of[size_t(g)] = Share::ready;
+        if (!queue[size_t(g)].empty()) state[size_t(g)] = std::make_shared<const std::vector<char>>(std::move(bytes));
+        std::vector<std::pair<int, double>> w;
+        w.swap(waiting[size_t(g)]);
+        for (const auto& [r, since] : w) {
+            stats.state_wait_seconds += timer.seconds() - since;
+            if (!error.empty()) {  // the run is stopping: the waiting worker gets STOP at the end
+                if (r != 0) parked[size_t(r)] = 1;
+                continue;
+            }
+            Assignment a = take_batch(r);
+            if (a.wait) continue;  // now waits for another group's state
+            if (r == 0) {
+                local_waiting = false;
+                if (!a.items.empty()) give_local(std::move(a));
+            } else if (a.items.empty()) {
+                parked[size_t(r)] = 1;  // no work left: answered at the end
+            } else {
+                send_assignment(r, a);
+            }
+        }
+    };
+
+    // One message from a remote worker: its results and its next request, its error, or a group's state.
     auto handle = [&](const MPI_Status& st) {
         const int r = st.MPI_SOURCE;
         std::vector<char> b = recv_bytes(c, st);
         ++stats.messages_in;
         stats.bytes_in += int64_t(b.size());
+        if (st.MPI_TAG == kGroupState) {
+            auto [g, bytes] = recv_state_data(c, r, b);
+            stats.bytes_in += int64_t(bytes.size());
+            state_arrived(g, std::move(bytes));
+            return;
+        }
         if (st.MPI_TAG == kError) {
             if (error.empty()) error = "rank " + std::to_string(r) + ": " + std::string(b.begin(), b.end());
             send_stop(r);
@@ -367,10 +521,8 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
         for (const TaskResult& res : results) accept(res);
         if (!results.empty()) note_pending();
         if (error.empty() && unassigned > 0) {
-            const std::vector<int32_t> batch = take_batch(r);
-            send_bytes(c, r, kAssign, batch.data(), batch.size() * sizeof(int32_t));
-            ++stats.messages_out;
-            stats.bytes_out += int64_t(batch.size() * sizeof(int32_t));
+            const Assignment a = take_batch(r);
+            if (!a.wait) send_assignment(r, a);  // a waiting worker is answered when the state arrives
         } else if (error.empty()) {
             parked[size_t(r)] = 1;  // no work left: answered at the end, with the final status
         } else {
@@ -378,16 +530,16 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
         }
     };
 
-    std::unique_ptr<LocalWorker> lw;
     if (use_local) lw = std::make_unique<LocalWorker>(*local);
-    int64_t local_outstanding = 0;
     Backoff bo;
     while (done < total && error.empty()) {
         bool busy = false;
-        if (lw && local_outstanding == 0 && unassigned > 0) {
-            std::vector<int32_t> b = take_batch(0);
-            local_outstanding = int64_t(b.size());
-            lw->give(std::move(b));
+        if (lw && local_outstanding == 0 && !local_waiting && unassigned > 0) {
+            Assignment a = take_batch(0);
+            if (a.wait)
+                local_waiting = true;
+            else
+                give_local(std::move(a));
             busy = true;
         }
         if (W > 1) {
@@ -400,6 +552,10 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
             }
         }
         if (lw) {
+            for (auto& [g, bytes] : lw->take_states()) {  // before the results of the tasks that followed
+                state_arrived(g, std::move(bytes));
+                busy = true;
+            }
             std::string lerr;
             std::vector<TaskResult> rs = lw->take(lerr);
             for (TaskResult& r : rs) {
@@ -428,6 +584,9 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
     }
     end_batch();  // the last results
     if (lw) lw->stop();
+    for (auto& w : waiting)  // stopped by an error while they waited for a state: they get STOP below
+        for (const auto& rw : w)
+            if (rw.first != 0) parked[size_t(rw.first)] = 1;
     // Every remote worker ends with a request (or an error) that is answered with STOP.
     // Workers stopped early only by an error; the others wait (parked) for the final status, so that every rank
     // learns of an error that happens after its last item.
@@ -457,17 +616,38 @@ void serve(const boost::mpi::communicator& comm, Executor& ex) {
             return;
         }
         check(st.MPI_TAG == kAssign, "dist: unexpected message tag ", st.MPI_TAG, " from the coordinator");
-        const size_t n = b.size() / sizeof(int32_t);
+        check(b.size() >= 2 * sizeof(int32_t), "dist: truncated assignment");
+        int32_t head[2];  // action, group
+        std::memcpy(head, b.data(), sizeof head);
+        const size_t n = b.size() / sizeof(int32_t) - 2;
         std::vector<TaskResult> results(n);
         std::string err;
+        Timer group_timer;  // the group action's seconds count as the first task's (busy figures, batch sizes)
+        try {
+            if (head[0] == kStateFollows) {
+                MPI_Status hs_st;
+                MPI_Probe(0, kGroupState, c, &hs_st);
+                const std::vector<char> hb = recv_bytes(c, hs_st);
+                auto [g, bytes] = recv_state_data(c, 0, hb);
+                ex.import_group(g, bytes);
+            } else if (head[0] == kMakeState) {
+                ex.prepare_group(head[1]);
+                // sent at once (before this batch's tasks): workers waiting for it start now
+                send_state(c, 0, head[1], ex.export_group(head[1]));
+            }
+        } catch (...) {
+            err = what_of(std::current_exception());
+        }
+        const double group_seconds = head[0] == kRun ? 0.0 : group_timer.seconds();
         for (size_t i = 0; i < n && err.empty(); ++i) {
-            std::memcpy(&results[i].index, b.data() + i * sizeof(int32_t), sizeof(int32_t));
+            std::memcpy(&results[i].index, b.data() + (i + 2) * sizeof(int32_t), sizeof(int32_t));
             try {
                 ex.run(results[i].index, results[i]);
             } catch (...) {
                 err = what_of(std::current_exception());
             }
         }
+        if (n > 0) results[0].seconds += group_seconds;
         if (!err.empty()) {
             send_bytes(c, 0, kError, err.data(), err.size());
             continue;  // the coordinator answers with STOP (and its message)

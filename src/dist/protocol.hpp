@@ -38,6 +38,14 @@ class Executor {
 public:
     virtual ~Executor() = default;
     virtual void run(int32_t index, TaskResult& out) = 0;
+    // Shared group state (CoordinatorOptions::share_group_state): the coordinator has one worker make a group's
+    // state (prepare_group, then export_group: its bytes, which go to rank 0) and gives those bytes to every other
+    // worker that takes the group up (import_group) instead of letting each make it again. import_group must leave
+    // the executor exactly as prepare_group would (the distributed sweep: a setting's clean run, bit for bit).
+    // The defaults share nothing: run() makes what it needs.
+    virtual void prepare_group(int32_t group) {}
+    virtual std::vector<char> export_group(int32_t group) { return {}; }
+    virtual void import_group(int32_t group, const std::vector<char>& state) {}
 };
 
 struct CoordinatorOptions {
@@ -48,6 +56,10 @@ struct CoordinatorOptions {
     // the last one (a busy coordinator commits bursts of messages together; an idle one each message at once).
     int32_t commit_max_messages = 64;
     double commit_max_seconds = 0.05;
+    // Shared group state (Executor::prepare_group): each group's state is made once, by the first worker that takes
+    // the group up, and sent through rank 0 to the others; a worker that takes up a group whose state is being
+    // made waits for it. Off: every worker makes the state of each group it takes up. Ignored with one rank.
+    bool share_group_state = false;
     bool progress = false;               // progress lines: done/total, tasks/s, ETA, per-rank utilisation
     double progress_interval_s = 5;
     std::string label = "dist";
@@ -63,6 +75,8 @@ struct CoordinatorStats {
     std::vector<int64_t> tasks_per_rank;
     std::vector<double> busy_per_rank;     // executor seconds
     std::vector<int32_t> group_switches;   // how often each rank started a new group (clean runs)
+    int64_t states_made = 0, states_sent = 0, state_bytes_sent = 0;  // shared group state: made, given to workers
+    double state_wait_seconds = 0;         // workers' time parked until a group's state arrived (sum)
     double tasks_per_second() const { return seconds > 0 ? double(tasks) / seconds : 0.0; }
     std::string utilisation() const;       // "r0 97% r1 95%" (or min/mean/max for many ranks)
 };

@@ -79,6 +79,24 @@ public:
                                 run_->pi_clean_samples().end());
         out.seconds = t.seconds();
     }
+    // Shared clean runs (CoordinatorOptions::share_group_state): a setting's clean run made here and sent, or
+    // installed from the bytes another rank made (SettingRun::export_state: scores bit for bit alike).
+    void prepare_group(int32_t setting) override {
+        run_.reset();
+        setting_ = -1;
+        run_ = std::make_unique<SettingRun>(engine_, options_, setting);
+        setting_ = setting;
+    }
+    std::vector<char> export_group(int32_t setting) override {
+        check(run_ && setting_ == setting, "dist: no clean run of setting ", setting, " to send");
+        return run_->export_state();
+    }
+    void import_group(int32_t setting, const std::vector<char>& state) override {
+        run_.reset();
+        setting_ = -1;
+        run_ = SettingRun::from_state(engine_, options_, setting, state);
+        setting_ = setting;
+    }
 
 private:
     Engine& engine_;
@@ -160,6 +178,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
     const bool coordinator_works = coord_opt < 0 ? W <= 4 : coord_opt != 0;
     const bool computes = !root || coordinator_works || W == 1;
     const int32_t threads = distributed_threads(job);
+    const bool share_clean = dopt.share_clean_runs < 0 ? job.share_clean_runs : dopt.share_clean_runs != 0;
 
     // 1. The whole job is validated on rank 0 before any rank loads anything.
     std::map<std::string, ModelShape> shapes;
@@ -281,6 +300,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             co.target_batch_seconds = 0.05;
             co.progress = dopt.progress;
             co.progress_interval_s = dopt.progress_interval_s;
+            co.share_group_state = share_clean;
             co.label = "sweep " + model_stem(run.model) + " " + sum.mode + " [" + cpu_runtime_tag() + "]";
             auto sink = [&](const TaskResult& r) {
                 const WorkItem& item = plan[size_t(r.index)];
@@ -312,7 +332,18 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             auto commit = [&] { file->commit(); };
             std::string error;
             try {
-                coordinate(comm, tasks, computes ? &exec : nullptr, sink, co, commit);
+                const CoordinatorStats st = coordinate(comm, tasks, computes ? &exec : nullptr, sink, co, commit);
+                if (co.share_group_state && W > 1) {
+                    sum.clean_runs = st.states_made;
+                    sum.clean_runs_received = st.states_sent;
+                } else {
+                    for (int32_t k : st.group_switches) sum.clean_runs += k;
+                }
+                if (dopt.progress && sum.clean_runs_received > 0)
+                    std::fprintf(stderr, "sweep %s: %lld clean runs computed, %lld sent to workers (%.1f MB), workers "
+                                 "waited %.1f s for them in all\n", model_stem(run.model).c_str(),
+                                 (long long)sum.clean_runs, (long long)sum.clean_runs_received,
+                                 double(st.state_bytes_sent) / 1e6, st.state_wait_seconds);
             } catch (const std::exception& e) {
                 error = e.what();
             }

@@ -32,6 +32,9 @@ struct DistSweepOptions {
     pear::WriteOptions write;          // rank 0's sweep files: write discipline and test hook
     // A GGUF file read once per node and shared (dist/node_file.hpp): -1 as the job says (model_read), 0 no, 1 yes.
     int32_t share_model_per_node = -1;
+    // Each setting's clean run computed once and sent through rank 0 to the other workers that take the setting up
+    // (SettingRun::export_state): -1 as the job says (share_clean_runs), 0 every worker computes its own, 1 shared.
+    int32_t share_clean_runs = -1;
 };
 
 // Collective over `comm`. Throws hs::Error on every rank (the same message) when anything fails on any rank;

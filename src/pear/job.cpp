@@ -31,7 +31,7 @@ const std::vector<std::string>& job_keys() {
     static const std::vector<std::string> keys = {
         "model", "models", "mode", "modes", "settings", "seed", "top_k", "exclude_special", "mean_over",
         "positions", "output", "overwrite", "resume", "threads", "device", "gpu_weights", "precision",
-        "heads_per_item", "model_read"};
+        "heads_per_item", "model_read", "share_clean_runs"};
     return keys;
 }
 
@@ -255,6 +255,7 @@ SweepJob parse_job_text(std::string_view text, const std::string& source) {
     if (const toml::node* n = tbl.get("resume")) job.resume = r.boolean("resume", *n);
     if (const toml::node* n = tbl.get("threads")) job.threads = int32_t(r.integer("threads", *n, 0, 4096));
     if (const toml::node* n = tbl.get("model_read")) job.model_read = r.string("model_read", *n);
+    if (const toml::node* n = tbl.get("share_clean_runs")) job.share_clean_runs = r.boolean("share_clean_runs", *n);
     if (const toml::node* n = tbl.get("heads_per_item"))
         job.heads_per_item = int32_t(r.integer("heads_per_item", *n, 0, 1 << 20));
     if (const toml::node* n = tbl.get("device")) {

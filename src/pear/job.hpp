@@ -39,6 +39,10 @@ struct SweepJob {
     // MPI: who reads a GGUF model file -- "rank" (every rank maps it; the page cache of a node shares the reads)
     // or "node" (the node's first rank reads it into MPI shared memory, dist/node_file.hpp).
     std::string model_read = "rank";
+    // MPI: each setting's clean run computed once (by the first worker that takes the setting up) and sent through
+    // rank 0 to the other workers that take it up (dist/protocol.hpp, shared group state); false: every worker
+    // computes the clean run of each setting it takes up. The same file either way (bit for bit).
+    bool share_clean_runs = true;
     std::string device = "cpu";
     std::string gpu_weights = "bf16";  // CUDA: bf16 | fp16 | fp32 weight copies (fp32: exact fp32 compute)
     std::string precision = "f32";     // host weights: f32 (exact; the sweeps' default) | bf16 | native

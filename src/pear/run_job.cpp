@@ -132,6 +132,7 @@ std::vector<RunSummary> run_job(const SweepJob& job, const RunJobOptions& ro) {
             while (i < todo.size() && items_left != 0) {
                 const int32_t s = todo[i].setting;
                 SettingRun setting(*engine, info.options, s);
+                ++sum.clean_runs;
                 file.write_clean(s, setting.pi_clean(), setting.copy_accuracy(), setting.batch().tokens,
                                  setting.pi_clean_samples());
                 for (; i < todo.size() && todo[i].setting == s && items_left != 0; ++i) {

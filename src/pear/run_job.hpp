@@ -32,6 +32,9 @@ struct RunSummary {
     double seconds = 0;
     bool complete = false;           // false when max_items stopped the run
     bool resumed = false;
+    // Clean runs of settings computed by this invocation (every rank; MPI: each worker's each setting taken up, or
+    // with shared clean runs once per setting) and clean states received instead (shared clean runs).
+    int64_t clean_runs = 0, clean_runs_received = 0;
     std::vector<std::pair<int32_t, int32_t>> top;  // top-K (layer, head), best first
     std::string line() const;        // the one-line summary
     // The fields known before scoring (model, mode, output, shape, resumed).

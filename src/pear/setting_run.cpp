@@ -9,6 +9,7 @@
 // the clean residual entering it plus post_norm((z with head h's block at its mean) . W_O^T).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "pear/sweep.hpp"
@@ -411,18 +412,73 @@ struct SettingRun::Impl {
     }
 };
 
-SettingRun::SettingRun(Engine& engine, const SweepOptions& opt, int32_t index)
-    : impl_(std::make_unique<Impl>(engine, opt, index)) {
-    Impl& m = *impl_;
+// The parts of a run that do not depend on the clean forward: the setting's shape and proxy batch.
+std::unique_ptr<SettingRun::Impl> SettingRun::make_impl(Engine& engine, const SweepOptions& opt, int32_t index) {
+    auto m = std::make_unique<SettingRun::Impl>(engine, opt, index);
     const ModelConfig& c = engine.config();
     check(index >= 0 && index < int32_t(opt.settings.size()), "sweep: no setting ", index);
     opt.validate(c);
     const ProxySetting& s = opt.settings[index];
-    m.N = s.n_samples;
-    m.n = s.half_len;
-    m.T = 2 * s.half_len;
-    m.p = 2 * s.half_len - 2;
-    m.batch = make_proxy_batch(s, index, opt.seed, engine.model().tokenizer, c.n_vocab, opt.exclude_special);
+    m->N = s.n_samples;
+    m->n = s.half_len;
+    m->T = 2 * s.half_len;
+    m->p = 2 * s.half_len - 2;
+    m->batch = make_proxy_batch(s, index, opt.seed, engine.model().tokenizer, c.n_vocab, opt.exclude_special);
+    return m;
+}
+
+namespace {
+
+// ---- clean-state bytes (native layout: the same binary reads them). Header, then the values in a fixed order.
+constexpr uint32_t kStateMagic = 0x53435348;  // "HSCS"
+constexpr uint32_t kStateVersion = 1;
+struct StateHeader {
+    uint32_t magic = kStateMagic, version = kStateVersion;
+    int32_t mode = 0, setting = 0, N = 0, half_len = 0, n_layer = 0, d_model = 0, q_dim = 0, n_head = 0,
+            post_norms = 0, reserved = 0;
+};
+
+struct StateWriter {
+    std::vector<char> out;
+    void raw(const void* p, size_t n) {
+        const size_t o = out.size();
+        out.resize(o + n);
+        if (n) std::memcpy(out.data() + o, p, n);
+    }
+    template <class T>
+    void vec(const std::vector<T>& v) { raw(v.data(), v.size() * sizeof(T)); }
+    void layers(const LayerActivations& a) {
+        for (const auto& l : a) vec(l);
+    }
+};
+
+struct StateReader {
+    const char* p;
+    const char* end;
+    int32_t setting;
+    void raw(void* dst, size_t n) {
+        check(size_t(end - p) >= n, "sweep: the clean state of setting ", setting, " is truncated");
+        if (n) std::memcpy(dst, p, n);
+        p += n;
+    }
+    template <class T>
+    void vec(std::vector<T>& v, size_t n) {
+        v.resize(n);
+        raw(v.data(), n * sizeof(T));
+    }
+    void layers(LayerActivations& a, int32_t L, size_t per_layer) {
+        a.resize(size_t(L));
+        for (auto& l : a) vec(l, per_layer);
+    }
+};
+
+}  // namespace
+
+SettingRun::SettingRun(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SettingRun::SettingRun(Engine& engine, const SweepOptions& opt, int32_t index) : impl_(make_impl(engine, opt, index)) {
+    Impl& m = *impl_;
+    const ModelConfig& c = engine.config();
     const Matrix& E = engine.model().weights.output;
     m.mean_unembed.assign(c.d_model, 0.0);
     std::vector<float> row(size_t(c.d_model));
@@ -432,6 +488,98 @@ SettingRun::SettingRun(Engine& engine, const SweepOptions& opt, int32_t index)
     }
     for (auto& x : m.mean_unembed) x /= double(E.rows);
     m.clean_run();
+}
+
+std::vector<char> SettingRun::export_state() const {
+    const Impl& m = *impl_;
+    const ModelConfig& c = m.cfg();
+    StateHeader h;
+    h.mode = int32_t(m.opt.mode);
+    h.setting = m.index;
+    h.N = m.N;
+    h.half_len = m.n;
+    h.n_layer = c.n_layer;
+    h.d_model = c.d_model;
+    h.q_dim = c.q_dim();
+    h.n_head = c.n_head;
+    h.post_norms = c.post_norms ? 1 : 0;
+    StateWriter w;
+    w.out.reserve(size_t(state_bytes(c, m.opt.mode, m.opt.settings[size_t(m.index)])));
+    w.raw(&h, sizeof h);
+    w.raw(&m.pi_clean, sizeof m.pi_clean);
+    w.raw(&m.copy_acc, sizeof m.copy_acc);
+    w.vec(m.pi_clean_samples);
+    w.vec(m.mean_unembed);
+    switch (m.opt.mode) {
+        case ScoreMode::PATH:
+            w.layers(m.z_p);
+            w.layers(m.mid_p);
+            w.layers(m.attn_p);
+            if (c.post_norms) w.layers(m.pre_p);
+            break;
+        case ScoreMode::TOTAL:
+            w.layers(m.z_all);
+            w.layers(m.pre_all);
+            break;
+        case ScoreMode::ATTRIBUTION:
+            w.vec(m.attr_pi);
+            w.vec(m.attr_tilde);
+            break;
+    }
+    return std::move(w.out);
+}
+
+std::unique_ptr<SettingRun> SettingRun::from_state(Engine& engine, const SweepOptions& opt, int32_t index,
+                                                    const std::vector<char>& state) {
+    std::unique_ptr<Impl> impl = make_impl(engine, opt, index);
+    Impl& m = *impl;
+    const ModelConfig& c = engine.config();
+    StateReader r{state.data(), state.data() + state.size(), index};
+    StateHeader h;
+    r.raw(&h, sizeof h);
+    check(h.magic == kStateMagic && h.version == kStateVersion, "sweep: the clean state of setting ", index,
+          " is not a clean state of this build");
+    check(h.mode == int32_t(opt.mode) && h.setting == index && h.N == m.N && h.half_len == m.n &&
+              h.n_layer == c.n_layer && h.d_model == c.d_model && h.q_dim == c.q_dim() && h.n_head == c.n_head &&
+              h.post_norms == (c.post_norms ? 1 : 0),
+          "sweep: the clean state given for setting ", index, " (", score_mode_name(ScoreMode(h.mode)), ", setting ",
+          h.setting, ", N=", h.N, ", n=", h.half_len, ", ", h.n_layer, " layers, d=", h.d_model,
+          ") is not of this run (", score_mode_name(opt.mode), ", N=", m.N, ", n=", m.n, ", ", c.n_layer,
+          " layers, d=", c.d_model, ")");
+    const int32_t L = c.n_layer, N = m.N;
+    r.raw(&m.pi_clean, sizeof m.pi_clean);
+    r.raw(&m.copy_acc, sizeof m.copy_acc);
+    r.vec(m.pi_clean_samples, size_t(N));
+    r.vec(m.mean_unembed, size_t(c.d_model));
+    switch (opt.mode) {
+        case ScoreMode::PATH:
+            r.layers(m.z_p, L, size_t(N) * c.q_dim());
+            r.layers(m.mid_p, L, size_t(N) * c.d_model);
+            r.layers(m.attn_p, L, size_t(N) * c.d_model);
+            if (c.post_norms) r.layers(m.pre_p, L, size_t(N) * c.d_model);
+            break;
+        case ScoreMode::TOTAL:
+            r.layers(m.z_all, L, size_t(N) * m.T * c.q_dim());
+            r.layers(m.pre_all, L, size_t(N) * m.T * c.d_model);
+            break;
+        case ScoreMode::ATTRIBUTION:
+            r.vec(m.attr_pi, size_t(L) * c.n_head);
+            r.vec(m.attr_tilde, size_t(L) * c.n_head * N);
+            break;
+    }
+    check(r.p == r.end, "sweep: the clean state of setting ", index, " has ", r.end - r.p, " bytes too many");
+    return std::unique_ptr<SettingRun>(new SettingRun(std::move(impl)));
+}
+
+int64_t state_bytes(const ModelConfig& c, ScoreMode mode, const ProxySetting& s) {
+    const int64_t L = c.n_layer, N = s.n_samples, T = 2 * int64_t(s.half_len), d = c.d_model, q = c.q_dim();
+    int64_t b = int64_t(sizeof(StateHeader)) + 16 + 4 * N + 8 * d;
+    switch (mode) {
+        case ScoreMode::PATH: b += 4 * L * N * (q + 2 * d + (c.post_norms ? d : 0)); break;
+        case ScoreMode::TOTAL: b += 4 * L * N * T * (q + d); break;
+        case ScoreMode::ATTRIBUTION: b += L * c.n_head * (8 + 4 * N); break;
+    }
+    return b;
 }
 
 SettingRun::~SettingRun() = default;

@@ -113,10 +113,27 @@ public:
     // tokens with the head mean-ablated.)
     double score_reference(int32_t layer, int32_t head);
 
+    // The clean state as bytes: everything scoring reads (pi_clean, copy accuracy, the per-sample clean values, the
+    // mean unembedding row and the mode's caches: PATH z / residual after attention / attention output at p per
+    // layer [L][N, q_dim | d | d] (+ the block input with post-norms), TOTAL z and block inputs at every position,
+    // ATTRIBUTION the per-head estimates), native layout. A run made from it (from_state) scores every item bit for
+    // bit like this one: the distributed sweep computes a setting's clean run once and sends this to the others.
+    // Size: PATH 4 L N (q_dim + 2 d) bytes and a little (state_bytes()).
+    std::vector<char> export_state() const;
+    // A run of setting `setting_index` from export_state() bytes of the same model and options: no forward pass.
+    // Throws hs::Error when the bytes are not such a state (wrong magic, mode, setting, shape or size).
+    static std::unique_ptr<SettingRun> from_state(Engine& engine, const SweepOptions& options, int32_t setting_index,
+                                                  const std::vector<char>& state);
+
 private:
     struct Impl;
+    explicit SettingRun(std::unique_ptr<Impl> impl);
+    static std::unique_ptr<Impl> make_impl(Engine& engine, const SweepOptions& options, int32_t setting_index);
     std::unique_ptr<Impl> impl_;
 };
+// The size of export_state() for a model and setting (PATH: 4 L N (q_dim + 2 d (+ d with post-norms)) + 8 d + 4 N
+// + a header; TOTAL: 4 L N 2n (q_dim + d) + ...; ATTRIBUTION: L H (8 + 4 N) + ...), for planning and the simulation.
+int64_t state_bytes(const ModelConfig& config, ScoreMode mode, const ProxySetting& setting);
 
 // Scores of a finished (or partial) sweep.
 struct HeadScores {

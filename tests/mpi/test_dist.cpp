@@ -13,6 +13,8 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <chrono>
 
 #include <boost/mpi.hpp>
 #include <boost/serialization/string.hpp>
@@ -206,6 +208,159 @@ TEST_CASE("protocol: a sink error (e.g. a failed write) stops every rank with th
             serve(world, ex);
     });
     CHECK_THAT(err, Catch::Contains("disk full writing item 10"));
+}
+
+namespace {
+
+// A group's state: bytes that depend only on the group (and are not small: several messages' worth of work).
+std::vector<char> group_state(int32_t g) {
+    std::vector<char> b(size_t(4096 + g));
+    for (size_t i = 0; i < b.size(); ++i) b[i] = char((i * 31 + size_t(g) * 7) & 0x7f);
+    return b;
+}
+
+double checksum(const std::vector<char>& b) {
+    double s = 0;
+    for (size_t i = 0; i < b.size(); ++i) s += double(b[i]) * double(i % 13 + 1);
+    return s;
+}
+
+// Records how it came by each group's state; prepare_group is slow, so that workers wait for states being made.
+class StateExecutor : public Executor {
+public:
+    int32_t n = 0, groups = 1;
+    int32_t fail_prepare = -1;  // group whose prepare_group throws (on whichever rank makes it)
+    int64_t prepared = 0, imported = 0, made_in_run = 0;
+    int32_t held = -1;
+    std::vector<char> state;
+    int32_t group_of(int32_t index) const { return index * groups / n; }
+    void prepare_group(int32_t g) override {
+        if (g == fail_prepare) throw Error("clean run of group " + std::to_string(g) + " failed");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        state = group_state(g);
+        held = g;
+        ++prepared;
+    }
+    std::vector<char> export_group(int32_t g) override {
+        check(held == g, "export of a group not held");
+        return state;
+    }
+    void import_group(int32_t g, const std::vector<char>& st) override {
+        state = st;
+        held = g;
+        ++imported;
+    }
+    void run(int32_t index, TaskResult& out) override {
+        const int32_t g = group_of(index);
+        if (held != g) {  // the unshared way: make it here
+            state = group_state(g);
+            held = g;
+            ++made_in_run;
+        }
+        out.values = {double(index), checksum(state)};
+    }
+};
+
+}  // namespace
+
+TEST_CASE("protocol: shared group state is made once per group and reaches every worker that takes it up",
+          "[dist][mpi]") {
+    mpi::communicator world;
+    for (bool local : {true, false}) {
+        if (!local && world.size() == 1) continue;
+        StateExecutor ex;
+        ex.n = 400;
+        ex.groups = 5;
+        CoordinatorStats st;
+        if (world.rank() == 0) {
+            CoordinatorOptions co;
+            co.share_group_state = true;
+            co.local_worker = local;
+            co.max_batch = 2;
+            std::map<int32_t, int> seen;
+            st = coordinate(
+                world, some_tasks(ex.n, ex.groups), &ex,
+                [&](const TaskResult& r) {
+                    ++seen[r.index];
+                    REQUIRE(r.values.size() == 2);
+                    REQUIRE(r.values[1] == checksum(group_state(ex.group_of(r.index))));  // the task's group's state
+                },
+                co);
+            CHECK(int32_t(seen.size()) == ex.n);
+        } else {
+            serve(world, ex);
+        }
+        const int64_t prepared = mpi::all_reduce(world, ex.prepared, std::plus<int64_t>());
+        const int64_t imported = mpi::all_reduce(world, ex.imported, std::plus<int64_t>());
+        const int64_t made_in_run = mpi::all_reduce(world, ex.made_in_run, std::plus<int64_t>());
+        if (world.size() == 1) {  // nobody to share with: the executor makes what it needs
+            CHECK(prepared == 0);
+            CHECK(made_in_run == ex.groups);
+            continue;
+        }
+        INFO(world.size() << " ranks, rank 0 " << (local ? "works too" : "only coordinates"));
+        CHECK(prepared == ex.groups);  // each group's state made exactly once
+        CHECK(made_in_run == 0);       // nobody ran a task without the group's state
+        if (world.rank() == 0) {
+            CHECK(st.states_made == ex.groups);
+            CHECK(st.states_sent == imported);
+            int64_t takeups = 0;
+            for (int32_t k : st.group_switches) takeups += k;
+            CHECK(takeups == prepared + imported);  // every take-up either made the state or received it
+        }
+    }
+}
+
+TEST_CASE("protocol: a failing group state stops every rank, those waiting for it too", "[dist][mpi]") {
+    mpi::communicator world;
+    StateExecutor ex;
+    ex.n = 200;
+    ex.groups = 2;
+    ex.fail_prepare = 1;
+    const std::string err = error_of([&] {
+        if (world.rank() == 0) {
+            CoordinatorOptions co;
+            co.share_group_state = true;
+            co.max_batch = 1;
+            coordinate(world, some_tasks(ex.n, ex.groups), &ex, [](const TaskResult&) {}, co);
+        } else {
+            serve(world, ex);
+        }
+    });
+    if (world.size() > 1) CHECK_THAT(err, Catch::Contains("clean run of group 1 failed"));
+    CHECK(mpi::all_reduce(world, 1, std::plus<int>()) == world.size());  // nobody left waiting
+}
+
+TEST_CASE("distributed sweep: shared clean runs give the files of unshared ones and of one process", "[dist][mpi]") {
+    // One-head items (many take-ups of each setting), every mode; clean runs shared (the default) and not.
+    mpi::communicator world;
+    SharedTmp tmp(world);
+    pear::SweepJob ref = tiny_job(tmp / "ref-{model}-{mode}.h5");
+    ref.models = {"random:tiny", "random:tiny-gemma3:2"};
+    ref.modes.push_back(pear::ScoreMode::ATTRIBUTION);
+    ref.heads_per_item = 1;
+    if (world.rank() == 0) {
+        pear::RunJobOptions ro;
+        ro.progress = false;
+        pear::run_job(ref, ro);
+    }
+    for (bool shared : {true, false}) {
+        pear::SweepJob job = ref;
+        job.output = tmp / ((shared ? "shared-" : "each-") + std::string("{model}-{mode}.h5"));
+        job.share_clean_runs = shared;
+        const auto sums = run_distributed_sweep(job, world, quiet());
+        if (world.rank() != 0) continue;
+        REQUIRE(sums.size() == 6);
+        const auto a = outputs(ref), b = outputs(job);
+        for (size_t i = 0; i < a.size(); ++i) {
+            INFO(world.size() << " ranks, clean runs " << (shared ? "shared" : "each its own") << ": " << b[i]);
+            CHECK(sums[i].complete);
+            CHECK(pear::compare_sweep_files(a[i], b[i]).empty());
+            if (shared && world.size() > 1) CHECK(sums[i].clean_runs == 3);  // once per setting
+            if (!shared || world.size() == 1) CHECK(sums[i].clean_runs_received == 0);
+            CHECK(sums[i].clean_runs >= 3);
+        }
+    }
 }
 
 TEST_CASE("distributed sweep: 1, 2 and 4 ranks and the single-process sweep give identical files", "[dist][mpi]") {
