@@ -63,14 +63,18 @@ def main():
     ap.add_argument("--precision", default="native", help="our host weights: native (the GGUF's blocks, as llama.cpp "
                                                           "keeps them; default) | bf16 | f32")
     ap.add_argument("--cpu-kernels", default="auto", help="our bf16/native kernels: auto | scalar | avx2 | avx512 | avx512-vnni")
+    ap.add_argument("--native-prefill", default="auto", help="our prefill on quantised blocks: auto (int8 tiles for "
+                                                              "short prompts) | int8 | f32 (dequantise + SGEMM)")
+    ap.add_argument("--batches", default="1,16", help="our prefill batch sizes (the 8B file: 1)")
     ap.add_argument("--smoke", action="store_true", help="32 tokens, 4 decode steps, 1 repetition; stub llama.cpp "
                                                          "where llama_cpp is absent")
     a = ap.parse_args()
     if a.smoke:
         a.tokens, a.decode, a.reps = 32, 4, 1
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-    prec = ["--precision", a.precision, "--cpu-kernels", a.cpu_kernels]
-    ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1,16",
+    prec = ["--precision", a.precision, "--cpu-kernels", a.cpu_kernels, "--native-prefill", a.native_prefill]
+    batches = [int(b) for b in a.batches.split(",")]
+    ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", a.batches,
                 "--decode", str(a.decode), "--reps", str(a.reps)] + prec, env)
     # Our memory figure at batch 1 (the 16 x 512 forward needs activations for 8192 tokens).
     ours_b1 = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
@@ -86,16 +90,17 @@ def main():
     if any(r.get("stub") for r in peer):
         print("(smoke test: llama.cpp is a stub, its figures mean nothing)")
     print(f"{'':28s}{'headsweep':>12s}{'llama.cpp':>12s}{'ratio':>8s}")
-    for b in (1, 16):
+    for b in batches:
         o = one(ours, test="prefill", batch=b)["tokens_per_s"]
         print(f"prefill {a.tokens} tok, batch {b:<2d} tok/s{o:12.1f}{lp:12.1f}{o / lp:8.2f}")
     od, ld = one(ours, test="decode")["tokens_per_s"], one(peer, test="decode")["tokens_per_s"]
     print(f"decode at {a.tokens} ctx     tok/s{od:12.1f}{ld:12.1f}{od / ld:8.2f}")
     m1 = one(ours_b1, test="memory")
     mb16 = one(ours, test="memory")
+    bmax = max(batches)
     print(f"peak RSS batch 1      MiB{m1['peak_rss_mib']:14.1f}{one(peer, test='memory')['peak_rss_mib']:12.1f}"
           f"   ours / our weights = {m1['ratio']:.2f}")
-    print(f"peak RSS batch 16     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / our weights = {mb16['ratio']:.2f}")
+    print(f"peak RSS batch {bmax:<2d}     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / our weights = {mb16['ratio']:.2f}")
     print(json.dumps(dict(ours=ours, ours_batch1=ours_b1, llama_cpp=peer)))
 
 

@@ -567,7 +567,7 @@ std::unique_ptr<Backend> make_emulated_cuda_backend(const BackendOptions& option
 #else
 std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options) {
     if (device == Device::CUDA) return std::make_unique<CudaBackend>(options);
-    return make_cpu_backend(options.threads, options.cpu_kernels);
+    return make_cpu_backend(options.threads, options.cpu_kernels, options.native_prefill);
 }
 #endif
 
