@@ -22,8 +22,9 @@ LLAMA_CHILD = textwrap.dedent(r"""
     import json, resource, sys, time, random
     from llama_cpp import Llama
     path, threads, tokens, decode, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    kv = dict(a.split("=", 1) for a in sys.argv[6:])  # metadata overrides (strings), e.g. tokenizer.ggml.pre=gpt-2
     llm = Llama(model_path=path, n_ctx=tokens + decode + 8, n_threads=threads, n_threads_batch=threads,
-                n_batch=tokens, n_ubatch=tokens, verbose=False)
+                n_batch=tokens, n_ubatch=tokens, verbose=False, kv_overrides=kv or None)
     rng = random.Random(1)
     ids = [rng.randrange(100, llm.n_vocab()) for _ in range(tokens)]
     def prefill():
@@ -66,6 +67,9 @@ def main():
     ap.add_argument("--native-prefill", default="auto", help="our prefill on quantised blocks: auto (int8 tiles for "
                                                               "short prompts) | int8 | f32 (dequantise + SGEMM)")
     ap.add_argument("--batches", default="1,16", help="our prefill batch sizes (the 8B file: 1)")
+    ap.add_argument("--llama-kv-override", action="append", default=[], metavar="KEY=VALUE",
+                    help="llama.cpp metadata override (a string), e.g. tokenizer.ggml.pre=gpt-2 for GGUFs written "
+                         "with the pre-tokenizer name 'gpt2', which llama.cpp refuses")
     ap.add_argument("--smoke", action="store_true", help="32 tokens, 4 decode steps, 1 repetition; stub llama.cpp "
                                                          "where llama_cpp is absent")
     a = ap.parse_args()
@@ -77,11 +81,13 @@ def main():
     ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", a.batches,
                 "--decode", str(a.decode), "--reps", str(a.reps)] + prec, env)
     # Our memory figure at batch 1 (the 16 x 512 forward needs activations for 8192 tokens).
-    ours_b1 = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
-                   "--decode", "0", "--reps", "1"] + prec, env)
+    ours_b1 = ours if batches == [1] else run_json(
+        [a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1", "--decode", "0",
+         "--reps", "1"] + prec, env)
     stub = [dict(engine="llama.cpp", test="prefill", tokens_per_s=1.0), dict(engine="llama.cpp", test="decode", tokens_per_s=1.0),
             dict(engine="llama.cpp", test="memory", peak_rss_mib=1.0)]
-    peer = peer_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)],
+    peer = peer_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)]
+                     + a.llama_kv_override,
                      "llama_cpp", stub, a.smoke, env)
     lp = one(peer, test="prefill")["tokens_per_s"]
     print(f"model {a.model}; machine: {machine(a.threads)}")

@@ -61,10 +61,11 @@ NativePrefill parse_native_prefill(const std::string& s);  // the names above; t
 // For labels in output files: "" for F32 (the arithmetic of files written before the option), ", int8 prefill
 // below N tokens" for AUTO, ", int8 prefill" for INT8.
 std::string native_prefill_label(NativePrefill p);
-// AUTO's crossover: the int8 path below this many input rows. Measured (results/precision/native-prefill-*.txt,
-// Xeon Emerald Rapids, 2 threads, AVX-512-VNNI): the int8 tiles win on the 8B llama3 Q4_0 matrices up to and
-// beyond 128 rows and on SmolLM2's small matrices up to ~64 rows; SGEMM wins on SmolLM2 from ~128.
-inline constexpr int64_t kInt8PrefillMaxRows = 96;
+// AUTO's crossover: the int8 path below this many input rows. Measured (results/precision/native-prefill.md; Xeon
+// Emerald Rapids, 2 threads, AVX-512-VNNI, OpenBLAS Cooperlake): on the 8B llama3 Q4_0 matrices the int8 tiles are
+// 1.4-2x faster than dequantise + SGEMM still at 256 rows; on SmolLM2 (small matrices, whose dequantised tiles stay
+// in cache) the two are even at ~96-128 tokens and SGEMM is ahead from 256 (0.8-0.9x).
+inline constexpr int64_t kInt8PrefillMaxRows = 128;
 
 class ThreadPool;  // backend/cpu/thread_pool.hpp
 
