@@ -604,20 +604,25 @@ TEST_CASE("matmul_blocks: native prefill names, and which products take the int8
     for (GgmlType t : kAllTypes) {
         INFO(ggml_type_name(t));
         o.prefill = NativePrefill::F32;
-        CHECK(uses_int8_path(t, kGemmMinRows - 1, o));  // decode: always the GEMV
-        CHECK_FALSE(uses_int8_path(t, kGemmMinRows, o));
+        CHECK(uses_int8_path(t, 576, kGemmMinRows - 1, o));  // decode: always the GEMV
+        CHECK_FALSE(uses_int8_path(t, 576, kGemmMinRows, o));
         o.prefill = NativePrefill::INT8;
-        CHECK(uses_int8_path(t, 4096, o) == !is_float_type(t));  // float weights: SGEMM whatever the option
+        CHECK(uses_int8_path(t, 576, 4096, o) == !is_float_type(t));  // float weights: SGEMM whatever the option
         o.prefill = NativePrefill::AUTO;
-        CHECK_FALSE(uses_int8_path(t, kInt8PrefillMaxRows, o));
-        if (is_float_type(t)) CHECK_FALSE(uses_int8_path(t, kGemmMinRows, o));
+        CHECK_FALSE(uses_int8_path(t, 576, kInt8PrefillMaxRows, o));
+        CHECK_FALSE(uses_int8_path(t, 4096, kInt8PrefillMaxRowsWide, o));
+        if (is_float_type(t)) CHECK_FALSE(uses_int8_path(t, 4096, kGemmMinRows, o));
     }
     if (best == KernelIsa::AVX512_VNNI || best == KernelIsa::AVX512) {  // the 4 x 4 tiles of the 32-element types
-        for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0})
-            CHECK(uses_int8_path(t, kGemmMinRows, o));
+        for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0}) {
+            CHECK(uses_int8_path(t, 576, kGemmMinRows, o));
+            CHECK(uses_int8_path(t, 576, kInt8PrefillMaxRows - 1, o));
+            CHECK_FALSE(uses_int8_path(t, 2016, kInt8PrefillMaxRows, o));
+            CHECK(uses_int8_path(t, kInt8PrefillWideCols, kInt8PrefillMaxRowsWide - 1, o));
+        }
     }
     o.isa = KernelIsa::SCALAR;  // no tiles: AUTO keeps the SGEMM path
-    CHECK_FALSE(uses_int8_path(GgmlType::Q4_0, kGemmMinRows, o));
+    CHECK_FALSE(uses_int8_path(GgmlType::Q4_0, 4096, kGemmMinRows, o));
 }
 
 TEST_CASE("matmul_blocks: the int8 prefill path of every quantised type and ISA against the double references",

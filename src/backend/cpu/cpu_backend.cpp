@@ -118,7 +118,7 @@ public:
         bool fused = outs.size() <= 4;
         for (const MatmulOut& o : outs)
             fused = fused && o.w->type != WeightType::F32 && o.w->cols == outs.begin()->w->cols &&
-                    cpu::uses_int8_path(block_matrix(*o.w).type, rows, kernels_);
+                    cpu::uses_int8_path(block_matrix(*o.w).type, o.w->cols, rows, kernels_);
         if (!fused) return Backend::matmul_many(x, rows, outs);
         cpu::BlockProduct ps[4];
         int n = 0;

@@ -57,7 +57,9 @@ NativePrefill parse_native_prefill(const std::string& s) {
 
 std::string native_prefill_label(NativePrefill p) {
     switch (p) {
-    case NativePrefill::AUTO: return ", int8 prefill below " + std::to_string(kInt8PrefillMaxRows) + " tokens";
+    case NativePrefill::AUTO:
+        return ", int8 prefill below " + std::to_string(kInt8PrefillMaxRows) + " tokens (" +
+               std::to_string(kInt8PrefillMaxRowsWide) + " from " + std::to_string(kInt8PrefillWideCols) + " columns)";
     case NativePrefill::INT8: return ", int8 prefill";
     case NativePrefill::F32: return "";
     }
@@ -139,7 +141,7 @@ ActQuant act_quant(GgmlType t) {
     }
 }
 
-bool int8_path(GgmlType t, int64_t n, const KernelOptions& o) {
+bool int8_path(GgmlType t, int64_t cols, int64_t n, const KernelOptions& o) {
     if (n < kGemmMinRows) return true;
     if (act_quant(t) == ActQuant::NONE) return false;  // float weights: SGEMM
     switch (o.prefill) {
@@ -148,7 +150,8 @@ bool int8_path(GgmlType t, int64_t n, const KernelOptions& o) {
     case NativePrefill::AUTO: break;
     }
     const GemvKernels* k = kernels_for(o.isa);
-    return n < kInt8PrefillMaxRows && k != nullptr && k->dot4x4[dot_type(t)] != nullptr;
+    const int64_t limit = cols >= kInt8PrefillWideCols ? kInt8PrefillMaxRowsWide : kInt8PrefillMaxRows;
+    return n < limit && k != nullptr && k->dot4x4[dot_type(t)] != nullptr;
 }
 
 void check_matrix(const BlockMatrix& w, const char* what) {
@@ -473,7 +476,7 @@ void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
 
 }  // namespace
 
-bool uses_int8_path(GgmlType t, int64_t n, const KernelOptions& o) { return int8_path(t, n, o); }
+bool uses_int8_path(GgmlType t, int64_t cols, int64_t n, const KernelOptions& o) { return int8_path(t, cols, n, o); }
 
 void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate,
                    const KernelOptions& o) {
@@ -483,7 +486,7 @@ void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bo
         if (!accumulate) std::fill(y, y + n * w.rows, 0.0f);
         return;
     }
-    if (int8_path(w.type, n, o))
+    if (int8_path(w.type, w.cols, n, o))
         gemv(x, w, y, n, accumulate, o);
     else
         gemm(x, w, y, n, accumulate, o);
@@ -498,7 +501,7 @@ void matmul_blocks_many(const float* x, const BlockProduct* products, int count,
     }
     if (count == 0 || n <= 0) return;
     bool int8 = count <= kMaxProducts && products[0].w.cols != 0;
-    for (int j = 0; j < count; ++j) int8 = int8 && int8_path(products[j].w.type, n, o);
+    for (int j = 0; j < count; ++j) int8 = int8 && int8_path(products[j].w.type, products[j].w.cols, n, o);
     if (!int8) {
         for (int j = 0; j < count; ++j)
             matmul_blocks(x, products[j].w, products[j].y, n, products[j].accumulate, o);

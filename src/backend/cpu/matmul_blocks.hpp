@@ -52,20 +52,24 @@ inline constexpr int64_t kGemmMinRows = 8;
 // block dots, as llama.cpp), run over all n rows with 4 x 4 tiles (4 weight rows x 4 input rows) where the ISA has
 // them; the f32 path dequantises tiles of W and calls SGEMM (equal to --precision f32 up to summation order).
 enum class NativePrefill : uint8_t {
-    AUTO,  // INT8 for n < kInt8PrefillMaxRows where the ISA has a 4 x 4 tile for the type, else F32
+    AUTO,  // INT8 for n below the crossover (kInt8PrefillMaxRows*) where the ISA has a 4 x 4 tile for the type
     INT8,  // always the int8 path
     F32,   // always the f32 path (the behaviour before the int8 path existed)
 };
 const char* native_prefill_name(NativePrefill p);        // "auto" | "int8" | "f32"
 NativePrefill parse_native_prefill(const std::string& s);  // the names above; throws hs::Error naming them
 // For labels in output files: "" for F32 (the arithmetic of files written before the option), ", int8 prefill
-// below N tokens" for AUTO, ", int8 prefill" for INT8.
+// below N tokens (M from C columns)" for AUTO, ", int8 prefill" for INT8.
 std::string native_prefill_label(NativePrefill p);
-// AUTO's crossover: the int8 path below this many input rows. Measured (results/precision/native-prefill.md; Xeon
-// Emerald Rapids, 2 threads, AVX-512-VNNI, OpenBLAS Cooperlake): on the 8B llama3 Q4_0 matrices the int8 tiles are
-// 1.4-2x faster than dequantise + SGEMM still at 256 rows; on SmolLM2 (small matrices, whose dequantised tiles stay
-// in cache) the two are even at ~96-128 tokens and SGEMM is ahead from 256 (0.8-0.9x).
-inline constexpr int64_t kInt8PrefillMaxRows = 128;
+// AUTO's crossover: the int8 path below kInt8PrefillMaxRows input rows, or below kInt8PrefillMaxRowsWide for
+// matrices of kInt8PrefillWideCols columns or more. Measured (results/precision/native-prefill.md; Xeon Emerald
+// Rapids, 2 threads, AVX-512-VNNI, OpenBLAS Cooperlake): on the 8B llama3 Q4_0 matrices (4096 and 14336 columns)
+// the int8 tiles are 1.4-2.3x faster than dequantise + SGEMM still at 256 rows; on SmolLM2 (576 and 1536 columns:
+// small matrices whose dequantised tiles stay in cache, and a 16-block group of the tiles half empty) the engine's
+// prefill is even at ~96 tokens and 0.6-0.8x from 128.
+inline constexpr int64_t kInt8PrefillMaxRows = 96;
+inline constexpr int64_t kInt8PrefillMaxRowsWide = 256;
+inline constexpr int64_t kInt8PrefillWideCols = 2048;
 
 class ThreadPool;  // backend/cpu/thread_pool.hpp
 
@@ -75,8 +79,9 @@ struct KernelOptions {
     NativePrefill prefill = NativePrefill::AUTO;
 };
 
-// Whether a product of n input rows with type-t weights takes the integer (GEMV / int8 tile) path under o.
-bool uses_int8_path(GgmlType t, int64_t n, const KernelOptions& o);
+// Whether a product of n input rows with type-t weights of `cols` columns takes the integer (GEMV / int8 tile)
+// path under o.
+bool uses_int8_path(GgmlType t, int64_t cols, int64_t n, const KernelOptions& o);
 
 // y[n, w.rows] = x[n, w.cols] . W^T  (+ y when accumulate).
 void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate,
