@@ -33,12 +33,13 @@ int main(int argc, char** argv) try {
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL [--threads N] [--tokens T] [--batches 1,16] [--decode N] [--reps R] "
                              "[--device cpu|cuda] [--gpu-weights bf16|fp16|fp32] [--precision f32|bf16|native] "
-                             "[--cpu-kernels auto|scalar|avx2|avx512|avx512-vnni]\n", argv[0]);
+                             "[--cpu-kernels auto|scalar|avx2|avx512|avx512-vnni] [--native-prefill auto|int8|f32]\n", argv[0]);
         return 2;
     }
     std::string model_spec = argv[1];
     int threads = 2, tokens = 512, decode = 64, reps = 3;
-    std::string device = "cpu", gpu_weights = "bf16", precision = "f32", cpu_kernels = "auto";
+    std::string device = "cpu", gpu_weights = "bf16", precision = "f32", cpu_kernels = "auto",
+                native_prefill = "auto";
     std::vector<int> batches = {1, 16};
     for (int i = 2; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
@@ -50,6 +51,7 @@ int main(int argc, char** argv) try {
         else if (k == "--gpu-weights") gpu_weights = v;
         else if (k == "--precision") precision = v;
         else if (k == "--cpu-kernels") cpu_kernels = v;
+        else if (k == "--native-prefill") native_prefill = v;
         else if (k == "--batches") {
             batches.clear();
             for (char* p = std::strtok(v.data(), ","); p; p = std::strtok(nullptr, ",")) batches.push_back(std::atoi(p));
@@ -64,6 +66,7 @@ int main(int argc, char** argv) try {
     BackendOptions bo;
     bo.threads = threads;
     bo.cpu_kernels = cpu_kernels;
+    bo.native_prefill = native_prefill;
     bo.gpu_weights = parse_weight_type(gpu_weights);
     auto be = make_backend(parse_device(device), bo);
     Engine e(m, *be);

@@ -22,8 +22,9 @@ LLAMA_CHILD = textwrap.dedent(r"""
     import json, resource, sys, time, random
     from llama_cpp import Llama
     path, threads, tokens, decode, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    kv = dict(a.split("=", 1) for a in sys.argv[6:])  # metadata overrides (strings), e.g. tokenizer.ggml.pre=gpt-2
     llm = Llama(model_path=path, n_ctx=tokens + decode + 8, n_threads=threads, n_threads_batch=threads,
-                n_batch=tokens, n_ubatch=tokens, verbose=False)
+                n_batch=tokens, n_ubatch=tokens, verbose=False, kv_overrides=kv or None)
     rng = random.Random(1)
     ids = [rng.randrange(100, llm.n_vocab()) for _ in range(tokens)]
     def prefill():
@@ -63,21 +64,30 @@ def main():
     ap.add_argument("--precision", default="native", help="our host weights: native (the GGUF's blocks, as llama.cpp "
                                                           "keeps them; default) | bf16 | f32")
     ap.add_argument("--cpu-kernels", default="auto", help="our bf16/native kernels: auto | scalar | avx2 | avx512 | avx512-vnni")
+    ap.add_argument("--native-prefill", default="auto", help="our prefill on quantised blocks: auto (int8 tiles for "
+                                                              "short prompts) | int8 | f32 (dequantise + SGEMM)")
+    ap.add_argument("--batches", default="1,16", help="our prefill batch sizes (the 8B file: 1)")
+    ap.add_argument("--llama-kv-override", action="append", default=[], metavar="KEY=VALUE",
+                    help="llama.cpp metadata override (a string), e.g. tokenizer.ggml.pre=gpt-2 for GGUFs written "
+                         "with the pre-tokenizer name 'gpt2', which llama.cpp refuses")
     ap.add_argument("--smoke", action="store_true", help="32 tokens, 4 decode steps, 1 repetition; stub llama.cpp "
                                                          "where llama_cpp is absent")
     a = ap.parse_args()
     if a.smoke:
         a.tokens, a.decode, a.reps = 32, 4, 1
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-    prec = ["--precision", a.precision, "--cpu-kernels", a.cpu_kernels]
-    ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1,16",
+    prec = ["--precision", a.precision, "--cpu-kernels", a.cpu_kernels, "--native-prefill", a.native_prefill]
+    batches = [int(b) for b in a.batches.split(",")]
+    ours = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", a.batches,
                 "--decode", str(a.decode), "--reps", str(a.reps)] + prec, env)
     # Our memory figure at batch 1 (the 16 x 512 forward needs activations for 8192 tokens).
-    ours_b1 = run_json([a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1",
-                   "--decode", "0", "--reps", "1"] + prec, env)
+    ours_b1 = ours if batches == [1] else run_json(
+        [a.ours, a.model, "--threads", str(a.threads), "--tokens", str(a.tokens), "--batches", "1", "--decode", "0",
+         "--reps", "1"] + prec, env)
     stub = [dict(engine="llama.cpp", test="prefill", tokens_per_s=1.0), dict(engine="llama.cpp", test="decode", tokens_per_s=1.0),
             dict(engine="llama.cpp", test="memory", peak_rss_mib=1.0)]
-    peer = peer_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)],
+    peer = peer_json([sys.executable, "-c", LLAMA_CHILD, a.model, str(a.threads), str(a.tokens), str(a.decode), str(a.reps)]
+                     + a.llama_kv_override,
                      "llama_cpp", stub, a.smoke, env)
     lp = one(peer, test="prefill")["tokens_per_s"]
     print(f"model {a.model}; machine: {machine(a.threads)}")
@@ -86,16 +96,17 @@ def main():
     if any(r.get("stub") for r in peer):
         print("(smoke test: llama.cpp is a stub, its figures mean nothing)")
     print(f"{'':28s}{'headsweep':>12s}{'llama.cpp':>12s}{'ratio':>8s}")
-    for b in (1, 16):
+    for b in batches:
         o = one(ours, test="prefill", batch=b)["tokens_per_s"]
         print(f"prefill {a.tokens} tok, batch {b:<2d} tok/s{o:12.1f}{lp:12.1f}{o / lp:8.2f}")
     od, ld = one(ours, test="decode")["tokens_per_s"], one(peer, test="decode")["tokens_per_s"]
     print(f"decode at {a.tokens} ctx     tok/s{od:12.1f}{ld:12.1f}{od / ld:8.2f}")
     m1 = one(ours_b1, test="memory")
     mb16 = one(ours, test="memory")
+    bmax = max(batches)
     print(f"peak RSS batch 1      MiB{m1['peak_rss_mib']:14.1f}{one(peer, test='memory')['peak_rss_mib']:12.1f}"
           f"   ours / our weights = {m1['ratio']:.2f}")
-    print(f"peak RSS batch 16     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / our weights = {mb16['ratio']:.2f}")
+    print(f"peak RSS batch {bmax:<2d}     MiB{mb16['peak_rss_mib']:14.1f}{'':12s}   ours / our weights = {mb16['ratio']:.2f}")
     print(json.dumps(dict(ours=ours, ours_batch1=ours_b1, llama_cpp=peer)))
 
 

@@ -4,6 +4,9 @@
 // Usage: headsweep_bench_matmul_blocks [--types Q4_1,Q8_0,...] [--shapes 576x1536,...] [--threads 1,2]
 //        [--isas avx512-vnni,...] [--gemm-n 512] [--min-time 0.3] [--hot] [--no-peer] [--smoke]
 //        headsweep_bench_matmul_blocks --model smollm2|gemma3 [--threads 1,2] [--isas ...] [--min-time 1]
+//        headsweep_bench_matmul_blocks --prefill-n 8,16,32,64,128 [--types Q4_0] [--shapes 4096x4096,...]
+//            [--threads 2] [--isas ...]: the native prefill paths only, int8 tiles vs dequantise + SGEMM (the
+//            crossover of NativePrefill::AUTO), for every n.
 //
 // For every type, shape (rows = output features x cols = input features; default the SmolLM2-135M matrices) and
 // ISA: the GEMV (n = 1) at each thread count, in GB/s of weight bytes read, beside cblas_sgemv on the fp32 copy of
@@ -214,6 +217,59 @@ void bench_model(const std::string& model, const std::vector<KernelIsa>& isas, c
     }
 }
 
+// The two native prefill paths at each n, one matrix (cold: a copy of the matrix per call where it is small),
+// as JSON lines: ms of the int8 path and of the dequantise + SGEMM path, and their ratio.
+void bench_prefill(const std::vector<std::string>& types, const std::vector<std::string>& shapes,
+                   const std::vector<int64_t>& ns, const std::vector<KernelIsa>& isas, const std::vector<int>& threads,
+                   double min_time, std::mt19937& rng) {
+    for (const std::string& shape : shapes) {
+        const size_t xpos = shape.find('x');
+        check(xpos != std::string::npos, "shape ", shape, " is not ROWSxCOLS");
+        const int64_t rows = std::stoll(shape.substr(0, xpos)), cols = std::stoll(shape.substr(xpos + 1));
+        for (const std::string& tname : types) {
+            const GgmlType t = parse_type(tname);
+            if (cols % ggml_block_size(t) != 0) continue;
+            const std::vector<uint8_t> w0 = make_weights(t, rows, cols, rng);
+            const size_t copies = std::clamp<size_t>((64u << 20) / w0.size() + 1, 1, 64);
+            std::vector<std::vector<uint8_t>> w(copies, w0);
+            const int64_t nmax = *std::max_element(ns.begin(), ns.end());
+            std::normal_distribution<float> nd(0.0f, 1.0f);
+            std::vector<float> x(static_cast<size_t>(nmax * cols)), y(static_cast<size_t>(nmax * rows));
+            for (float& v : x) v = nd(rng);
+            for (int th : threads) {
+                openblas_set_num_threads(th);
+                for (KernelIsa isa : isas) {
+                    for (int64_t n : ns) {
+                        double ms[2] = {0, 0}, cpu_ms[2] = {0, 0};
+                        for (int f32 = 0; f32 < 2; ++f32) {
+                            KernelOptions o = kernel_options(isa, th);
+                            o.prefill = f32 ? NativePrefill::F32 : NativePrefill::INT8;
+                            size_t wi = 0;
+                            const Timing tm = time_call(
+                                [&] {
+                                    const BlockMatrix m{t, w[wi].data(), rows, cols, ggml_row_bytes(t, cols)};
+                                    matmul_blocks(x.data(), m, y.data(), n, false, o);
+                                    wi = (wi + 1) % copies;
+                                },
+                                min_time);
+                            ms[f32] = 1e3 * tm.wall;
+                            cpu_ms[f32] = 1e3 * tm.cpu;
+                        }
+                        std::printf("{\"op\": \"prefill\", \"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
+                                    "\"isa\": \"%s\", \"threads\": %d, \"n\": %lld, \"int8_ms\": %.3f, "
+                                    "\"f32_ms\": %.3f, \"int8_cpu_ms\": %.3f, \"f32_cpu_ms\": %.3f, "
+                                    "\"int8_GMACs\": %.1f, \"f32_over_int8\": %.2f}\n",
+                                    tname.c_str(), (long long)rows, (long long)cols, kernel_isa_name(isa), th,
+                                    (long long)n, ms[0], ms[1], cpu_ms[0], cpu_ms[1],
+                                    double(n) * rows * cols / ms[0] / 1e6, ms[1] / ms[0]);
+                        std::fflush(stdout);
+                    }
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -227,6 +283,7 @@ int main(int argc, char** argv) try {
     double min_time = 0.3;
     bool hot = false, peer = true;
     std::string model;
+    std::vector<int64_t> prefill_ns;
     for (int i = 1; i < argc; ++i) {
         const std::string k = argv[i];
         auto val = [&]() -> std::string {
@@ -244,6 +301,9 @@ int main(int argc, char** argv) try {
         else if (k == "--hot") hot = true;
         else if (k == "--no-peer") peer = false;
         else if (k == "--model") model = val();
+        else if (k == "--prefill-n") {
+            for (const std::string& s : split(val())) prefill_ns.push_back(std::stoll(s));
+        }
         else if (k == "--smoke") {
             types = {"Q4_1", "Q6_K"};
             shapes = {"64x256"};
@@ -272,6 +332,10 @@ int main(int argc, char** argv) try {
     std::fflush(stdout);
 
     std::mt19937 rng(42);
+    if (!prefill_ns.empty()) {
+        bench_prefill(types, shapes, prefill_ns, isas, threads, min_time, rng);
+        return 0;
+    }
     if (!model.empty()) {
         bench_model(model, isas, threads, min_time, peer, rng);
         return 0;

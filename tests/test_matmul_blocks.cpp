@@ -277,7 +277,9 @@ TEST_CASE("matmul_blocks: the SGEMM path (n >= kGemmMinRows) of every type equal
                         INFO(ggml_type_name(t) << " rows " << rows << " cols " << cols << " n " << n << " threads "
                                                << threads);
                         std::vector<float> y(n * rows, std::nanf(""));
-                        matmul_blocks(x.data(), tm.m, y.data(), n, false, kernel_options(KernelIsa::SCALAR, threads));
+                        KernelOptions o = kernel_options(KernelIsa::SCALAR, threads);
+                        o.prefill = NativePrefill::F32;
+                        matmul_blocks(x.data(), tm.m, y.data(), n, false, o);
                         CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
                     }
                 }
@@ -416,6 +418,7 @@ TEST_CASE("matmul_blocks: the SGEMM path with every ISA's tile decoders equals t
             INFO(kernel_isa_name(isa) << " " << ggml_type_name(t));
             KernelOptions o, o_scalar;  // one thread (the default)
             o.isa = isa;
+            o.prefill = o_scalar.prefill = NativePrefill::F32;
             std::vector<float> y(n * rows, std::nanf(""));
             matmul_blocks(x.data(), tm.m, y.data(), n, false, o);
             CHECK(worst(y, ref.exact, ref.scale) <= kTolFloat);
@@ -588,4 +591,108 @@ TEST_CASE("matmul_blocks_many: equals matmul_blocks per matrix on every ISA and 
     const BlockProduct bad[2] = {{a.m, y.data(), false}, {narrow.m, y.data(), false}};
     const std::vector<float> x = random_x(1, cols, rng);
     CHECK_THROWS_AS(matmul_blocks_many(x.data(), bad, 2, 1, kernel_options(KernelIsa::SCALAR, 1)), Error);
+}
+
+TEST_CASE("matmul_blocks: native prefill names, and which products take the int8 path", "[matmul_blocks]") {
+    for (NativePrefill p : {NativePrefill::AUTO, NativePrefill::INT8, NativePrefill::F32})
+        CHECK(parse_native_prefill(native_prefill_name(p)) == p);
+    CHECK_THROWS_AS(parse_native_prefill("int4"), Error);
+    CHECK(native_prefill_label(NativePrefill::F32).empty());
+    const KernelIsa best = best_kernel_isa(detect_cpu_features());
+    KernelOptions o;
+    o.isa = best;
+    for (GgmlType t : kAllTypes) {
+        INFO(ggml_type_name(t));
+        o.prefill = NativePrefill::F32;
+        CHECK(uses_int8_path(t, 576, kGemmMinRows - 1, o));  // decode: always the GEMV
+        CHECK_FALSE(uses_int8_path(t, 576, kGemmMinRows, o));
+        o.prefill = NativePrefill::INT8;
+        CHECK(uses_int8_path(t, 576, 4096, o) == !is_float_type(t));  // float weights: SGEMM whatever the option
+        o.prefill = NativePrefill::AUTO;
+        CHECK_FALSE(uses_int8_path(t, 576, kInt8PrefillMaxRows, o));
+        CHECK_FALSE(uses_int8_path(t, 4096, kInt8PrefillMaxRowsWide, o));
+        if (is_float_type(t)) CHECK_FALSE(uses_int8_path(t, 4096, kGemmMinRows, o));
+    }
+    if (best == KernelIsa::AVX512_VNNI || best == KernelIsa::AVX512) {  // the 4 x 4 tiles of the 32-element types
+        for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0}) {
+            CHECK(uses_int8_path(t, 576, kGemmMinRows, o));
+            CHECK(uses_int8_path(t, 576, kInt8PrefillMaxRows - 1, o));
+            CHECK_FALSE(uses_int8_path(t, 2016, kInt8PrefillMaxRows, o));
+            CHECK(uses_int8_path(t, kInt8PrefillWideCols, kInt8PrefillMaxRowsWide - 1, o));
+        }
+    }
+    o.isa = KernelIsa::SCALAR;  // no tiles: AUTO keeps the SGEMM path
+    CHECK_FALSE(uses_int8_path(GgmlType::Q4_0, 4096, kGemmMinRows, o));
+}
+
+TEST_CASE("matmul_blocks: the int8 prefill path of every quantised type and ISA against the double references",
+          "[matmul_blocks]") {
+    // As the GEMV test, for n >= kGemmMinRows under NativePrefill::INT8: the 4 x 4 tiles (the 32-element types on
+    // AVX-512), the tails of n and of the rows (n % 4, rows % 4), partial groups of 16 blocks (544, 1056 columns).
+    std::mt19937 rng(4321);
+    const std::vector<KernelIsa> isas = runnable_isas();
+    for (GgmlType t : kAllTypes) {
+        if (is_float_type(t)) continue;
+        for (bool raw : {false, true}) {
+            if (raw && !(t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q4_1)) continue;
+            const std::vector<int64_t> cols_list =
+                is_k_type(t) ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{32, 96, 544, 1056};
+            for (int64_t cols : cols_list) {
+                for (int64_t rows : {5, 67}) {
+                    const TestMatrix tm = make_matrix(t, rows, cols, rng, raw);
+                    for (int64_t n : {kGemmMinRows, int64_t{11}, int64_t{33}}) {
+                        const std::vector<float> x = random_x(n, cols, rng);
+                        const Reference ref = reference(tm, x, n);
+                        std::vector<float> y_scalar;
+                        for (KernelIsa isa : isas) {
+                            INFO(ggml_type_name(t) << (raw ? " (raw)" : "") << " " << kernel_isa_name(isa) << " rows "
+                                                   << rows << " cols " << cols << " n " << n);
+                            KernelOptions o = kernel_options(isa, 2);
+                            o.prefill = NativePrefill::INT8;
+                            std::vector<float> y(n * rows, std::nanf(""));
+                            matmul_blocks(x.data(), tm.m, y.data(), n, false, o);
+                            CHECK(worst(y, ref.quantised, ref.abs_q) <= kTolSameInts);
+                            CHECK(worst(y, ref.exact, ref.scale) <= kTol8Bit);
+                            if (isa == KernelIsa::SCALAR) {
+                                y_scalar = y;
+                            } else {
+                                std::vector<double> ys(y_scalar.begin(), y_scalar.end());
+                                CHECK(worst(y, ys, ref.abs_q) <= kTolSameInts);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul_blocks: the int8 prefill path gives the same outputs on 1 and 2 threads and through matmul_blocks_many",
+          "[matmul_blocks]") {
+    std::mt19937 rng(11);
+    const KernelIsa best = best_kernel_isa(detect_cpu_features());
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K}) {
+        const int64_t cols = is_k_type(t) ? 512 : 576, rows = 1002, n = 13;  // many work items, tails of 4
+        const TestMatrix a = make_matrix(t, rows, cols, rng), b = make_matrix(t, 130, cols, rng);
+        const std::vector<float> x = random_x(n, cols, rng);
+        INFO(ggml_type_name(t));
+        KernelOptions o1 = kernel_options(best, 1), o2 = kernel_options(best, 2);
+        o1.prefill = o2.prefill = NativePrefill::INT8;
+        std::vector<float> y1(n * rows), y2(n * rows), ya(n * rows), yb(n * 130), yb1(n * 130);
+        matmul_blocks(x.data(), a.m, y1.data(), n, false, o1);
+        matmul_blocks(x.data(), a.m, y2.data(), n, false, o2);
+        CHECK(y1 == y2);  // each output is computed by one thread, by a kernel chosen by its position
+        matmul_blocks(x.data(), b.m, yb1.data(), n, false, o1);
+        const BlockProduct ps[2] = {{a.m, ya.data(), false}, {b.m, yb.data(), false}};
+        matmul_blocks_many(x.data(), ps, 2, n, o2);
+        CHECK(ya == y1);
+        CHECK(yb == yb1);
+        std::vector<float> acc(n * rows);
+        for (size_t k = 0; k < acc.size(); ++k) acc[k] = static_cast<float>(k % 13) - 6.0f;
+        matmul_blocks(x.data(), a.m, acc.data(), n, true, o2);
+        double m = 0;
+        for (size_t k = 0; k < acc.size(); ++k)
+            m = std::max(m, double(std::fabs(acc[k] - (static_cast<float>(k % 13) - 6.0f + y1[k]))));
+        CHECK(m <= 1e-4);
+    }
 }

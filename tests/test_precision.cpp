@@ -107,11 +107,14 @@ TEST_CASE("native and bf16 weights give the f32 logits within the precision's to
             CHECK(all_rows(nat.weights.layers[1].w_up) == all_rows(ref.weights.layers[1].w_up));
             CHECK(matrix_bytes(nat.weights.layers[1].w_up) < matrix_bytes(ref.weights.layers[1].w_up));
 
-            auto be = make_cpu_backend(2);
-            // 1 token: the GEMV path; 12 tokens: the dequantised-tile GEMM path (same values as f32 up to order).
+            auto be = make_cpu_backend(2, "auto", "f32");
+            // 1 token: the GEMV path; 12 tokens: the dequantised-tile GEMM path (same values as f32 up to order);
+            // 12 tokens with the int8 prefill: the GEMV's arithmetic, the GEMV's tolerance.
             const auto r1 = logits_of(ref, *be, 1), r12 = logits_of(ref, *be, 12);
             CHECK(rel_diff(logits_of(nat, *be, 1), r1) < k.gemv_tol);
             CHECK(rel_diff(logits_of(nat, *be, 12), r12) < 1e-4);
+            auto be8 = make_cpu_backend(2, "auto", "int8");
+            CHECK(rel_diff(logits_of(nat, *be8, 12), r12) < k.gemv_tol);
             CHECK(rel_diff(logits_of(b16, *be, 12), r12) < 2e-2);
             CHECK(rel_diff(logits_of(b16, *be, 12), r12) > 0.0);  // bf16 really rounds
         }
@@ -192,7 +195,13 @@ TEST_CASE("fold on native and bf16 weights equals runtime head scaling", "[preci
 TEST_CASE("the precision key of a sweep job is checked and labels the device", "[precision]") {
     pear::SweepJob job = pear::parse_job_text("precision = \"native\"\n", "job.toml");
     CHECK(job.precision == "native");
-    CHECK(pear::device_label(job) == "cpu (native weights)");
+    CHECK(pear::device_label(job) == "cpu (native weights" + cpu::native_prefill_label(cpu::NativePrefill::AUTO) + ")");
+    CHECK_THAT(pear::device_label(job), Catch::Contains("int8 prefill below"));
+    CHECK(pear::device_label(pear::parse_job_text("precision = \"native\"\nnative_prefill = \"f32\"\n", "job.toml")) ==
+          "cpu (native weights)");  // the arithmetic of native files written before the option
+    CHECK(pear::backend_options(pear::parse_job_text("native_prefill = \"int8\"\n", "job.toml")).native_prefill == "int8");
+    CHECK_THROWS_WITH(pear::parse_job_text("native_prefill = \"int4\"\n", "job.toml"),
+                      Catch::Contains("job.toml") && Catch::Contains("native_prefill"));
     CHECK(pear::load_options(job, false).precision == WeightPrecision::NATIVE);
     pear::SweepJob def = pear::parse_job_text("", "job.toml");
     CHECK(pear::device_label(def) == "cpu");  // f32 files keep their old label
@@ -216,7 +225,7 @@ TEST_CASE("the shipped models in native and bf16 precision against f32: logits a
         lo.precision = WeightPrecision::BF16;
         const Model b16 = load_model(path, lo);
         CHECK(weights_bytes(nat.weights) * 3 < weights_bytes(ref.weights));
-        auto be = make_cpu_backend(2);
+        auto be = make_cpu_backend(2, "auto", "f32");
         const auto r16 = logits_of(ref, *be, 16);
         const double prefill = rel_diff(logits_of(nat, *be, 16), r16);
         const double bf = rel_diff(logits_of(b16, *be, 16), r16);
@@ -237,6 +246,22 @@ TEST_CASE("the shipped models in native and bf16 precision against f32: logits a
         CHECK(max_d < 1.0);  // measured: 0.51 (SmolLM2), 0.62 (Gemma 3); llama.cpp vs our f32: see bench/check_llama_cpp_logits.py
         CHECK(mean_d < 0.12);  // measured: 0.064, 0.074
         CHECK(max_d > 0.0);  // the 8-bit activations really are in use
+        // The int8 prefill (--native-prefill int8, and auto for short prompts): the text in one forward, within the
+        // decode path's tolerance.
+        auto be8 = make_cpu_backend(2, "auto", "int8");
+        Engine e8(nat, *be8);
+        const auto lp = token_logprobs(er, ids), l8 = token_logprobs(e8, ids);
+        REQUIRE(lp.size() == l8.size());
+        double max8 = 0, mean8 = 0;
+        for (size_t i = 0; i < lp.size(); ++i) {
+            max8 = std::max(max8, std::fabs(lp[i] - l8[i]));
+            mean8 += std::fabs(lp[i] - l8[i]) / double(lp.size());
+        }
+        WARN("int8 prefill log-prob |diff| max " << max8 << " mean " << mean8 << "; logits rel diff "
+                                                 << rel_diff(logits_of(nat, *be8, 16), r16));
+        CHECK(max8 < 1.0);
+        CHECK(mean8 < 0.12);
+        CHECK(max8 > 0.0);
     }
 }
 

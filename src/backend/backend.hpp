@@ -129,11 +129,14 @@ struct BackendOptions {
     WeightType gpu_weights = WeightType::BF16;  // CUDA: how weight matrices are stored (fp32 = exact fp32 compute)
     std::string cpu_kernels = "auto";  // CPU: instruction set of the native-precision kernels (auto = the best the
                                        // CPU runs; scalar | avx2 | avx512 | avx512-vnni force a lower one)
+    std::string native_prefill = "auto";  // CPU: how prompts of >= 8 tokens multiply quantised blocks: auto (int8
+                                          // tiles for short prompts, see cpu::NativePrefill) | int8 | f32
 };
 
 // The CPU backend (OpenBLAS for fp32 weights; our kernels for bf16 and native blocks). threads <= 0: keep OpenBLAS's
-// default. kernels: as BackendOptions::cpu_kernels.
-std::unique_ptr<Backend> make_cpu_backend(int threads = 0, const std::string& kernels = "auto");
+// default. kernels, native_prefill: as BackendOptions::cpu_kernels and ::native_prefill.
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0, const std::string& kernels = "auto",
+                                          const std::string& native_prefill = "auto");
 // CPU or CUDA; CUDA throws hs::Error when the build has no CUDA or no device is present.
 std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options);
 inline std::unique_ptr<Backend> make_backend(Device device, int threads = 0) {

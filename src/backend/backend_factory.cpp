@@ -13,7 +13,7 @@ namespace hs {
 
 std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options) {
     if (device == Device::CUDA) return load_cuda_module().create_backend(options);
-    return make_cpu_backend(options.threads, options.cpu_kernels);
+    return make_cpu_backend(options.threads, options.cpu_kernels, options.native_prefill);
 }
 
 std::vector<std::string> cuda_module_paths() {

@@ -13,6 +13,7 @@
 
 #include "cli/commands.hpp"
 #include "backend/backend.hpp"
+#include "backend/cpu/matmul_blocks.hpp"
 #include "eval/run_eval.hpp"
 #include "util/error.hpp"
 
@@ -24,7 +25,7 @@ struct EvalFlags {
     std::string job_file;
     std::vector<std::string> models;
     std::string tasks = "mdqa,kv,nq,longbench,mmlu", methods, data_dir, output = "results/eval.h5";
-    std::string device = "cpu", gpu_weights = "bf16", precision = "f32";
+    std::string device = "cpu", gpu_weights = "bf16", precision = "f32", native_prefill = "auto";
     eval::MethodSettings ms;
     int64_t limit = -1, max_prompt_tokens = 0, threads = 0;
     int32_t max_new_tokens = 0, mmlu_shots = 5, mmlu_per_subject = 5, icl_shots = 0;
@@ -123,6 +124,7 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
         else if (key == "device") str("--device", f.device);
         else if (key == "gpu_weights") str("--gpu-weights", f.gpu_weights);
         else if (key == "precision") str("--precision", f.precision);
+        else if (key == "native_prefill") str("--native-prefill", f.native_prefill);
         else if (key == "limit") num("--limit", f.limit);
         else if (key == "max_new_tokens") num("--max-new-tokens", f.max_new_tokens);
         else if (key == "max_prompt_tokens") num("--max-prompt-tokens", f.max_prompt_tokens);
@@ -195,6 +197,10 @@ void add_eval_command(CLI::App& app) {
     cmd->add_option("--precision", f->precision,
                     "host weights: f32 (exact, default) | bf16 | native (the GGUF's own quantised blocks)")
         ->capture_default_str();
+    cmd->add_option("--native-prefill", f->native_prefill,
+                    "cpu, native precision: prompts of >= 8 tokens through int8 tiles below a measured length "
+                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32)")
+        ->capture_default_str();
     cmd->add_flag("-q,--quiet", f->quiet, "no progress lines");
     cmd->add_flag("--mpi", f->mpi, "use the MPI coordinator even with one rank");
     cmd->add_flag("--list-tasks", f->list, "list the tasks and methods, then exit");
@@ -243,6 +249,8 @@ void add_eval_command(CLI::App& app) {
         job.gpu_weights = f->gpu_weights;
         parse_weight_precision(f->precision);
         job.precision = f->precision;
+        cpu::parse_native_prefill(f->native_prefill);
+        job.native_prefill = f->native_prefill;
         job.progress = !f->quiet;
         job.summary_only = f->summary_only;
         eval::EvalOutcome out;

@@ -26,6 +26,7 @@ struct ModelOptions {
     std::string gpu_weights = "bf16";
     std::string precision = "f32";
     std::string cpu_kernels = "auto";
+    std::string native_prefill = "auto";
     int threads = 0;
 };
 
@@ -40,6 +41,10 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
         ->capture_default_str();
     cmd->add_option("--cpu-kernels", o.cpu_kernels,
                     "cpu: instruction set of the bf16/native kernels: auto | scalar | avx2 | avx512 | avx512-vnni")
+        ->capture_default_str();
+    cmd->add_option("--native-prefill", o.native_prefill,
+                    "cpu, native precision: prompts of >= 8 tokens through int8 tiles below a measured length "
+                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32)")
         ->capture_default_str();
 }
 
@@ -60,6 +65,7 @@ std::unique_ptr<RunnableModel> open_runnable(const ModelOptions& o) {
     bo.threads = o.threads;
     bo.gpu_weights = parse_weight_type(o.gpu_weights);
     bo.cpu_kernels = o.cpu_kernels;
+    bo.native_prefill = o.native_prefill;
     r->backend = make_backend(parse_device(o.device), bo);
     r->engine = std::make_unique<Engine>(r->model, *r->backend);
     return r;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "backend/cpu/matmul_blocks.hpp"
 #include "dist/sweep_mpi.hpp"
 #include "pear/job.hpp"
 #include "pear/run_job.hpp"
@@ -22,7 +23,8 @@ namespace {
 struct SweepFlags {
     std::string job_file;
     std::vector<std::string> models, modes;
-    std::string settings, output, device, gpu_weights, precision, mean_over, positions, share_clean_runs;
+    std::string settings, output, device, gpu_weights, precision, native_prefill, mean_over, positions,
+        share_clean_runs;
     int64_t seed = -1, top_k = -1, threads = -1, heads_per_item = -1;
     bool overwrite = false, resume = false, exclude_special = false, quiet = false, dry_run = false, mpi = false;
 };
@@ -131,6 +133,11 @@ pear::SweepJob build_job(const SweepFlags& f) {
         job.precision = f.precision;
         set("precision", "--precision");
     }
+    if (!f.native_prefill.empty()) {
+        cpu::parse_native_prefill(f.native_prefill);
+        job.native_prefill = f.native_prefill;
+        set("native_prefill", "--native-prefill");
+    }
     return job;
 }
 
@@ -166,6 +173,10 @@ void add_sweep_command(CLI::App& app) {
     cmd->add_option("--precision", f->precision,
                     "host weights: f32 (exact, default) | bf16 | native (the GGUF's own quantised blocks)")
         ->default_str("f32");
+    cmd->add_option("--native-prefill", f->native_prefill,
+                    "cpu, native precision: prompts of >= 8 tokens through int8 tiles below a measured length "
+                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32)")
+        ->default_str("auto");
     cmd->add_flag("--exclude-special", f->exclude_special, "draw proxy tokens only from non-special ids");
     cmd->add_option("--mean-over", f->mean_over, "total mode: ablation mean over batch | sequence")
         ->default_str("batch");

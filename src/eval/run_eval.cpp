@@ -37,6 +37,8 @@ std::string EvalJob::settings_string() const {
     if (!o.user_train.empty() || !o.user_test.empty()) os << " user_train=" << o.user_train << " user_test=" << o.user_test;
     if (std::find(tasks.begin(), tasks.end(), "niah") != tasks.end()) os << " niah: " << o.niah.settings();
     if (precision != "f32") os << " precision=" << precision;  // f32 files written before the option resume as they were
+    // native files written before the int8 prefill resume with native_prefill=f32
+    if (precision == "native" && device == "cpu" && native_prefill != "f32") os << " native_prefill=" << native_prefill;
     return os.str();
 }
 
@@ -168,6 +170,7 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
             BackendOptions bo;
             bo.threads = threads;
             bo.gpu_weights = parse_weight_type(job.gpu_weights);
+            bo.native_prefill = job.native_prefill;
             backend = make_backend(parse_device(job.device), bo);
             ctx = std::make_unique<EvalContext>(*model, spec, *backend);
             ctx->state_dir = answer_state_dir(job.output);

@@ -33,6 +33,7 @@ struct EvalJob {
     std::string device = "cpu";
     std::string gpu_weights = "bf16";   // CUDA: bf16 | fp16 | fp32 weight copies
     std::string precision = "f32";      // host weights: f32 | bf16 | native (in the settings when not f32)
+    std::string native_prefill = "auto";  // cpu, native: auto | int8 | f32 (in the settings when native, cpu, not f32)
     bool progress = true;
     int64_t max_results = -1;           // stop after this many new results (tests: an interrupted run)
     bool summary_only = false;          // recompute /summary from the records of an existing file, answer nothing

@@ -14,6 +14,7 @@
 #include <toml++/toml.h>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/matmul_blocks.hpp"
 #include "gguf/gguf.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
@@ -31,7 +32,7 @@ const std::vector<std::string>& job_keys() {
     static const std::vector<std::string> keys = {
         "model", "models", "mode", "modes", "settings", "seed", "top_k", "exclude_special", "mean_over",
         "positions", "output", "overwrite", "resume", "threads", "device", "gpu_weights", "precision",
-        "heads_per_item", "model_read", "share_clean_runs"};
+        "native_prefill", "heads_per_item", "model_read", "share_clean_runs"};
     return keys;
 }
 
@@ -275,6 +276,14 @@ SweepJob parse_job_text(std::string_view text, const std::string& source) {
             fail(r.key_where("precision"), " = \"", job.precision, "\" is not a weight precision (f32, bf16, native)");
         }
     }
+    if (const toml::node* n = tbl.get("native_prefill")) {
+        job.native_prefill = r.string("native_prefill", *n);
+        try {
+            cpu::parse_native_prefill(job.native_prefill);
+        } catch (const Error&) {
+            fail(r.key_where("native_prefill"), " = \"", job.native_prefill, "\" is not auto, int8 or f32");
+        }
+    }
     check_output_template(job);
     return job;
 }
@@ -330,6 +339,7 @@ BackendOptions backend_options(const SweepJob& job) {
     BackendOptions o;
     o.threads = job.threads;
     o.gpu_weights = parse_weight_type(job.gpu_weights);
+    o.native_prefill = job.native_prefill;
     return o;
 }
 
@@ -339,7 +349,12 @@ std::string device_label(const SweepJob& job) {
     if (job.device == "cuda")
         return "cuda (" + job.gpu_weights + " weights" +
                (p == WeightPrecision::F32 ? std::string() : std::string(", from ") + weight_precision_name(p) + " host weights") + ")";
-    return p == WeightPrecision::F32 ? job.device : job.device + " (" + weight_precision_name(p) + " weights)";
+    if (p == WeightPrecision::F32) return job.device;
+    // native on the CPU: the prefill arithmetic too; f32 prefill (files written before the option) as it was
+    std::string prefill;
+    if (p == WeightPrecision::NATIVE && job.device == "cpu")
+        prefill = cpu::native_prefill_label(cpu::parse_native_prefill(job.native_prefill));
+    return job.device + " (" + weight_precision_name(p) + " weights" + prefill + ")";
 }
 
 LoadOptions load_options(const SweepJob& job, bool verbose) {

@@ -46,6 +46,7 @@ struct SweepJob {
     std::string device = "cpu";
     std::string gpu_weights = "bf16";  // CUDA: bf16 | fp16 | fp32 weight copies (fp32: exact fp32 compute)
     std::string precision = "f32";     // host weights: f32 (exact; the sweeps' default) | bf16 | native
+    std::string native_prefill = "auto";  // cpu, native: prompts through int8 tiles (auto, int8) or SGEMM (f32)
 
     // Where each key was set, for error messages: key -> "jobs/x.toml: key top_k" or "command line: --top-k".
     // Keys never set read "key top_k (default)".

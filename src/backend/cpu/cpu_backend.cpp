@@ -63,15 +63,17 @@ cpu::BlockMatrix block_matrix(const Matrix& w) {
 
 class CpuBackend final : public Backend {
 public:
-    CpuBackend(int threads, cpu::KernelIsa isa) : threads_(threads) {
+    CpuBackend(int threads, cpu::KernelIsa isa, cpu::NativePrefill prefill) : threads_(threads) {
         if (threads > 0) openblas_set_num_threads(threads);
         kernels_.isa = isa;
+        kernels_.prefill = prefill;
         pool_ = std::make_unique<cpu::ThreadPool>(threads > 0 ? threads : std::max(1, openblas_get_num_threads()));
         kernels_.pool = pool_.get();
     }
     Device device() const override { return Device::CPU; }
     std::string describe() const override {
-        return "cpu (" + cpu_runtime_tag() + ", kernels " + cpu::kernel_isa_name(kernels_.isa) + ")";
+        return "cpu (" + cpu_runtime_tag() + ", kernels " + cpu::kernel_isa_name(kernels_.isa) + ", native prefill " +
+               cpu::native_prefill_name(kernels_.prefill) + ")";
     }
 
     float* allocate(int64_t n) override {
@@ -113,8 +115,10 @@ public:
     // Decode (few rows) with non-fp32 weights: the matrices' rows as one parallel job on the pool, the activations
     // quantised once (matmul_blocks_many). Otherwise one product after the other.
     void matmul_many(const float* x, int64_t rows, std::initializer_list<MatmulOut> outs) override {
-        bool fused = rows < cpu::kGemmMinRows && outs.size() <= 4;
-        for (const MatmulOut& o : outs) fused = fused && o.w->type != WeightType::F32 && o.w->cols == outs.begin()->w->cols;
+        bool fused = outs.size() <= 4;
+        for (const MatmulOut& o : outs)
+            fused = fused && o.w->type != WeightType::F32 && o.w->cols == outs.begin()->w->cols &&
+                    cpu::uses_int8_path(block_matrix(*o.w).type, o.w->cols, rows, kernels_);
         if (!fused) return Backend::matmul_many(x, rows, outs);
         cpu::BlockProduct ps[4];
         int n = 0;
@@ -215,7 +219,7 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernels) {
+std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernels, const std::string& native_prefill) {
     const CpuFeatures cpu = detect_cpu_features();
     cpu::KernelIsa isa = cpu::best_kernel_isa(cpu);
     if (!kernels.empty() && kernels != "auto") {
@@ -223,7 +227,8 @@ std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernel
         check(cpu::can_run_kernel_isa(cpu, isa), "--cpu-kernels ", kernels, ": this CPU cannot run them (it offers: ",
               cpu.summary(), "; best: ", cpu::kernel_isa_name(cpu::best_kernel_isa(cpu)), ")");
     }
-    return std::make_unique<CpuBackend>(threads, isa);
+    return std::make_unique<CpuBackend>(threads, isa,
+                                        cpu::parse_native_prefill(native_prefill.empty() ? "auto" : native_prefill));
 }
 
 }  // namespace hs

@@ -40,6 +40,32 @@ KernelIsa parse_kernel_isa(const std::string& s) {
     fail("unknown kernel instruction set '", s, "' (expected scalar, avx2, avx512 or avx512-vnni)");
 }
 
+const char* native_prefill_name(NativePrefill p) {
+    switch (p) {
+    case NativePrefill::AUTO: return "auto";
+    case NativePrefill::INT8: return "int8";
+    case NativePrefill::F32: return "f32";
+    }
+    return "auto";
+}
+
+NativePrefill parse_native_prefill(const std::string& s) {
+    for (NativePrefill p : {NativePrefill::AUTO, NativePrefill::INT8, NativePrefill::F32})
+        if (s == native_prefill_name(p)) return p;
+    fail("unknown native prefill arithmetic '", s, "' (expected auto, int8 or f32)");
+}
+
+std::string native_prefill_label(NativePrefill p) {
+    switch (p) {
+    case NativePrefill::AUTO:
+        return ", int8 prefill below " + std::to_string(kInt8PrefillMaxRows) + " tokens (" +
+               std::to_string(kInt8PrefillMaxRowsWide) + " from " + std::to_string(kInt8PrefillWideCols) + " columns)";
+    case NativePrefill::INT8: return ", int8 prefill";
+    case NativePrefill::F32: return "";
+    }
+    return "";
+}
+
 namespace {
 
 const GemvKernels* kernels_for(KernelIsa isa) {
@@ -115,6 +141,19 @@ ActQuant act_quant(GgmlType t) {
     }
 }
 
+bool int8_path(GgmlType t, int64_t cols, int64_t n, const KernelOptions& o) {
+    if (n < kGemmMinRows) return true;
+    if (act_quant(t) == ActQuant::NONE) return false;  // float weights: SGEMM
+    switch (o.prefill) {
+    case NativePrefill::INT8: return true;
+    case NativePrefill::F32: return false;
+    case NativePrefill::AUTO: break;
+    }
+    const GemvKernels* k = kernels_for(o.isa);
+    const int64_t limit = cols >= kInt8PrefillWideCols ? kInt8PrefillMaxRowsWide : kInt8PrefillMaxRows;
+    return n < limit && k != nullptr && k->dot4x4[dot_type(t)] != nullptr;
+}
+
 void check_matrix(const BlockMatrix& w, const char* what) {
     check(has_block_kernels(w.type), what, ": no kernel for ggml type ", ggml_type_name(w.type));
     check(w.rows >= 0 && w.cols >= 0 && w.cols % ggml_block_size(w.type) == 0, what, ": ", w.cols,
@@ -148,6 +187,7 @@ float round_fp16(float v) { return fp16_to_fp32(fp32_to_fp16(v)); }
 // The activations of n input rows, quantised once before the parallel loop.
 struct QuantizedInput {
     std::unique_ptr<int8_t[], AlignedFree> qs;
+    std::unique_ptr<int8_t[], AlignedFree> qt;  // XRow::qt (prefill of the 32-element types)
     std::vector<float> d;
     std::vector<int32_t> s32;
     std::vector<int16_t> bsums;
@@ -199,6 +239,14 @@ void quantize_q8_k(const float* x, int64_t cols, int8_t* qs, float* d, int16_t* 
     }
 }
 
+// XRow::qt of one row from its qs (cols / 32 blocks).
+void regroup_q8_0(const int8_t* qs, int64_t cols, int8_t* qt) {
+    for (int64_t b = 0; b < cols / 32; ++b) {
+        int8_t* dst = qt + (b / 16) * 512 + (b % 16) * 4;
+        for (int c = 0; c < 8; ++c) std::memcpy(dst + 64 * c, qs + 32 * b + 4 * c, 4);
+    }
+}
+
 QuantizedInput quantize_input(const float* x, int64_t n, int64_t cols, ActQuant aq) {
     QuantizedInput q;
     q.rows.resize(static_cast<size_t>(n));
@@ -213,11 +261,20 @@ QuantizedInput quantize_input(const float* x, int64_t n, int64_t cols, ActQuant 
         const int64_t nb = cols / 32;
         q.d.resize(static_cast<size_t>(n * nb));
         q.s32.resize(static_cast<size_t>(n * nb));
+        const int64_t tstride = (nb + 15) / 16 * 512;  // XRow::qt, prefill only
+        if (n >= kGemmMinRows) {
+            q.qt = aligned_array<int8_t>(static_cast<size_t>(n * tstride));
+            std::memset(q.qt.get(), 0, static_cast<size_t>(n * tstride));
+        }
         for (int64_t i = 0; i < n; ++i) {
             quantize_q8_0(x + i * cols, cols, q.qs.get() + i * stride, q.d.data() + i * nb, q.s32.data() + i * nb);
             q.rows[i].qs = q.qs.get() + i * stride;
             q.rows[i].d32 = q.d.data() + i * nb;
             q.rows[i].s32 = q.s32.data() + i * nb;
+            if (q.qt) {
+                regroup_q8_0(q.rows[i].qs, cols, q.qt.get() + i * tstride);
+                q.rows[i].qt = q.qt.get() + i * tstride;
+            }
         }
     } else {
         const int64_t nb = cols / 256;
@@ -256,18 +313,43 @@ struct GemvPart {
     const BlockProduct* p = nullptr;
     detail::DotFn dot = nullptr;
     detail::Dot4Fn dot4 = nullptr;
+    detail::Dot4x4Fn dot4x4 = nullptr;
     const XRow* x = nullptr;  // n rows
     int64_t item_rows = 0;
     int64_t first_item = 0;
 };
 
-// W rows [r0, r1) of one part times the n input rows. Rows go four at a time through dot4 where the variant has
-// it, counted from row 0 of the matrix (r0 is a multiple of 16), the last rows % 4 of the matrix one at a time.
+// W rows [r0, r1) of one part times the n input rows. With a 4 x 4 tile kernel (prefill, n >= kGemmMinRows), the
+// input rows go in groups of four from row 0 (the last n % 4 as below) and the weight rows four at a time: the
+// item's weights (~24 KiB) stay in L1/L2 across the groups. Otherwise rows go four at a time through dot4 where the
+// variant has it, counted from row 0 of the matrix (r0 is a multiple of 16), the last rows % 4 of the matrix one at
+// a time. Which kernel computes an output depends only on its row and column, never on the thread split.
 void gemv_rows(const GemvPart& part, int64_t r0, int64_t r1, int64_t n) {
     const BlockMatrix& w = part.p->w;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     const bool acc = part.p->accumulate;
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i0 = 0;
+    if (part.dot4x4 && n >= kGemmMinRows) {
+        const int64_t r4 = r0 + (r1 - r0) / 4 * 4;
+        for (; i0 + 4 <= n; i0 += 4) {
+            const XRow* xr = part.x + i0;
+            for (int64_t r = r0; r < r4; r += 4) {
+                float v[16];
+                part.dot4x4(base + r * w.row_bytes, w.row_bytes, w.cols, xr, v);
+                for (int i = 0; i < 4; ++i) {
+                    float* yi = part.p->y + (i0 + i) * w.rows + r;
+                    for (int j = 0; j < 4; ++j) yi[j] = acc ? yi[j] + v[4 * i + j] : v[4 * i + j];
+                }
+            }
+            for (int64_t r = r4; r < r1; ++r)
+                for (int i = 0; i < 4; ++i) {
+                    const float v = part.dot(base + r * w.row_bytes, w.cols, xr[i]);
+                    float& yv = part.p->y[(i0 + i) * w.rows + r];
+                    yv = acc ? yv + v : v;
+                }
+        }
+    }
+    for (int64_t i = i0; i < n; ++i) {
         float* yi = part.p->y + i * w.rows;
         const XRow& xr = part.x[i];
         int64_t r = r0;
@@ -313,6 +395,7 @@ void gemv_many(const float* x, const BlockProduct* ps, int count, int64_t n, con
         part.p = ps + j;
         part.dot = k->dot[dot_type(w.type)];
         part.dot4 = k->dot4[dot_type(w.type)];
+        part.dot4x4 = k->dot4x4[dot_type(w.type)];
         part.x = q[a].rows.data();
         part.item_rows = gemv_item_rows(w.row_bytes);
         part.first_item = items;
@@ -329,7 +412,9 @@ void gemv_many(const float* x, const BlockProduct* ps, int count, int64_t n, con
         }
     };
     // One thread for tiny products, where waking the team costs more than the work (< ~64 KiB of weights).
-    if (o.pool && o.pool->size() > 1 && items > 1 && bytes >= (64u << 10))
+    // (Prefill: the weights are read n times, so the work is n times that of one row.)
+    const uint64_t work = n < kGemmMinRows ? bytes : bytes * static_cast<uint64_t>(n);
+    if (o.pool && o.pool->size() > 1 && items > 1 && work >= (64u << 10))
         o.pool->parallel_items(items, run);
     else
         run(0, items);
@@ -391,6 +476,8 @@ void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
 
 }  // namespace
 
+bool uses_int8_path(GgmlType t, int64_t cols, int64_t n, const KernelOptions& o) { return int8_path(t, cols, n, o); }
+
 void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate,
                    const KernelOptions& o) {
     check_matrix(w, "matmul_blocks");
@@ -399,7 +486,7 @@ void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bo
         if (!accumulate) std::fill(y, y + n * w.rows, 0.0f);
         return;
     }
-    if (n < kGemmMinRows)
+    if (int8_path(w.type, w.cols, n, o))
         gemv(x, w, y, n, accumulate, o);
     else
         gemm(x, w, y, n, accumulate, o);
@@ -413,7 +500,9 @@ void matmul_blocks_many(const float* x, const BlockProduct* products, int count,
               products[j].w.cols, " columns, matrix 0 has ", products[0].w.cols, " (they share the input)");
     }
     if (count == 0 || n <= 0) return;
-    if (n >= kGemmMinRows || count > kMaxProducts || products[0].w.cols == 0) {
+    bool int8 = count <= kMaxProducts && products[0].w.cols != 0;
+    for (int j = 0; j < count; ++j) int8 = int8 && int8_path(products[j].w.type, products[j].w.cols, n, o);
+    if (!int8) {
         for (int j = 0; j < count; ++j)
             matmul_blocks(x, products[j].w, products[j].y, n, products[j].accumulate, o);
         return;

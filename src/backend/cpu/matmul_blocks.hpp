@@ -7,7 +7,8 @@
 //     (Q8_0 for the 32-element types, Q8_K for the K-quants, as ggml does) and dotted with integer instructions;
 //     BF16/F16 rows are widened to fp32 and dotted with FMA (no rounding of the activations).
 //   - n large (prefill): tiles of W rows are dequantised into a per-thread fp32 buffer and multiplied with the
-//     fp32 SGEMM (OpenBLAS). The result equals the f32 path's up to summation order.
+//     fp32 SGEMM (OpenBLAS). The result equals the f32 path's up to summation order. Or, for quantised blocks and
+//     short prompts (NativePrefill, below), the decode arithmetic over all rows with 4 x 4 int8 tiles.
 // The instruction set is chosen at run time from the CPU's features (best_kernel_isa); a lower one can be forced
 // (tests run every variant the machine can execute against the scalar reference).
 #pragma once
@@ -43,15 +44,44 @@ struct BlockMatrix {
 // Types with native kernels (every GgmlType the reader decodes).
 bool has_block_kernels(GgmlType t);
 
-// Input rows from which the dequantise-tile + SGEMM path is used instead of the integer GEMV.
+// Input rows from which the dequantise-tile + SGEMM path may be used instead of the integer GEMV.
 inline constexpr int64_t kGemmMinRows = 8;
+
+// How products of n >= kGemmMinRows input rows (prefill) multiply quantised blocks (Q4_0 ... Q6_K; F16/BF16/F32
+// weights always take the SGEMM path there). The int8 path is the decode arithmetic (8-bit activations, integer
+// block dots, as llama.cpp), run over all n rows with 4 x 4 tiles (4 weight rows x 4 input rows) where the ISA has
+// them; the f32 path dequantises tiles of W and calls SGEMM (equal to --precision f32 up to summation order).
+enum class NativePrefill : uint8_t {
+    AUTO,  // INT8 for n below the crossover (kInt8PrefillMaxRows*) where the ISA has a 4 x 4 tile for the type
+    INT8,  // always the int8 path
+    F32,   // always the f32 path (the behaviour before the int8 path existed)
+};
+const char* native_prefill_name(NativePrefill p);        // "auto" | "int8" | "f32"
+NativePrefill parse_native_prefill(const std::string& s);  // the names above; throws hs::Error naming them
+// For labels in output files: "" for F32 (the arithmetic of files written before the option), ", int8 prefill
+// below N tokens (M from C columns)" for AUTO, ", int8 prefill" for INT8.
+std::string native_prefill_label(NativePrefill p);
+// AUTO's crossover: the int8 path below kInt8PrefillMaxRows input rows, or below kInt8PrefillMaxRowsWide for
+// matrices of kInt8PrefillWideCols columns or more. Measured (results/precision/native-prefill.md; Xeon Emerald
+// Rapids, 2 threads, AVX-512-VNNI, OpenBLAS Cooperlake): on the 8B llama3 Q4_0 matrices (4096 and 14336 columns)
+// the int8 tiles are 1.4-2.3x faster than dequantise + SGEMM still at 256 rows; on SmolLM2 (576 and 1536 columns:
+// small matrices whose dequantised tiles stay in cache, and a 16-block group of the tiles half empty) the engine's
+// prefill is even at ~96 tokens and 0.6-0.8x from 128.
+inline constexpr int64_t kInt8PrefillMaxRows = 96;
+inline constexpr int64_t kInt8PrefillMaxRowsWide = 256;
+inline constexpr int64_t kInt8PrefillWideCols = 2048;
 
 class ThreadPool;  // backend/cpu/thread_pool.hpp
 
 struct KernelOptions {
     KernelIsa isa = KernelIsa::SCALAR;
     ThreadPool* pool = nullptr;  // the GEMV's and the tile dequantisation's threads; nullptr: the calling thread only
+    NativePrefill prefill = NativePrefill::AUTO;
 };
+
+// Whether a product of n input rows with type-t weights of `cols` columns takes the integer (GEMV / int8 tile)
+// path under o.
+bool uses_int8_path(GgmlType t, int64_t cols, int64_t n, const KernelOptions& o);
 
 // y[n, w.rows] = x[n, w.cols] . W^T  (+ y when accumulate).
 void matmul_blocks(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumulate,

@@ -369,6 +369,7 @@ constexpr GemvKernels kAvx2 = {{dot_f32, dot_f16, dot_bf16, dot_q4_0, dot_q4_1, 
                                 decode_q45<20, 4, -1, 0, true>, decode_q45<22, 6, 2, 16, false>,
                                 decode_q45<24, 8, 4, 0, true>, decode_q8_0, decode_qk45<false>, decode_qk45<true>,
                                 decode_q6_k},
+                               {},
                                {}};
 
 }  // namespace

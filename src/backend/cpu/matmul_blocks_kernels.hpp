@@ -23,6 +23,11 @@ struct XRow {
     const int32_t* s32 = nullptr;
     const float* dk = nullptr;
     const int16_t* bsums = nullptr;
+    // Prefill only (n >= kGemmMinRows, 32-element types): qs again, regrouped for the 4 x 4 tiles: per group of 16
+    // blocks (512 bytes, the last group zero-padded to 16 blocks), 8 runs of 64 bytes, run c holding elements
+    // 4c..4c+3 of block 0, then of block 1, ... block 15; so that int32 lane b of a 512-bit product belongs to
+    // block b. 64-byte aligned.
+    const int8_t* qt = nullptr;
 };
 
 // y = dot(W row `w` (cols elements in the table's type), x).
@@ -41,10 +46,17 @@ using DecodeFn = void (*)(const uint8_t* src, float* dst, int64_t n);
 // equals dot(w + r row_bytes, cols, x) bit for bit, so the grouping of rows never changes a result.
 using Dot4Fn = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t cols, const XRow& x, float* y);
 
+// The int8 prefill tile: y[4 i + r] (i, r < 4) = the dot of W row r (at w + r row_bytes) with input row x[i]: four
+// weight rows against four input rows in one pass, each weight pair decoded once for the four inputs and each
+// input load shared by the four rows. Equal to dot() up to the order of the float sums (the integer block sums are
+// the same), not bit for bit.
+using Dot4x4Fn = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t cols, const XRow* x, float* y);
+
 struct GemvKernels {
     DotFn dot[DT_COUNT];
     DecodeFn decode[DT_COUNT];  // null where a variant has no decoder of its own (dequantize_row is used)
     Dot4Fn dot4[DT_COUNT];      // null where a variant has no 4-row kernel for the type (dot is called per row)
+    Dot4x4Fn dot4x4[DT_COUNT];  // null where a variant has no 4 x 4 tile for the type (dot4 per input row instead)
 };
 
 const GemvKernels* gemv_kernels_scalar();

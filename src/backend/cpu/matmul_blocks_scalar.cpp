@@ -194,6 +194,7 @@ float dot_q6_k(const uint8_t* w, int64_t cols, const XRow& x) {
 constexpr GemvKernels kScalar = {{dot_f32, dot_f16, dot_bf16, dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0,
                                   dot_q4_k, dot_q5_k, dot_q6_k},
                                  {},
+                                 {},
                                  {}};
 
 }  // namespace
