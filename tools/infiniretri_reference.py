@@ -50,6 +50,8 @@ def summarize(path):
         js = [p["jaccard_text"] for p in r["steps"]]
         task = r.get("task", "niah")
         name = f"niah {r['length']} d{r['depth']}" if task == "niah" else f"{task} {r.get('id', '')}"
+        if r.get("note"):
+            name += f" ({r['note']})"
         cpu = (f"{r['theirs_cpu_s'] / r['ours_cpu_s']:.2f}" if r.get("ours_cpu_s") and r.get("theirs_cpu_s") else "-")
         print(f"| {name} | {r.get('context_tokens', r['length'])} | {r.get('pretokenizer', 'gguf')} "
               f"| {r['chunks_ours']}/{r['chunks_theirs']} "
@@ -61,6 +63,12 @@ def summarize(path):
         tot[2] += int(r["answers_equal"])
         tot[3] += 1
     print(f"\nAll: {tot[0]}/{tot[1]} chunks with equal kept sentences, {tot[2]}/{tot[3]} answers equal.")
+    sc = [p for line in open(path) for p in json.loads(line)["steps"] if "score_max_rel_diff" in p]
+    if sc:
+        print(f"Scores compared in {len(sc)} chunks (those recorded): largest relative difference of a sentence's best "
+              f"token score ours vs theirs {max(p['score_max_rel_diff'] for p in sc):.2e}, of the K-th score "
+              f"{max(p['kth_rel_diff'] for p in sc):.2e}; smallest relative gap between the K-th and (K+1)-th score "
+              f"(theirs) {min(p['kth_next_rel_gap'] for p in sc):.2e}.")
     # Every chunk whose kept sentences differ, with each differing sentence's best token score against the K-th
     # largest token score of that side (margin = score - K-th; a kept sentence has margin >= 0).
     diffs = [(json.loads(line), p) for line in open(path) for p in json.loads(line)["steps"] if not p["equal"]]
@@ -197,6 +205,11 @@ def main():
                         "ours_input_tokens": a.get("input_tokens"), "theirs_input_tokens": b.get("input_tokens"),
                         "only_ours": [t for t in a["kept_text"] if t not in b["kept_text"]][:5],
                         "only_theirs": [t for t in b["kept_text"] if t not in a["kept_text"]][:5]})
+            so, st = a.get("sentence_max_score"), b.get("sentence_max_score")
+            if so and st and len(so) == len(st):  # how far apart the two sides' scores are, against the K-th's gap
+                per[-1]["score_max_rel_diff"] = max(abs(x - y) / max(abs(y), 1e-30) for x, y in zip(so, st) if y > -1e300)
+                per[-1]["kth_rel_diff"] = abs(a["kth_score"] - b["kth_score"]) / max(abs(b["kth_score"]), 1e-30)
+                per[-1]["kth_next_rel_gap"] = (b["kth_score"] - b["next_score"]) / max(abs(b["kth_score"]), 1e-30)
             if not per[-1]["equal"]:  # why: each differing sentence's best token score against both thresholds
                 near = []
                 for who, idxs in (("ours", set(a["kept_index"]) - set(b["kept_index"])),
