@@ -27,6 +27,7 @@ Times: wall seconds and CPU seconds of the process (read + answer); the machine 
 one to compare.
 Usage: /work/venv-hf/bin/python tools/infiniretri_reference.py MODEL.gguf TRACE.json... [-o results.jsonl]
        python3 tools/infiniretri_reference.py --summarize results.jsonl   (a markdown table of a results file)
+       python3 tools/infiniretri_reference.py --margins TRACE.json...    (how close each chunk's choice was)
 """
 import argparse
 import json
@@ -53,7 +54,7 @@ def summarize(path):
         if r.get("note"):
             name += f" ({r['note']})"
         cpu = (f"{r['theirs_cpu_s'] / r['ours_cpu_s']:.2f}" if r.get("ours_cpu_s") and r.get("theirs_cpu_s") else "-")
-        print(f"| {name} | {r.get('context_tokens', r['length'])} | {r.get('pretokenizer', 'gguf')} "
+        print(f"| {name} | {r.get('context_tokens') or '-'} | {r.get('pretokenizer', 'gguf')} "
               f"| {r['chunks_ours']}/{r['chunks_theirs']} "
               f"| {r['steps_equal']}/{len(r['steps'])} | {sum(js) / len(js):.3f} | {min(js):.3f} "
               f"| {'yes' if r['answers_equal'] else 'no'} | {r['ours_s']:.1f} | {r['theirs_s']:.1f} "
@@ -92,6 +93,30 @@ def summarize(path):
         print(f"| {name} | {p['step']} | {p['ours_n']}/{p['theirs_n']} | {p['ours_input_tokens']}/{p['theirs_input_tokens']} "
               f"| {f4(p['ours_kth'])} / {f4(p['theirs_kth'])} | {'; '.join(cells) or 'same indices, different text'} |")
 
+
+def margins(paths):
+    """Decision margins of our traces: how far (relative to the K-th score) the scores would have to move for a
+    sentence to enter or leave the kept set. A sentence is kept iff its best token is in the top K, so it can flip
+    only when its best score is within that distance of the K-th score (for the sentence whose best token IS the K-th:
+    when the K-th and (K+1)-th scores are within it)."""
+    rows = []
+    for path in paths:
+        d = json.load(open(path))
+        for i, s in enumerate(d["steps"]):
+            k, n, ms = s.get("kth_score", 0.0), s.get("next_score", 0.0), s.get("sentence_max_score", [])
+            if k <= 0 or not ms:
+                continue  # <= K context tokens (all kept) or a trace without scores
+            m = min([abs(v - k) / k for v in ms if v != k] + [(k - n) / k if k in ms else 1.0])
+            rows.append((m, (k - n) / k, d.get("task", "niah"), d.get("id", ""), i))
+    rows.sort()
+    print(f"{len(rows)} chunks; the smallest decision margins (relative), with the K-th/(K+1)-th gap:")
+    for r in rows[:8]:
+        print(f"  {r[0]:.2e} (gap {r[1]:.2e})  {r[2]} {r[3]} chunk {r[4]}")
+
+
+if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "--margins":
+    margins(sys.argv[2:])
+    sys.exit(0)
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--summarize":
     summarize(sys.argv[2])
