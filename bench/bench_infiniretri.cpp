@@ -59,7 +59,7 @@ int main(int argc, char** argv) try {
     hs::prepare_cpu_runtime(argv);
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL [--tokens 32768] [--depth 50] [--threads 1] [--data DIR] [--chunk 1024] "
-                             "[--topk 300] [--window 8]\n", argv[0]);
+                             "[--topk 300] [--window 8] [--trace FILE] [--task NAME --item I] [--prefill-reps 3]\n", argv[0]);
         return 2;
     }
     const std::string spec = argv[1];
