@@ -4,6 +4,7 @@
 // matrix on random:tiny, the memory bound, the reading loop and the eval method end to end, and the bad inputs.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -267,6 +268,16 @@ TEST_CASE("infiniretri read: chunks, cache, memory bounded by the chunk (rows x 
         }
         last.clear();
         for (const std::string& t : s.kept_text) last += t;
+        // scores near the threshold: a kept sentence holds a top-K token, so its best score is >= the K-th
+        // largest; a dropped one holds none, so its best is <= the K-th (equal only on a tie lost to a later index)
+        CHECK(s.kth_score >= s.next_score);
+        REQUIRE(!s.sentence_max_score.empty());
+        for (size_t j = 0; j < s.sentence_max_score.size(); ++j) {
+            const bool kept = std::find(s.kept_index.begin(), s.kept_index.end(), int64_t(j)) != s.kept_index.end();
+            if (kept) CHECK(s.sentence_max_score[j] >= s.kth_score);
+            else CHECK(s.sentence_max_score[j] <= s.kth_score);
+        }
+        CHECK(s.kept_index.back() < int64_t(s.sentence_max_score.size()));
     }
     CHECK(last == rk.cache_text);  // the last step's kept sentences are the final cache
 }

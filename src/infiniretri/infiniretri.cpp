@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <numeric>
 
 #include "engine/engine.hpp"
@@ -470,6 +471,21 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
         check(int64_t(qw.size()) == rows, "infiniretri: ", rows, " query rows, but the first chunk had ", qw.size());
         const std::vector<double> score = token_scores(A.data(), rows, L, prefix, in.context_end, qw, o.window);
         std::vector<int64_t> top = top_k(score, o.top_k);
+        if (o.record_kept) {  // scores near the threshold, per sentence (StepStats)
+            std::vector<double> sorted = score;
+            std::sort(sorted.begin(), sorted.end(), std::greater<>());
+            if (int64_t(sorted.size()) > o.top_k) {
+                st.kth_score = sorted[size_t(o.top_k - 1)];
+                st.next_score = sorted[size_t(o.top_k)];
+            }
+            for (int64_t s = in.first_context_sentence; s < in.first_context_sentence + in.context_sentences; ++s) {
+                const auto [b, e] = in.sentences[size_t(s)];
+                double best = -1e300;
+                for (int64_t t = std::max(b, prefix); t < std::min(e, in.context_end); ++t)
+                    best = std::max(best, score[size_t(t - prefix)]);
+                st.sentence_max_score.push_back(best);
+            }
+        }
         for (int64_t& t : top) t += prefix;
         cache.clear();
         for (int64_t s : select_sentences(top, in.sentences)) {

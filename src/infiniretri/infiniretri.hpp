@@ -112,6 +112,11 @@ struct StepStats {
     // sentence of cache + chunk) and their decoded text, in order.
     std::vector<int64_t> kept_index;
     std::vector<std::string> kept_text;
+    // Also only with record_kept (to explain a different selection): every context sentence's highest token score,
+    // in sentence order, and the K-th and (K+1)-th largest token scores (the top-K threshold and the first one out;
+    // 0 when the step has <= K context tokens).
+    std::vector<double> sentence_max_score;
+    double kth_score = 0, next_score = 0;
 };
 // What the loop carries from one chunk to the next: enough to go on reading later exactly where it stopped.
 struct ReadState {
