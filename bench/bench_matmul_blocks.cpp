@@ -217,15 +217,20 @@ void bench_model(const std::string& model, const std::vector<KernelIsa>& isas, c
     }
 }
 
+// "ROWSxCOLS" -> (rows, cols).
+std::pair<int64_t, int64_t> parse_shape(const std::string& shape) {
+    const size_t xpos = shape.find('x');
+    check(xpos != std::string::npos, "shape ", shape, " is not ROWSxCOLS");
+    return {std::stoll(shape.substr(0, xpos)), std::stoll(shape.substr(xpos + 1))};
+}
+
 // The two native prefill paths at each n, one matrix (cold: a copy of the matrix per call where it is small),
 // as JSON lines: ms of the int8 path and of the dequantise + SGEMM path, and their ratio.
 void bench_prefill(const std::vector<std::string>& types, const std::vector<std::string>& shapes,
                    const std::vector<int64_t>& ns, const std::vector<KernelIsa>& isas, const std::vector<int>& threads,
                    double min_time, std::mt19937& rng) {
     for (const std::string& shape : shapes) {
-        const size_t xpos = shape.find('x');
-        check(xpos != std::string::npos, "shape ", shape, " is not ROWSxCOLS");
-        const int64_t rows = std::stoll(shape.substr(0, xpos)), cols = std::stoll(shape.substr(xpos + 1));
+        const auto [rows, cols] = parse_shape(shape);
         for (const std::string& tname : types) {
             const GgmlType t = parse_type(tname);
             if (cols % ggml_block_size(t) != 0) continue;
@@ -341,9 +346,7 @@ int main(int argc, char** argv) try {
         return 0;
     }
     for (const std::string& shape : shapes) {
-        const size_t xpos = shape.find('x');
-        check(xpos != std::string::npos, "shape ", shape, " is not ROWSxCOLS");
-        const int64_t rows = std::stoll(shape.substr(0, xpos)), cols = std::stoll(shape.substr(xpos + 1));
+        const auto [rows, cols] = parse_shape(shape);
         for (const std::string& tname : types) {
             const GgmlType t = parse_type(tname);
             if (cols % ggml_block_size(t) != 0) continue;
