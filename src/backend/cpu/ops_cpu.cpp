@@ -4,6 +4,9 @@
 #include "backend/cpu/thread_pool.hpp"
 
 #include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <bit>
@@ -14,23 +17,77 @@
 
 namespace hs::cpu {
 
-float fast_exp(float x) {
-    // exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2/2; exp(r) by its degree-6 Taylor polynomial
-    // (truncation error r^7/7! < 1.3e-7 relative).
-    const bool neg_inf = x < -1e30f;
-    x = std::min(std::max(x, -87.0f), 88.0f);
-    const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
-    float p = 1.3888889e-3f;
-    p = p * r + 8.3333338e-3f;
-    p = p * r + 4.1666668e-2f;
-    p = p * r + 1.6666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const float scale = std::bit_cast<float>(int32_t(n + 127.0f) << 23);
-    return neg_inf ? 0.0f : p * scale;
+#if defined(__AVX512F__)
+namespace {
+// fast_exp on 16 lanes, the same steps (the scalar form's floor, clamps and polynomial; FMAs where the compiler
+// contracts the scalar form's multiply-adds too).
+inline __m512 exp16(__m512 x) {
+    const __mmask16 neg_inf = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-1e30f), _CMP_LT_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    const __m512 y = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f));
+    const __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.3888889e-3f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3333338e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1666668e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666667e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512i e = _mm512_slli_epi32(_mm512_cvttps_epi32(_mm512_add_ps(n, _mm512_set1_ps(127.0f))), 23);
+    return _mm512_maskz_mul_ps(static_cast<__mmask16>(~neg_inf), p, _mm512_castsi512_ps(e));
 }
+inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
+}  // namespace
+
+void softmax_row(float* s, int64_t n, int64_t lo, int64_t hi) {
+    const int64_t m = hi - lo;
+    float* x = s + lo;
+    __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < m; j += 16)
+        vmax = _mm512_mask_max_ps(vmax, tail_mask(m - j), vmax, _mm512_maskz_loadu_ps(tail_mask(m - j), x + j));
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < m; j += 16) {
+        const __mmask16 k = tail_mask(m - j);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), mx));
+        _mm512_mask_storeu_ps(x + j, k, e);
+        vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (int64_t j = 0; j < m; j += 16) {
+        const __mmask16 k = tail_mask(m - j);
+        _mm512_mask_storeu_ps(x + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + j), inv));
+    }
+    std::fill(s, s + lo, 0.0f);
+    std::fill(s + hi, s + n, 0.0f);
+}
+#else
+void softmax_row(float* s, int64_t n, int64_t lo, int64_t hi) {
+    constexpr int64_t kLanes = 16;  // as the AVX-512 form: 16 partial maxima and sums
+    const int64_t m = hi - lo, full = m / kLanes * kLanes;
+    float* x = s + lo;
+    float lane[kLanes];
+    std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < full; j += kLanes)
+        for (int64_t k = 0; k < kLanes; ++k) lane[k] = std::max(lane[k], x[j + k]);
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t k = 0; k < kLanes; ++k) mx = std::max(mx, lane[k]);
+    for (int64_t j = full; j < m; ++j) mx = std::max(mx, x[j]);
+    for (int64_t j = 0; j < m; ++j) x[j] = fast_exp(x[j] - mx);
+    std::fill(lane, lane + kLanes, 0.0f);
+    for (int64_t j = 0; j < full; j += kLanes)
+        for (int64_t k = 0; k < kLanes; ++k) lane[k] += x[j + k];
+    float sum = 0;
+    for (int64_t k = 0; k < kLanes; ++k) sum += lane[k];
+    for (int64_t j = full; j < m; ++j) sum += x[j];
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < m; ++j) x[j] *= inv;
+    std::fill(s, s + lo, 0.0f);
+    std::fill(s + hi, s + n, 0.0f);
+}
+#endif
 
 void matmul_cpu(const float* x, const Matrix& w, float* y, int64_t rows, bool accumulate) {
     if (rows == 0) return;
@@ -102,22 +159,6 @@ namespace {
 inline void visible_keys(const AttentionArgs& a, int64_t qpos, int64_t& lo, int64_t& hi) {
     hi = qpos + 1;
     lo = a.window > 0 ? std::max<int64_t>(0, qpos - a.window + 1) : 0;
-}
-
-// In place: scores[0..n) -> softmax over [lo, hi), zero elsewhere.
-inline void softmax_row(float* s, int64_t n, int64_t lo, int64_t hi) {
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, s[j]);
-    float sum = 0;
-    for (int64_t j = lo; j < hi; ++j) {
-        const float e = fast_exp(s[j] - mx);
-        s[j] = e;
-        sum += e;
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t j = lo; j < hi; ++j) s[j] *= inv;
-    for (int64_t j = 0; j < lo; ++j) s[j] = 0;
-    for (int64_t j = hi; j < n; ++j) s[j] = 0;
 }
 
 constexpr int64_t kQueryTile = 128;  // query rows per score tile: bounds scratch to kQueryTile x keys
