@@ -237,11 +237,31 @@ void attention_probs_cpu(const AttentionArgs& a, const int32_t* rows, int64_t n_
 }
 
 void gated_activation_cpu(const float* gate, const float* up, float* out, int64_t n, Activation act) {
+    int64_t i0 = 0;
+#if defined(__AVX512F__)
+    // 16 at a time with exp16 (the scalar loops below stay for the tail and for builds without AVX-512)
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i0 + 16 <= n; i0 += 16) {
+        const __m512 x = _mm512_loadu_ps(gate + i0), v = _mm512_loadu_ps(up + i0);
+        __m512 y;
+        if (act == Activation::SILU) {
+            y = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        } else {
+            const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+            const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f),
+                                           _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
+            const __m512 e = exp16(_mm512_add_ps(u, u));
+            const __m512 th = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+            y = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(one, th));
+        }
+        _mm512_storeu_ps(out + i0, _mm512_mul_ps(y, v));
+    }
+#endif
     if (act == Activation::SILU) {
-        for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + fast_exp(-gate[i])) * up[i];
+        for (int64_t i = i0; i < n; ++i) out[i] = gate[i] / (1.0f + fast_exp(-gate[i])) * up[i];
     } else {
         // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); tanh(u) = 1 - 2/(e^{2u}+1)
-        for (int64_t i = 0; i < n; ++i) {
+        for (int64_t i = i0; i < n; ++i) {
             const float x = gate[i];
             const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
             const float th = 1.0f - 2.0f / (fast_exp(2.0f * u) + 1.0f);
