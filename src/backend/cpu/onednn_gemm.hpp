@@ -1,0 +1,64 @@
+// backend/cpu/onednn_gemm.hpp: the bf16-weight prefill GEMM through oneDNN (optional dependency, issue 16).
+//
+// `--precision bf16` keeps weight matrices as bf16. Without oneDNN, its prefill (n >= kGemmMinRows input rows)
+// widens tiles of W to fp32 and calls cblas_sgemm (matmul_blocks.cpp). OpenBLAS is slow for few rows, so products
+// of kGemmMinRows <= n < kOnednnMaxRows rows go to oneDNN's matmul instead: the fp32 activations rounded to bf16
+// (round to nearest even), bf16 x bf16 products accumulated in fp32, fp32 output. The weights are used in place,
+// in their own row-major layout: no reordered copy, no extra memory (a copy in oneDNN's preferred blocked layout
+// would double the bf16 weights, 16 GB more for an 8B model, for 1.1-1.3x more at 32 rows).
+//
+// Measured (results/precision/onednn-bf16.md; Intel Xeon family 6 model 207 in a VM that does not expose AMX, so
+// oneDNN 2.6.3 runs brg:avx512_core_bf16; 1 thread): oneDNN / ours at 8 rows 2.4-3.4x, 16 rows 1.3-1.7x, 32 rows
+// 1.1-1.3x, 64 rows 0.84-1.0x, 128 rows 0.7-0.8x: below 48 rows oneDNN, from 48 the SGEMM path.
+//
+// Threads: Debian's oneDNN uses OpenMP; each call runs with the backend's thread count (omp_set_num_threads for
+// the call, the caller's setting restored after). Not used: when the build has no oneDNN (HEADSWEEP_WITH_ONEDNN),
+// when the CPU has neither AVX-512-BF16 nor AMX-BF16 (oneDNN would emulate bf16, slower than the SGEMM path), when
+// HEADSWEEP_ONEDNN=off is set, or for a shape where oneDNN picks no brgemm kernel (the caller's path runs).
+// oneDNN 2.6 asks Linux for the AMX tile state itself (arch_prctl ARCH_REQ_XCOMP_PERM); prepare_cpu_runtime does too.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "util/cpu_features.hpp"
+
+namespace hs::cpu {
+
+// bf16-weight products of kGemmMinRows <= n < kOnednnMaxRows input rows use oneDNN where it is available.
+inline constexpr int64_t kOnednnMaxRows = 48;
+
+bool onednn_built();           // this binary was built with oneDNN
+std::string onednn_version();  // "oneDNN 2.6.3 (OpenMP)"; "" when not built
+// The CPU has a bf16 instruction set oneDNN computes with (AMX-BF16 or AVX-512-BF16).
+bool onednn_bf16_cpu_ok(const CpuFeatures& cpu);
+// HEADSWEEP_ONEDNN=off|0|no in the environment turns the oneDNN path off.
+bool onednn_disabled_by_env();
+
+class OnednnBf16Gemm {
+public:
+    // nullptr when the build has no oneDNN or the CPU has no bf16 instructions (*why says which, when given).
+    // threads <= 0: OpenMP's default (omp_get_max_threads of the creating thread).
+    static std::unique_ptr<OnednnBf16Gemm> create(const CpuFeatures& cpu, int threads, std::string* why = nullptr);
+    ~OnednnBf16Gemm();
+    OnednnBf16Gemm(const OnednnBf16Gemm&) = delete;
+    OnednnBf16Gemm& operator=(const OnednnBf16Gemm&) = delete;
+
+    // y[n, rows] = bf16(x)[n, cols] . W^T (+ y when accumulate), W rows x cols bf16 row-major (as BlockMatrix BF16).
+    // Returns false, with y untouched, when oneDNN has no brgemm kernel for the shape: the caller computes it.
+    bool matmul(const float* x, const uint16_t* w, int64_t rows, int64_t cols, float* y, int64_t n, bool accumulate);
+
+    // oneDNN's kernel for the bf16 matmul on this CPU, e.g. "brg:avx512_core_amx" or "brg:avx512_core_bf16".
+    const std::string& kernel() const;
+    int threads() const;
+    // "oneDNN 2.6.3 brg:avx512_core_bf16, bf16 activations, below 48 rows, 2 threads"
+    std::string describe() const;
+
+private:
+    struct Impl;
+    explicit OnednnBf16Gemm(std::unique_ptr<Impl> p);
+    std::unique_ptr<Impl> p_;
+};
+
+}  // namespace hs::cpu
