@@ -720,18 +720,14 @@ TEST_CASE("matmul_blocks: the oneDNN bf16 path at odd sizes against the fp32 ref
           "[matmul_blocks][onednn]") {
     const CpuFeatures cpu = detect_cpu_features();
     std::string why;
-    auto dnn1 = OnednnBf16Gemm::create(cpu, 1, &why);
-    auto dnn2 = OnednnBf16Gemm::create(cpu, 2);
-    if (!dnn1) {
+    auto dnn = OnednnBf16Gemm::create(cpu, &why);
+    if (!dnn) {
         // Absent only for the documented reasons.
         CHECK((!onednn_built() || !onednn_bf16_cpu_ok(cpu)));
         WARN("oneDNN bf16 GEMM not available here: " << why << "; only the fallback is tested");
         return;
     }
-    REQUIRE(dnn2);
-    CHECK(dnn1->kernel().rfind("brg", 0) == 0);
-    CHECK(dnn1->threads() == 1);
-    CHECK(dnn2->threads() == 2);
+    CHECK(dnn->kernel().rfind("brg", 0) == 0);
     std::mt19937 rng(2024);
     const KernelIsa best = best_kernel_isa(cpu);
     for (int64_t cols : {int64_t{1}, int64_t{7}, int64_t{33}, int64_t{515}}) {
@@ -744,8 +740,7 @@ TEST_CASE("matmul_blocks: the oneDNN bf16 path at odd sizes against the fp32 ref
                 const Reference ref16 = reference(tm, bf16_rounded(x), n);
                 std::vector<float> y1(n * rows, std::nanf("")), y2(y1), ys(y1);
                 KernelOptions o1 = kernel_options(best, 1), o2 = kernel_options(best, 2);
-                o1.onednn = dnn1.get();
-                o2.onednn = dnn2.get();
+                o1.onednn = o2.onednn = dnn.get();  // 2 threads: W's rows split in two (above 64 rows)
                 matmul_blocks(x.data(), tm.m, y1.data(), n, false, o1);
                 matmul_blocks(x.data(), tm.m, y2.data(), n, false, o2);
                 matmul_blocks(x.data(), tm.m, ys.data(), n, false, kernel_options(best, 2));  // no oneDNN: SGEMM
@@ -772,7 +767,7 @@ TEST_CASE("matmul_blocks: the oneDNN bf16 path at odd sizes against the fp32 ref
 TEST_CASE("matmul_blocks: the oneDNN path runs only for bf16 weights below kOnednnMaxRows rows",
           "[matmul_blocks][onednn]") {
     const CpuFeatures cpu = detect_cpu_features();
-    auto dnn = OnednnBf16Gemm::create(cpu, 2);
+    auto dnn = OnednnBf16Gemm::create(cpu);
     if (!dnn) {
         WARN("oneDNN bf16 GEMM not available here: nothing to route");
         return;
@@ -808,7 +803,7 @@ TEST_CASE("matmul_blocks: the oneDNN path runs only for bf16 weights below kOned
 TEST_CASE("onednn_gemm: availability follows the build, the CPU and HEADSWEEP_ONEDNN", "[matmul_blocks][onednn]") {
     CpuFeatures none;  // no bf16 instructions
     std::string why;
-    CHECK(OnednnBf16Gemm::create(none, 1, &why) == nullptr);
+    CHECK(OnednnBf16Gemm::create(none, &why) == nullptr);
     CHECK(!why.empty());
     if (!onednn_built()) CHECK(onednn_version().empty());
     else CHECK(onednn_version().rfind("oneDNN ", 0) == 0);

@@ -136,7 +136,7 @@ void print_machine() {
     // The bf16 prefill of few rows (--precision bf16): oneDNN where the build and the CPU have it, else SGEMM.
     {
         std::string why;
-        const auto dnn = cpu::onednn_disabled_by_env() ? nullptr : cpu::OnednnBf16Gemm::create(c, 0, &why);
+        const auto dnn = cpu::onednn_disabled_by_env() ? nullptr : cpu::OnednnBf16Gemm::create(c, &why);
         if (cpu::onednn_disabled_by_env()) why = "HEADSWEEP_ONEDNN=off";
         if (dnn)
             std::printf("bf16 prefill   %s below %lld rows (else the fp32 tiles + SGEMM)\n",

@@ -70,10 +70,10 @@ public:
         kernels_.prefill = prefill;
         pool_ = std::make_unique<cpu::ThreadPool>(threads > 0 ? threads : std::max(1, openblas_get_num_threads()));
         kernels_.pool = pool_.get();
-        // oneDNN's bf16 GEMM for short bf16 prefills, with the same thread count as OpenBLAS and the pool (they
-        // take turns: each product runs on one of them while the others' threads sleep).
+        // oneDNN's bf16 GEMM for short bf16 prefills, run sequentially on each of the pool's threads (no OpenMP
+        // threads of its own; onednn_gemm.hpp).
         if (onednn && !cpu::onednn_disabled_by_env())
-            onednn_ = cpu::OnednnBf16Gemm::create(detect_cpu_features(), pool_->size(), &no_onednn_);
+            onednn_ = cpu::OnednnBf16Gemm::create(detect_cpu_features(), &no_onednn_);
         else
             no_onednn_ = onednn ? "HEADSWEEP_ONEDNN=off" : "turned off";
         kernels_.onednn = onednn_.get();

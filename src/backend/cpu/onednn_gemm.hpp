@@ -11,8 +11,12 @@
 // oneDNN 2.6.3 runs brg:avx512_core_bf16; 1 thread): oneDNN / ours at 8 rows 2.4-3.4x, 16 rows 1.3-1.7x, 32 rows
 // 1.1-1.3x, 64 rows 0.84-1.0x, 128 rows 0.7-0.8x: below 48 rows oneDNN, from 48 the SGEMM path.
 //
-// Threads: Debian's oneDNN uses OpenMP; each call runs with the backend's thread count (omp_set_num_threads for
-// the call, the caller's setting restored after). Not used: when the build has no oneDNN (HEADSWEEP_WITH_ONEDNN),
+// Threads: Debian's oneDNN uses OpenMP, whose idle workers spin for a long time after each parallel region
+// (GOMP_SPINCOUNT, read at program load; ~15 ms of PAUSE on this CPU) and took the cores from our pool and
+// OpenBLAS: SmolLM2 bf16 prefill of 32 tokens 19.5 tok/s with oneDNN's OpenMP threads vs 177.5 without oneDNN
+// (OMP_WAIT_POLICY=PASSIVE: 249.5). So oneDNN runs sequentially (its primitives created and run with OpenMP's
+// thread count at 1 on the calling thread, restored after) and the product is split by W rows over the backend's
+// ThreadPool, one primitive call per thread with its own stream and scratchpad: no OpenMP worker ever starts. Not used: when the build has no oneDNN (HEADSWEEP_WITH_ONEDNN),
 // when the CPU has neither AVX-512-BF16 nor AMX-BF16 (oneDNN would emulate bf16, slower than the SGEMM path), when
 // HEADSWEEP_ONEDNN=off is set, or for a shape where oneDNN picks no brgemm kernel (the caller's path runs).
 // oneDNN 2.6 asks Linux for the AMX tile state itself (arch_prctl ARCH_REQ_XCOMP_PERM); prepare_cpu_runtime does too.
@@ -25,6 +29,8 @@
 #include "util/cpu_features.hpp"
 
 namespace hs::cpu {
+
+class ThreadPool;  // backend/cpu/thread_pool.hpp
 
 // bf16-weight products of kGemmMinRows <= n < kOnednnMaxRows input rows use oneDNN where it is available.
 inline constexpr int64_t kOnednnMaxRows = 48;
@@ -39,20 +45,20 @@ bool onednn_disabled_by_env();
 class OnednnBf16Gemm {
 public:
     // nullptr when the build has no oneDNN or the CPU has no bf16 instructions (*why says which, when given).
-    // threads <= 0: OpenMP's default (omp_get_max_threads of the creating thread).
-    static std::unique_ptr<OnednnBf16Gemm> create(const CpuFeatures& cpu, int threads, std::string* why = nullptr);
+    static std::unique_ptr<OnednnBf16Gemm> create(const CpuFeatures& cpu, std::string* why = nullptr);
     ~OnednnBf16Gemm();
     OnednnBf16Gemm(const OnednnBf16Gemm&) = delete;
     OnednnBf16Gemm& operator=(const OnednnBf16Gemm&) = delete;
 
     // y[n, rows] = bf16(x)[n, cols] . W^T (+ y when accumulate), W rows x cols bf16 row-major (as BlockMatrix BF16).
-    // Returns false, with y untouched, when oneDNN has no brgemm kernel for the shape: the caller computes it.
-    bool matmul(const float* x, const uint16_t* w, int64_t rows, int64_t cols, float* y, int64_t n, bool accumulate);
+    // The rows of W are split over pool's threads (nullptr: the calling thread only). Returns false, with y
+    // untouched, when oneDNN has no brgemm kernel for the shape: the caller computes it. One product at a time.
+    bool matmul(const float* x, const uint16_t* w, int64_t rows, int64_t cols, float* y, int64_t n, bool accumulate,
+                ThreadPool* pool);
 
     // oneDNN's kernel for the bf16 matmul on this CPU, e.g. "brg:avx512_core_amx" or "brg:avx512_core_bf16".
     const std::string& kernel() const;
-    int threads() const;
-    // "oneDNN 2.6.3 brg:avx512_core_bf16, bf16 activations, below 48 rows, 2 threads"
+    // "oneDNN 2.6.3 (OpenMP) brg:avx512_core_bf16, bf16 activations, below 48 rows"
     std::string describe() const;
 
 private:
