@@ -3,6 +3,9 @@
 //           tiles of rows widened to fp32, then cblas_sgemm; exact fp32 products of the bf16 weights);
 //   onednn  oneDNN's matmul with the bf16 weights reordered ONCE into the layout oneDNN prefers for them (as an
 //           integration keeps them), the fp32 activations reordered to bf16 on every call (counted), fp32 output;
+//   engine  what the engine runs for bf16 prefills below kOnednnMaxRows rows (backend/cpu/onednn_gemm.hpp): sequential
+//           oneDNN primitives on the weights in place, W's rows split over our ThreadPool (no OpenMP threads),
+//           called here at every n to find the crossover;
 //   sgemm   cblas_sgemm on an fp32 copy of the weights (the `--precision f32` path), for reference.
 // y[n, rows] = x[n, cols] . W^T with W rows x cols (rows = output features). GFLOP/s = 2 n rows cols / time.
 // Threads: OpenBLAS and our pool get `threads`; oneDNN (OpenMP runtime in Debian's build) gets omp_set_num_threads.
@@ -27,6 +30,7 @@
 
 #include "backend/cpu/cpu_runtime.hpp"
 #include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/onednn_gemm.hpp"
 #include "backend/cpu/thread_pool.hpp"
 #include "gguf/quant.hpp"
 #include "util/cpu_features.hpp"
@@ -178,11 +182,13 @@ int main(int argc, char** argv) {
                 v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : v->cpu_runtime == DNNL_RUNTIME_TBB ? "TBB" : "other");
     std::printf("# GFLOP/s = 2 n rows cols / s; ours = bf16 tiles -> fp32 + sgemm; onednn = bf16 x bf16 -> f32 "
                 "(activation reorder f32->bf16 counted; dnn-plain: the weights in their own row-major layout, no reordered copy); sgemm = fp32 weights\n");
-    std::printf("%-10s %-11s %5s %3s %9s %9s %9s %9s %8s %8s  %s\n", "model", "shape", "n", "thr", "ours", "onednn",
-                "dnn-plain", "sgemm", "dnn/ours", "dnn/sgemm", "onednn impl");
+    std::printf("%-10s %-11s %5s %3s %9s %9s %9s %9s %9s %8s %8s %8s  %s\n", "model", "shape", "n", "thr", "ours", "onednn",
+                "dnn-plain", "engine", "sgemm", "dnn/ours", "eng/ours", "dnn/sgemm", "onednn impl");
 
-    dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-    dnnl::stream strm(eng);
+    dnnl::engine dnn_eng(dnnl::engine::kind::cpu, 0);
+    dnnl::stream strm(dnn_eng);
+    const std::unique_ptr<OnednnBf16Gemm> eng = OnednnBf16Gemm::create(rt.cpu);
+    if (!eng) { std::fprintf(stderr, "oneDNN's bf16 GEMM is not available on this CPU\n"); return 1; }
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::map<int64_t, std::unique_ptr<ThreadPool>> pools;
@@ -206,11 +212,17 @@ int main(int argc, char** argv) {
                 omp_set_num_threads(static_cast<int>(t));
                 KernelOptions o{isa, pool.get()};
                 const double t_ours = time_call([&] { matmul_blocks(x.data(), bm, y0.data(), n, false, o); }, min_time);
-                OnednnGemm g(eng, strm, w16.data(), R, C, n, x.data(), y1.data(), false);
+                OnednnGemm g(dnn_eng, strm, w16.data(), R, C, n, x.data(), y1.data(), false);
                 const double t_dnn = time_call([&] { g.run(); }, min_time);
-                OnednnGemm gp(eng, strm, w16.data(), R, C, n, x.data(), y1.data(), true);
+                OnednnGemm gp(dnn_eng, strm, w16.data(), R, C, n, x.data(), y1.data(), true);
                 const double t_mm = time_call([&] { gp.run(); }, min_time);
                 if (gp.impl != g.impl) g.impl += " / plain: " + gp.impl;
+                std::vector<float> y3(y0.size());
+                const double t_eng = time_call([&] {
+                    if (!eng->matmul(x.data(), w16.data(), R, C, y3.data(), n, false, pool.get()))
+                        std::fprintf(stderr, "engine path: no brgemm kernel for %lldx%lld n %lld\n", (long long)R,
+                                     (long long)C, (long long)n);
+                }, min_time);
                 const double t_sg = time_call([&] {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(R), int(C), 1.0f, x.data(),
                                 int(C), w32.data(), int(C), 0.0f, y2.data(), int(R));
@@ -222,10 +234,10 @@ int main(int argc, char** argv) {
                     maxr = std::max(maxr, double(std::fabs(y0[i])));
                 }
                 const double fl = 2.0 * double(n) * double(R) * double(C) * 1e-9;
-                std::printf("%-10s %5lldx%-5lld %5lld %3lld %9.1f %9.1f %9.1f %9.1f %8.2f %8.2f  %s (max|diff| %.3g of "
+                std::printf("%-10s %5lldx%-5lld %5lld %3lld %9.1f %9.1f %9.1f %9.1f %9.1f %8.2f %8.2f %8.2f  %s (max|diff| %.3g of "
                             "max|y| %.3g)\n",
                             s.model, (long long)R, (long long)C, (long long)n, (long long)t, fl / t_ours,
-                            fl / t_dnn, fl / t_mm, fl / t_sg, t_ours / t_dnn, t_sg / t_dnn, g.impl.c_str(), maxd, maxr);
+                            fl / t_dnn, fl / t_mm, fl / t_eng, fl / t_sg, t_ours / t_dnn, t_ours / t_eng, t_sg / t_dnn, g.impl.c_str(), maxd, maxr);
                 std::fflush(stdout);
             }
         }
