@@ -89,8 +89,8 @@ struct OnednnBf16Gemm::Impl {
     std::vector<std::vector<uint8_t>> scratch;  // one user scratchpad per slice
     std::vector<std::vector<float>> ys;         // one dense output per slice, copied (added) into y
 
-    // y[n, nr] = x16[n, cols] . W[nr rows]^T, W as stored (cols x nr, "ba"), y dense (oneDNN 2.6's brgemm matmul
-    // takes no row stride for y: with one, it picks a slow kernel). Created with one OpenMP thread.
+    // y[n, nr] = x16[n, cols] . W[nr rows]^T, W as stored (cols x nr, "ba"), y dense: with a row stride on y,
+    // oneDNN 2.6 picks gemm:jit instead of its brgemm kernel. Created with one OpenMP thread.
     Prim& prim(int64_t n, int64_t nr, int64_t cols) {
         const auto key = std::make_tuple(n, nr, cols);
         auto it = cache.find(key);

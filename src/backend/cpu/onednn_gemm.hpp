@@ -8,8 +8,11 @@
 // would double the bf16 weights, 16 GB more for an 8B model, for 1.1-1.3x more at 32 rows).
 //
 // Measured (results/precision/onednn-bf16.md; Intel Xeon family 6 model 207 in a VM that does not expose AMX, so
-// oneDNN 2.6.3 runs brg:avx512_core_bf16; 1 thread): oneDNN / ours at 8 rows 2.4-3.4x, 16 rows 1.3-1.7x, 32 rows
-// 1.1-1.3x, 64 rows 0.84-1.0x, 128 rows 0.7-0.8x: below 48 rows oneDNN, from 48 the SGEMM path.
+// oneDNN 2.6.3 runs brg:avx512_core_bf16; SmolLM2 and 8B llama3 matrices): this path / the SGEMM path at 16 rows
+// 1.3-2.0x (1 thread) and 1.2-2.8x (2 threads), 32 rows 0.86-1.35x and 1.0-1.9x, 48 rows 0.72-1.23x and
+// 0.82-1.74x, 96 rows 0.59-0.99x and 0.63-1.51x: below 48 rows oneDNN (SmolLM2's small matrices lose from ~32-48,
+// the 8B ones gain further), from 48 the SGEMM path. Engine, 2 threads: bf16 prefill of 32 tokens 1.4-1.8x
+// (SmolLM2), 1.7x (8B).
 //
 // Threads: Debian's oneDNN uses OpenMP, whose idle workers spin for a long time after each parallel region
 // (GOMP_SPINCOUNT, read at program load; ~15 ms of PAUSE on this CPU) and took the cores from our pool and
