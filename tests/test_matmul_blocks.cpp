@@ -794,6 +794,13 @@ TEST_CASE("matmul_blocks: the oneDNN path runs only for bf16 weights below kOned
             CHECK(run(b16, n, with, x) == run(b16, n, without, x));
         CHECK(run(f16, n, with, x) == run(f16, n, without, x));  // other weight types never
     }
+    // the exact prefill (NativePrefill::F32) keeps bf16 weights off oneDNN
+    {
+        KernelOptions exact = with;
+        exact.prefill = NativePrefill::F32;
+        const std::vector<float> x = random_x(16, cols, rng);
+        CHECK(run(b16, 16, exact, x) == run(b16, 16, without, x));
+    }
     // decode (n < kGemmMinRows) stays on our GEMV
     const std::vector<float> x1 = random_x(1, cols, rng);
     CHECK(run(b16, 1, with, x1) == run(b16, 1, without, x1));

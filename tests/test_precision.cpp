@@ -277,7 +277,10 @@ TEST_CASE("bf16 through oneDNN on SmolLM2: teacher-forced log-probabilities agai
     const Model ref = load_model(path, lo);
     lo.precision = WeightPrecision::BF16;
     const Model b16 = load_model(path, lo);
-    auto be_on = make_cpu_backend(2, "auto", "f32", true), be_off = make_cpu_backend(2, "auto", "f32", false);
+    auto be_on = make_cpu_backend(2, "auto", "auto", true), be_off = make_cpu_backend(2, "auto", "auto", false);
+    // --native-prefill f32 keeps the exact products: no oneDNN
+    CHECK(make_cpu_backend(2, "auto", "f32", true)->describe().find("native prefill f32, the exact products") !=
+          std::string::npos);
     INFO(be_on->describe());
     const bool have = be_on->describe().find("oneDNN") != std::string::npos;
     CHECK(be_off->describe().find("sgemm (no oneDNN: turned off)") != std::string::npos);

@@ -45,7 +45,8 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
         ->capture_default_str();
     cmd->add_option("--native-prefill", o.native_prefill,
                     "cpu, native precision: prompts of >= 8 tokens through int8 tiles below a measured length "
-                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32)")
+                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32; also keeps "
+                    "bf16 weights off oneDNN, which auto uses below 48 tokens)")
         ->capture_default_str();
 }
 

@@ -72,10 +72,13 @@ public:
         kernels_.pool = pool_.get();
         // oneDNN's bf16 GEMM for short bf16 prefills, run sequentially on each of the pool's threads (no OpenMP
         // threads of its own; onednn_gemm.hpp).
-        if (onednn && !cpu::onednn_disabled_by_env())
+        // Not with the exact prefill (--native-prefill f32): oneDNN rounds the activations to bf16.
+        if (onednn && !cpu::onednn_disabled_by_env() && prefill != cpu::NativePrefill::F32)
             onednn_ = cpu::OnednnBf16Gemm::create(detect_cpu_features(), &no_onednn_);
         else
-            no_onednn_ = onednn ? "HEADSWEEP_ONEDNN=off" : "turned off";
+            no_onednn_ = !onednn ? "turned off"
+                         : prefill == cpu::NativePrefill::F32 ? "native prefill f32, the exact products"
+                                                                : "HEADSWEEP_ONEDNN=off";
         kernels_.onednn = onednn_.get();
     }
     Device device() const override { return Device::CPU; }

@@ -473,7 +473,7 @@ void gemm(const float* x, const BlockMatrix& w, float* y, int64_t n, bool accumu
         return;
     }
     // Few rows of bf16 weights: oneDNN (bf16 x bf16, fp32 accumulation), 1.1-3.4x the tiles + SGEMM below 48 rows.
-    if (w.type == GgmlType::BF16 && o.onednn && n < kOnednnMaxRows &&
+    if (w.type == GgmlType::BF16 && o.onednn && o.prefill != NativePrefill::F32 && n < kOnednnMaxRows &&
         o.onednn->matmul(x, static_cast<const uint16_t*>(w.data), w.rows, w.cols, y, n, accumulate, o.pool))
         return;
     const int64_t tr = tile_rows_for(w.cols, w.rows);

@@ -55,7 +55,7 @@ inline constexpr int64_t kGemmMinRows = 8;
 enum class NativePrefill : uint8_t {
     AUTO,  // INT8 for n below the crossover (kInt8PrefillMaxRows*) where the ISA has a 4 x 4 tile for the type
     INT8,  // always the int8 path
-    F32,   // always the f32 path (the behaviour before the int8 path existed)
+    F32,   // always the f32 path (the behaviour before the int8 path existed); BF16 weights keep off oneDNN too
 };
 const char* native_prefill_name(NativePrefill p);        // "auto" | "int8" | "f32"
 NativePrefill parse_native_prefill(const std::string& s);  // the names above; throws hs::Error naming them
@@ -79,8 +79,9 @@ struct KernelOptions {
     KernelIsa isa = KernelIsa::SCALAR;
     ThreadPool* pool = nullptr;  // the GEMV's and the tile dequantisation's threads; nullptr: the calling thread only
     NativePrefill prefill = NativePrefill::AUTO;
-    // BF16 weights, kGemmMinRows <= n < kOnednnMaxRows: oneDNN's bf16 GEMM (activations rounded to bf16) instead of
-    // the fp32 tiles + SGEMM; nullptr: never (no oneDNN in the build, a CPU without bf16 instructions, or off).
+    // BF16 weights, kGemmMinRows <= n < kOnednnMaxRows, prefill not F32: oneDNN's bf16 GEMM (activations rounded to
+    // bf16, as ggml's BF16 dot) instead of the fp32 tiles + SGEMM; nullptr: never (no oneDNN in the build, a CPU
+    // without bf16 instructions, or off).
     OnednnBf16Gemm* onednn = nullptr;
 };
 

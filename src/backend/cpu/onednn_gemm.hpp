@@ -19,9 +19,13 @@
 // OpenBLAS: SmolLM2 bf16 prefill of 32 tokens 19.5 tok/s with oneDNN's OpenMP threads vs 177.5 without oneDNN
 // (OMP_WAIT_POLICY=PASSIVE: 249.5). So oneDNN runs sequentially (its primitives created and run with OpenMP's
 // thread count at 1 on the calling thread, restored after) and the product is split by W rows over the backend's
-// ThreadPool, one primitive call per thread with its own stream and scratchpad: no OpenMP worker ever starts. Not used: when the build has no oneDNN (HEADSWEEP_WITH_ONEDNN),
-// when the CPU has neither AVX-512-BF16 nor AMX-BF16 (oneDNN would emulate bf16, slower than the SGEMM path), when
-// HEADSWEEP_ONEDNN=off is set, or for a shape where oneDNN picks no brgemm kernel (the caller's path runs).
+// ThreadPool, one primitive call per thread with its own stream and scratchpad: no OpenMP worker ever starts.
+//
+// Not used: under NativePrefill::F32 (--native-prefill f32, the exact fp32 products; the default auto uses it, for
+// BF16 weights at --precision bf16 and for BF16 files at native), when the build has no oneDNN
+// (HEADSWEEP_WITH_ONEDNN), when the CPU has neither AVX-512-BF16 nor AMX-BF16 (oneDNN would emulate bf16, slower than
+// the SGEMM path), when HEADSWEEP_ONEDNN=off is set, or for a shape where oneDNN picks no brgemm kernel (the caller's
+// path runs).
 // oneDNN 2.6 asks Linux for the AMX tile state itself (arch_prctl ARCH_REQ_XCOMP_PERM); prepare_cpu_runtime does too.
 #pragma once
 
