@@ -2,6 +2,7 @@
 // plain prefill rate at the same step length, and peak memory, as one JSON line plus the ratios.
 // Usage: headsweep_bench_infiniretri MODEL [--tokens 32768] [--depth 50] [--threads 1] [--data DIR] [--chunk 1024]
 //        [--topk 300] [--window 8] [--trace FILE] [--task NAME --item I] [--prefill-reps 3]
+//        [--precision f32|bf16|native]
 // --prefill-reps 0: skip the plain-prefill timing (trace runs that only feed the comparison).
 // --task NAME --item I: instead of a niah cell, the I-th example (0-based, file order) of any eval task whose
 // examples have a context and a question, e.g. longbench-hotpotqa: built by build_task exactly as `headsweep eval`
@@ -59,7 +60,7 @@ int main(int argc, char** argv) try {
     hs::prepare_cpu_runtime(argv);
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL [--tokens 32768] [--depth 50] [--threads 1] [--data DIR] [--chunk 1024] "
-                             "[--topk 300] [--window 8] [--trace FILE] [--task NAME --item I] [--prefill-reps 3]\n", argv[0]);
+                             "[--topk 300] [--window 8] [--trace FILE] [--task NAME --item I] [--prefill-reps 3] [--precision f32|bf16|native]\n", argv[0]);
         return 2;
     }
     const std::string spec = argv[1];
@@ -69,6 +70,7 @@ int main(int argc, char** argv) try {
     int64_t item = 0;
     int32_t prefill_reps = 3;
     infiniretri::Options o;
+    LoadOptions lo;
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
         if (k == "--tokens") tokens = std::stoll(v);
@@ -82,9 +84,10 @@ int main(int argc, char** argv) try {
         else if (k == "--task") task = v;
         else if (k == "--item") item = std::stoll(v);
         else if (k == "--prefill-reps") prefill_reps = std::stoi(v);
+        else if (k == "--precision") lo.precision = parse_weight_precision(v);
         else fail("unknown option ", k);
     }
-    const Model m = open_model(spec);
+    const Model m = open_model(spec, lo);
     BackendOptions bo;
     bo.threads = threads;
     auto backend = make_backend(Device::CPU, bo);
@@ -165,11 +168,12 @@ int main(int argc, char** argv) try {
     }
     const double prefill_tps = double(ids.size()) / best;
     const double context_tps = double(r.context_tokens) / read_s;
-    std::printf("{\"model\":\"%s\",\"threads\":%d,\"cpu_core\":\"%s\",\"length\":%lld,\"depth\":%d,\"build_s\":%.3f,"
+    std::printf("{\"model\":\"%s\",\"precision\":\"%s\",\"backend\":%s,\"threads\":%d,\"cpu_core\":\"%s\",\"length\":%lld,\"depth\":%d,\"build_s\":%.3f,"
                 "\"read_s\":%.3f,\"chunks\":%lld,\"context_tokens\":%lld,\"tokens_processed\":%lld,\"mean_step\":%lld,"
                 "\"prefill_tokens_per_s\":%.1f,\"context_tokens_per_s\":%.1f,\"processed_tokens_per_s\":%.1f,"
                 "\"cache_has_needle\":%d,\"peak_rss_mib\":%.1f}\n",
-                spec.c_str(), threads, cpu_runtime_tag().c_str(), (long long)tokens, depth, build_s, read_s,
+                spec.c_str(), weight_precision_name(lo.precision), json_str(backend->describe()).c_str(), threads,
+                cpu_runtime_tag().c_str(), (long long)tokens, depth, build_s, read_s,
                 (long long)r.chunks, (long long)r.context_tokens, (long long)r.tokens_processed, (long long)step,
                 prefill_tps, context_tps, double(r.tokens_processed) / read_s,
                 int(r.cache_text.find("Dolores Park") != std::string::npos), peak_rss_mib());

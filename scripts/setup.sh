@@ -36,7 +36,7 @@ PACKAGES=(
     build-essential cmake pkg-config unzip
     libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
     libboost-dev libboost-mpi-dev libboost-serialization-dev libboost-context-dev
-    catch2 libcli11-dev libopenblas-dev libtomlplusplus-dev libfaiss-dev
+    catch2 libcli11-dev libopenblas-dev libtomlplusplus-dev libfaiss-dev libdnnl-dev
     nlohmann-json3-dev libpcre2-dev libicu-dev zlib1g-dev
     python3 python3-pip python3-h5py python3-matplotlib python3-numpy
     slurm-wlm munge

@@ -18,6 +18,7 @@
 
 #include "backend/cpu/matmul_blocks.hpp"
 #include "backend/cpu/matmul_blocks_kernels.hpp"
+#include "backend/cpu/onednn_gemm.hpp"
 #include "gguf/quant.hpp"
 #include "util/cpu_features.hpp"
 #include "util/error.hpp"
@@ -695,4 +696,130 @@ TEST_CASE("matmul_blocks: the int8 prefill path gives the same outputs on 1 and 
             m = std::max(m, double(std::fabs(acc[k] - (static_cast<float>(k % 13) - 6.0f + y1[k]))));
         CHECK(m <= 1e-4);
     }
+}
+
+// ---------------------------------------------------------------------------------------------- oneDNN bf16 GEMM
+// BF16 weights with kGemmMinRows <= n < kOnednnMaxRows go to oneDNN where the build and the CPU have it
+// (backend/cpu/onednn_gemm.hpp). oneDNN rounds the activations to bf16 (nearest even), so its reference is the
+// exact product of the ROUNDED activations with the bf16 weights (fp32 accumulation: kTolFloat); against the
+// unrounded fp32 reference it is within the bf16 rounding of the activations (2^-9 relative per element).
+
+namespace {
+
+constexpr double kTolBf16Activations = 4e-3;
+
+std::vector<float> bf16_rounded(const std::vector<float>& x) {
+    std::vector<float> r(x.size());
+    for (size_t i = 0; i < x.size(); ++i) r[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("matmul_blocks: the oneDNN bf16 path at odd sizes against the fp32 reference, 1 and 2 threads",
+          "[matmul_blocks][onednn]") {
+    const CpuFeatures cpu = detect_cpu_features();
+    std::string why;
+    auto dnn = OnednnBf16Gemm::create(cpu, &why);
+    if (!dnn) {
+        // Absent only for the documented reasons.
+        CHECK((!onednn_built() || !onednn_bf16_cpu_ok(cpu)));
+        WARN("oneDNN bf16 GEMM not available here: " << why << "; only the fallback is tested");
+        return;
+    }
+    CHECK(dnn->kernel().rfind("brg", 0) == 0);
+    std::mt19937 rng(2024);
+    const KernelIsa best = best_kernel_isa(cpu);
+    for (int64_t cols : {int64_t{1}, int64_t{7}, int64_t{33}, int64_t{515}}) {
+        for (int64_t rows : {int64_t{7}, int64_t{131}, int64_t{333}}) {
+            const TestMatrix tm = make_matrix(GgmlType::BF16, rows, cols, rng);
+            for (int64_t n : {kGemmMinRows, kGemmMinRows + 1, int64_t{33}, kOnednnMaxRows - 1}) {
+                INFO("rows " << rows << " cols " << cols << " n " << n);
+                const std::vector<float> x = random_x(n, cols, rng);
+                const Reference ref = reference(tm, x, n);
+                const Reference ref16 = reference(tm, bf16_rounded(x), n);
+                std::vector<float> y1(n * rows, std::nanf("")), y2(y1), ys(y1);
+                KernelOptions o1 = kernel_options(best, 1), o2 = kernel_options(best, 2);
+                o1.onednn = o2.onednn = dnn.get();  // 2 threads: W's rows split in two (above 64 rows)
+                matmul_blocks(x.data(), tm.m, y1.data(), n, false, o1);
+                matmul_blocks(x.data(), tm.m, y2.data(), n, false, o2);
+                matmul_blocks(x.data(), tm.m, ys.data(), n, false, kernel_options(best, 2));  // no oneDNN: SGEMM
+                CHECK(worst(y1, ref16.exact, ref16.scale) <= kTolFloat);
+                CHECK(worst(y2, ref16.exact, ref16.scale) <= kTolFloat);
+                CHECK(worst(y1, ref.exact, ref.scale) <= kTolBf16Activations);
+                CHECK(worst(ys, ref.exact, ref.scale) <= kTolFloat);  // the fallback keeps fp32 activations
+                double d12 = 0;
+                for (size_t k = 0; k < y1.size(); ++k) d12 = std::max(d12, double(std::fabs(y1[k] - y2[k])));
+                CHECK(d12 <= 1e-4);
+                // accumulate: y + product
+                std::vector<float> acc(n * rows);
+                for (size_t k = 0; k < acc.size(); ++k) acc[k] = static_cast<float>(k % 11) - 5.0f;
+                const std::vector<float> base = acc;
+                matmul_blocks(x.data(), tm.m, acc.data(), n, true, o2);
+                double m = 0;
+                for (size_t k = 0; k < acc.size(); ++k) m = std::max(m, double(std::fabs(acc[k] - (base[k] + y2[k]))));
+                CHECK(m <= 1e-4);
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul_blocks: the oneDNN path runs only for bf16 weights below kOnednnMaxRows rows",
+          "[matmul_blocks][onednn]") {
+    const CpuFeatures cpu = detect_cpu_features();
+    auto dnn = OnednnBf16Gemm::create(cpu);
+    if (!dnn) {
+        WARN("oneDNN bf16 GEMM not available here: nothing to route");
+        return;
+    }
+    std::mt19937 rng(5);
+    const KernelIsa best = best_kernel_isa(cpu);
+    const int64_t cols = 576, rows = 200;
+    const TestMatrix b16 = make_matrix(GgmlType::BF16, rows, cols, rng);
+    const TestMatrix f16 = make_matrix(GgmlType::F16, rows, cols, rng);
+    KernelOptions with = kernel_options(best, 2), without = kernel_options(best, 2);
+    with.onednn = dnn.get();
+    auto run = [&](const TestMatrix& tm, int64_t n, const KernelOptions& o, const std::vector<float>& x) {
+        std::vector<float> y(n * rows);
+        matmul_blocks(x.data(), tm.m, y.data(), n, false, o);
+        return y;
+    };
+    // below the crossover: oneDNN (its bf16 activations change the result), from it: the SGEMM path, bit for bit
+    for (int64_t n : {kGemmMinRows, kOnednnMaxRows - 1, kOnednnMaxRows, int64_t{100}}) {
+        INFO("n " << n);
+        const std::vector<float> x = random_x(n, cols, rng);
+        if (n < kOnednnMaxRows)
+            CHECK(run(b16, n, with, x) != run(b16, n, without, x));
+        else
+            CHECK(run(b16, n, with, x) == run(b16, n, without, x));
+        CHECK(run(f16, n, with, x) == run(f16, n, without, x));  // other weight types never
+    }
+    // the exact prefill (NativePrefill::F32) keeps bf16 weights off oneDNN
+    {
+        KernelOptions exact = with;
+        exact.prefill = NativePrefill::F32;
+        const std::vector<float> x = random_x(16, cols, rng);
+        CHECK(run(b16, 16, exact, x) == run(b16, 16, without, x));
+    }
+    // decode (n < kGemmMinRows) stays on our GEMV
+    const std::vector<float> x1 = random_x(1, cols, rng);
+    CHECK(run(b16, 1, with, x1) == run(b16, 1, without, x1));
+    CHECK(dnn->describe().find(dnn->kernel()) != std::string::npos);
+}
+
+TEST_CASE("onednn_gemm: availability follows the build, the CPU and HEADSWEEP_ONEDNN", "[matmul_blocks][onednn]") {
+    CpuFeatures none;  // no bf16 instructions
+    std::string why;
+    CHECK(OnednnBf16Gemm::create(none, &why) == nullptr);
+    CHECK(!why.empty());
+    if (!onednn_built()) CHECK(onednn_version().empty());
+    else CHECK(onednn_version().rfind("oneDNN ", 0) == 0);
+    const char* old = std::getenv("HEADSWEEP_ONEDNN");
+    const std::string saved = old ? old : "";
+    setenv("HEADSWEEP_ONEDNN", "off", 1);
+    CHECK(onednn_disabled_by_env());
+    setenv("HEADSWEEP_ONEDNN", "on", 1);
+    CHECK(!onednn_disabled_by_env());
+    if (old) setenv("HEADSWEEP_ONEDNN", saved.c_str(), 1);
+    else unsetenv("HEADSWEEP_ONEDNN");
 }

@@ -11,6 +11,7 @@
 #include "logits_util.hpp"
 #include "backend/backend.hpp"
 #include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/onednn_gemm.hpp"
 #include "engine/engine.hpp"
 #include "gguf/gguf.hpp"
 #include "pear/fold.hpp"
@@ -263,6 +264,54 @@ TEST_CASE("the shipped models in native and bf16 precision against f32: logits a
         CHECK(mean8 < 0.12);
         CHECK(max8 > 0.0);
     }
+}
+
+TEST_CASE("bf16 through oneDNN on SmolLM2: teacher-forced log-probabilities against f32, oneDNN on and off", "[precision][onednn]") {
+    // Prompts shorter than cpu::kOnednnMaxRows tokens multiply bf16 weights with oneDNN where the build and the CPU
+    // have it (activations rounded to bf16); off, the same products take the fp32 tiles + SGEMM. Both within the
+    // bf16 tolerance of f32 (logits rel diff < 0.05, as above; log-probs as the decode path's bounds).
+    const std::string text = "The quick brown fox jumps over the lazy dog. Paris is the capital of France, and "
+                             "Berlin is the capital of Germany. One, two, three, four, five, six, seven.";
+    const std::string path = test_model_path();
+    LoadOptions lo;
+    const Model ref = load_model(path, lo);
+    lo.precision = WeightPrecision::BF16;
+    const Model b16 = load_model(path, lo);
+    auto be_on = make_cpu_backend(2, "auto", "auto", true), be_off = make_cpu_backend(2, "auto", "auto", false);
+    // --native-prefill f32 keeps the exact products: no oneDNN
+    CHECK(make_cpu_backend(2, "auto", "f32", true)->describe().find("native prefill f32, the exact products") !=
+          std::string::npos);
+    INFO(be_on->describe());
+    const bool have = be_on->describe().find("oneDNN") != std::string::npos;
+    CHECK(be_off->describe().find("sgemm (no oneDNN: turned off)") != std::string::npos);
+    const auto ids = ref.tokenizer.encode(text, false, ref.tokenizer.add_bos());
+    REQUIRE(int64_t(ids.size()) >= cpu::kGemmMinRows);
+    REQUIRE(int64_t(ids.size()) < cpu::kOnednnMaxRows);  // the whole text in one oneDNN prefill
+    Engine er(ref, *be_off), eon(b16, *be_on), eoff(b16, *be_off);
+    const auto lr = token_logprobs(er, ids), lon = token_logprobs(eon, ids), loff = token_logprobs(eoff, ids);
+    REQUIRE(lr.size() == lon.size());
+    REQUIRE(lr.size() == loff.size());
+    double max_on = 0, mean_on = 0, max_off = 0, mean_off = 0, on_off = 0;
+    for (size_t i = 0; i < lr.size(); ++i) {
+        max_on = std::max(max_on, std::fabs(lr[i] - lon[i]));
+        mean_on += std::fabs(lr[i] - lon[i]) / double(lr.size());
+        max_off = std::max(max_off, std::fabs(lr[i] - loff[i]));
+        mean_off += std::fabs(lr[i] - loff[i]) / double(lr.size());
+        on_off = std::max(on_off, std::fabs(lon[i] - loff[i]));
+    }
+    const auto r16 = logits_of(ref, *be_off, 16);
+    const double rel_on = rel_diff(logits_of(b16, *be_on, 16), r16), rel_off = rel_diff(logits_of(b16, *be_off, 16), r16);
+    WARN("bf16 vs f32 over " << lr.size() << " tokens: oneDNN " << (have ? "on" : "absent") << " log-prob |diff| max "
+                             << max_on << " mean " << mean_on << ", logits rel diff " << rel_on << "; off: max "
+                             << max_off << " mean " << mean_off << ", rel " << rel_off << "; on vs off max " << on_off);
+    CHECK(rel_on < 0.05);
+    CHECK(rel_off < 0.05);
+    CHECK(max_on < 1.0);
+    CHECK(mean_on < 0.12);
+    CHECK(max_off < 1.0);
+    CHECK(mean_off < 0.12);
+    if (have) CHECK(on_off > 0.0);  // oneDNN really ran (its bf16 activations differ from the fp32 ones)
+    else CHECK(on_off == 0.0);
 }
 
 namespace {

@@ -135,8 +135,10 @@ struct BackendOptions {
 
 // The CPU backend (OpenBLAS for fp32 weights; our kernels for bf16 and native blocks). threads <= 0: keep OpenBLAS's
 // default. kernels, native_prefill: as BackendOptions::cpu_kernels and ::native_prefill.
+// onednn: bf16 prefills of few rows through oneDNN where the build and the CPU have it (backend/cpu/onednn_gemm.hpp;
+// HEADSWEEP_ONEDNN=off in the environment turns it off too).
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0, const std::string& kernels = "auto",
-                                          const std::string& native_prefill = "auto");
+                                          const std::string& native_prefill = "auto", bool onednn = true);
 // CPU or CUDA; CUDA throws hs::Error when the build has no CUDA or no device is present.
 std::unique_ptr<Backend> make_backend(Device device, const BackendOptions& options);
 inline std::unique_ptr<Backend> make_backend(Device device, int threads = 0) {

@@ -199,7 +199,8 @@ void add_eval_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--native-prefill", f->native_prefill,
                     "cpu, native precision: prompts of >= 8 tokens through int8 tiles below a measured length "
-                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32)")
+                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32; also keeps "
+                    "bf16 weights off oneDNN, which auto uses below 48 tokens)")
         ->capture_default_str();
     cmd->add_flag("-q,--quiet", f->quiet, "no progress lines");
     cmd->add_flag("--mpi", f->mpi, "use the MPI coordinator even with one rank");

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "backend/cpu/cpu_runtime.hpp"
+#include "backend/cpu/onednn_gemm.hpp"
 #include "backend/cuda_module.hpp"
 #include "cli/commands.hpp"
 #include "engine/engine.hpp"
@@ -44,7 +45,8 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
         ->capture_default_str();
     cmd->add_option("--native-prefill", o.native_prefill,
                     "cpu, native precision: prompts of >= 8 tokens through int8 tiles below a measured length "
-                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32)")
+                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32; also keeps "
+                    "bf16 weights off oneDNN, which auto uses below 48 tokens)")
         ->capture_default_str();
 }
 
@@ -132,6 +134,17 @@ void print_machine() {
     std::printf("amx tile state %s\n", amx_state_name(r.amx));
     std::printf("blas           %s\n", r.blas.library.c_str());
     std::printf("blas core      %s\n", r.blas.describe().c_str());
+    // The bf16 prefill of few rows (--precision bf16): oneDNN where the build and the CPU have it, else SGEMM.
+    {
+        std::string why;
+        const auto dnn = cpu::onednn_disabled_by_env() ? nullptr : cpu::OnednnBf16Gemm::create(c, &why);
+        if (cpu::onednn_disabled_by_env()) why = "HEADSWEEP_ONEDNN=off";
+        if (dnn)
+            std::printf("bf16 prefill   %s below %lld rows (else the fp32 tiles + SGEMM)\n",
+                        (cpu::onednn_version() + " " + dnn->kernel()).c_str(), (long long)cpu::kOnednnMaxRows);
+        else
+            std::printf("bf16 prefill   fp32 tiles + SGEMM (no oneDNN: %s)\n", why.c_str());
+    }
     // The CUDA backend is a module loaded on demand (backend/cuda_module.hpp): say whether it loads and what it sees.
     const CudaModuleStatus cuda = probe_cuda_module();
     if (!cuda.built)

@@ -175,7 +175,8 @@ void add_sweep_command(CLI::App& app) {
         ->default_str("f32");
     cmd->add_option("--native-prefill", f->native_prefill,
                     "cpu, native precision: prompts of >= 8 tokens through int8 tiles below a measured length "
-                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32)")
+                    "(auto), always (int8), or dequantised + fp32 SGEMM (f32: prefill equals --precision f32; also keeps "
+                    "bf16 weights off oneDNN, which auto uses below 48 tokens)")
         ->default_str("auto");
     cmd->add_flag("--exclude-special", f->exclude_special, "draw proxy tokens only from non-special ids");
     cmd->add_option("--mean-over", f->mean_over, "total mode: ablation mean over batch | sequence")

@@ -10,6 +10,7 @@
 #include "backend/cpu/backward_cpu.hpp"
 #include "backend/cpu/cpu_runtime.hpp"
 #include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/onednn_gemm.hpp"
 #include "backend/cpu/thread_pool.hpp"
 #include "backend/cpu/ops_cpu.hpp"
 #include "util/error.hpp"
@@ -63,17 +64,28 @@ cpu::BlockMatrix block_matrix(const Matrix& w) {
 
 class CpuBackend final : public Backend {
 public:
-    CpuBackend(int threads, cpu::KernelIsa isa, cpu::NativePrefill prefill) : threads_(threads) {
+    CpuBackend(int threads, cpu::KernelIsa isa, cpu::NativePrefill prefill, bool onednn) : threads_(threads) {
         if (threads > 0) openblas_set_num_threads(threads);
         kernels_.isa = isa;
         kernels_.prefill = prefill;
         pool_ = std::make_unique<cpu::ThreadPool>(threads > 0 ? threads : std::max(1, openblas_get_num_threads()));
         kernels_.pool = pool_.get();
+        // oneDNN's bf16 GEMM for short bf16 prefills, run sequentially on each of the pool's threads (no OpenMP
+        // threads of its own; onednn_gemm.hpp).
+        // Not with the exact prefill (--native-prefill f32): oneDNN rounds the activations to bf16.
+        if (onednn && !cpu::onednn_disabled_by_env() && prefill != cpu::NativePrefill::F32)
+            onednn_ = cpu::OnednnBf16Gemm::create(detect_cpu_features(), &no_onednn_);
+        else
+            no_onednn_ = !onednn ? "turned off"
+                         : prefill == cpu::NativePrefill::F32 ? "native prefill f32, the exact products"
+                                                                : "HEADSWEEP_ONEDNN=off";
+        kernels_.onednn = onednn_.get();
     }
     Device device() const override { return Device::CPU; }
     std::string describe() const override {
         return "cpu (" + cpu_runtime_tag() + ", kernels " + cpu::kernel_isa_name(kernels_.isa) + ", native prefill " +
-               cpu::native_prefill_name(kernels_.prefill) + ")";
+               cpu::native_prefill_name(kernels_.prefill) + ", bf16 prefill " +
+               (onednn_ ? onednn_->describe() + ", else sgemm" : "sgemm (no oneDNN: " + no_onednn_ + ")") + ")";
     }
 
     float* allocate(int64_t n) override {
@@ -214,12 +226,15 @@ private:
     int threads_;
     std::unique_ptr<cpu::ThreadPool> pool_;  // our kernels' threads (OpenBLAS keeps its own)
     cpu::KernelOptions kernels_;
+    std::unique_ptr<cpu::OnednnBf16Gemm> onednn_;  // nullptr: bf16 prefill on the SGEMM path only
+    std::string no_onednn_;                         // why there is none
     std::map<std::pair<float, int32_t>, cpu::RopeTable> rope_tables_;  // per (base, d_head)
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernels, const std::string& native_prefill) {
+std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernels, const std::string& native_prefill,
+                                          bool onednn) {
     const CpuFeatures cpu = detect_cpu_features();
     cpu::KernelIsa isa = cpu::best_kernel_isa(cpu);
     if (!kernels.empty() && kernels != "auto") {
@@ -228,7 +243,7 @@ std::unique_ptr<Backend> make_cpu_backend(int threads, const std::string& kernel
               cpu.summary(), "; best: ", cpu::kernel_isa_name(cpu::best_kernel_isa(cpu)), ")");
     }
     return std::make_unique<CpuBackend>(threads, isa,
-                                        cpu::parse_native_prefill(native_prefill.empty() ? "auto" : native_prefill));
+                                        cpu::parse_native_prefill(native_prefill.empty() ? "auto" : native_prefill), onednn);
 }
 
 }  // namespace hs

@@ -7,7 +7,8 @@
 //     (Q8_0 for the 32-element types, Q8_K for the K-quants, as ggml does) and dotted with integer instructions;
 //     BF16/F16 rows are widened to fp32 and dotted with FMA (no rounding of the activations).
 //   - n large (prefill): tiles of W rows are dequantised into a per-thread fp32 buffer and multiplied with the
-//     fp32 SGEMM (OpenBLAS). The result equals the f32 path's up to summation order. Or, for quantised blocks and
+//     fp32 SGEMM (OpenBLAS). The result equals the f32 path's up to summation order. BF16 weights with fewer than
+//     kOnednnMaxRows rows go to oneDNN's bf16 GEMM where KernelOptions::onednn is set (onednn_gemm.hpp). Or, for quantised blocks and
 //     short prompts (NativePrefill, below), the decode arithmetic over all rows with 4 x 4 int8 tiles.
 // The instruction set is chosen at run time from the CPU's features (best_kernel_isa); a lower one can be forced
 // (tests run every variant the machine can execute against the scalar reference).
@@ -54,7 +55,7 @@ inline constexpr int64_t kGemmMinRows = 8;
 enum class NativePrefill : uint8_t {
     AUTO,  // INT8 for n below the crossover (kInt8PrefillMaxRows*) where the ISA has a 4 x 4 tile for the type
     INT8,  // always the int8 path
-    F32,   // always the f32 path (the behaviour before the int8 path existed)
+    F32,   // always the f32 path (the behaviour before the int8 path existed); BF16 weights keep off oneDNN too
 };
 const char* native_prefill_name(NativePrefill p);        // "auto" | "int8" | "f32"
 NativePrefill parse_native_prefill(const std::string& s);  // the names above; throws hs::Error naming them
@@ -71,12 +72,17 @@ inline constexpr int64_t kInt8PrefillMaxRows = 96;
 inline constexpr int64_t kInt8PrefillMaxRowsWide = 256;
 inline constexpr int64_t kInt8PrefillWideCols = 2048;
 
-class ThreadPool;  // backend/cpu/thread_pool.hpp
+class ThreadPool;      // backend/cpu/thread_pool.hpp
+class OnednnBf16Gemm;  // backend/cpu/onednn_gemm.hpp
 
 struct KernelOptions {
     KernelIsa isa = KernelIsa::SCALAR;
     ThreadPool* pool = nullptr;  // the GEMV's and the tile dequantisation's threads; nullptr: the calling thread only
     NativePrefill prefill = NativePrefill::AUTO;
+    // BF16 weights, kGemmMinRows <= n < kOnednnMaxRows, prefill not F32: oneDNN's bf16 GEMM (activations rounded to
+    // bf16, as ggml's BF16 dot) instead of the fp32 tiles + SGEMM; nullptr: never (no oneDNN in the build, a CPU
+    // without bf16 instructions, or off).
+    OnednnBf16Gemm* onednn = nullptr;
 };
 
 // Whether a product of n input rows with type-t weights of `cols` columns takes the integer (GEMV / int8 tile)
