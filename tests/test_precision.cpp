@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <cstdio>
 #include <random>
@@ -13,6 +14,7 @@
 #include "backend/cpu/matmul_blocks.hpp"
 #include "backend/cpu/onednn_gemm.hpp"
 #include "engine/engine.hpp"
+#include "eval/run_eval.hpp"
 #include "gguf/gguf.hpp"
 #include "pear/fold.hpp"
 #include "pear/job.hpp"
@@ -206,6 +208,26 @@ TEST_CASE("the precision key of a sweep job is checked and labels the device", "
     CHECK(pear::load_options(job, false).precision == WeightPrecision::NATIVE);
     pear::SweepJob def = pear::parse_job_text("", "job.toml");
     CHECK(pear::device_label(def) == "cpu");  // f32 files keep their old label
+    // bf16: the label says when short prefills go through oneDNN (this build and CPU), and never under f32 prefill
+    setenv("HEADSWEEP_ONEDNN", "on", 1);
+    const pear::SweepJob b16 = pear::parse_job_text("precision = \"bf16\"\n", "job.toml");
+    const bool dnn = !cpu::bf16_prefill_tag("auto").empty();
+    CHECK(dnn == (cpu::onednn_built() && cpu::onednn_bf16_cpu_ok(detect_cpu_features())));
+    CHECK(pear::device_label(b16) ==
+          (dnn ? "cpu (bf16 weights, oneDNN bf16 prefill below " + std::to_string(cpu::kOnednnMaxRows) + " tokens)"
+               : std::string("cpu (bf16 weights)")));
+    CHECK(pear::device_label(pear::parse_job_text("precision = \"bf16\"\nnative_prefill = \"f32\"\n", "job.toml")) ==
+          "cpu (bf16 weights)");
+    CHECK(cpu::bf16_prefill_tag("f32").empty());
+    eval::EvalJob ej;
+    ej.precision = "bf16";
+    CHECK((ej.settings_string().find(" bf16_prefill=onednn-bf16<") != std::string::npos) == dnn);
+    ej.native_prefill = "f32";
+    CHECK(ej.settings_string().find("bf16_prefill") == std::string::npos);
+    setenv("HEADSWEEP_ONEDNN", "off", 1);
+    CHECK(pear::device_label(b16) == "cpu (bf16 weights)");
+    CHECK(cpu::bf16_prefill_tag("auto").empty());
+    unsetenv("HEADSWEEP_ONEDNN");
     CHECK_THROWS_WITH(pear::parse_job_text("precision = \"int3\"\n", "job.toml"),
                       Catch::Contains("job.toml") && Catch::Contains("precision") && Catch::Contains("native"));
     CHECK_THROWS_WITH(parse_weight_precision("q4"), Catch::Contains("f32, bf16 or native"));

@@ -15,6 +15,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/cpu_runtime.hpp"
+#include "backend/cpu/onednn_gemm.hpp"
 #include "dist/protocol.hpp"
 #include "dist/sweep_mpi.hpp"
 #include "model/model.hpp"
@@ -39,6 +40,9 @@ std::string EvalJob::settings_string() const {
     if (precision != "f32") os << " precision=" << precision;  // f32 files written before the option resume as they were
     // native files written before the int8 prefill resume with native_prefill=f32
     if (precision == "native" && device == "cpu" && native_prefill != "f32") os << " native_prefill=" << native_prefill;
+    // bf16 weights: short prefills through oneDNN where this build and CPU have it (files without the key: SGEMM)
+    if (precision == "bf16" && device == "cpu")
+        if (const std::string t = cpu::bf16_prefill_tag(native_prefill); !t.empty()) os << " bf16_prefill=" << t;
     return os.str();
 }
 

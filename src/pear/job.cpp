@@ -15,6 +15,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/matmul_blocks.hpp"
+#include "backend/cpu/onednn_gemm.hpp"
 #include "gguf/gguf.hpp"
 #include "model/model.hpp"
 #include "util/error.hpp"
@@ -354,6 +355,8 @@ std::string device_label(const SweepJob& job) {
     std::string prefill;
     if (p == WeightPrecision::NATIVE && job.device == "cpu")
         prefill = cpu::native_prefill_label(cpu::parse_native_prefill(job.native_prefill));
+    if (p == WeightPrecision::BF16 && job.device == "cpu" && !cpu::bf16_prefill_tag(job.native_prefill).empty())
+        prefill = ", oneDNN bf16 prefill below " + std::to_string(cpu::kOnednnMaxRows) + " tokens";
     return job.device + " (" + weight_precision_name(p) + " weights" + prefill + ")";
 }
 

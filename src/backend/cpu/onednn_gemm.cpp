@@ -32,6 +32,11 @@ bool onednn_disabled_by_env() {
     return s == "off" || s == "0" || s == "no" || s == "false";
 }
 
+std::string bf16_prefill_tag(const std::string& native_prefill) {
+    if (native_prefill == "f32" || onednn_disabled_by_env()) return "";
+    return OnednnBf16Gemm::create(detect_cpu_features()) ? "onednn-bf16<" + std::to_string(kOnednnMaxRows) : "";
+}
+
 #ifdef HEADSWEEP_HAVE_ONEDNN
 
 bool onednn_built() { return true; }

@@ -49,6 +49,12 @@ bool onednn_bf16_cpu_ok(const CpuFeatures& cpu);
 // HEADSWEEP_ONEDNN=off|0|no in the environment turns the oneDNN path off.
 bool onednn_disabled_by_env();
 
+// What output files record of the bf16 prefill arithmetic a CPU backend made with this native-prefill choice would
+// run here: "onednn-bf16<48" where oneDNN takes the short bf16 prefills (built in, a bf16 CPU, not turned off by the
+// environment, prefill not f32), else "" (the SGEMM path, as files written before oneDNN). A resume compares it, so
+// files are never continued with the other arithmetic.
+std::string bf16_prefill_tag(const std::string& native_prefill);
+
 class OnednnBf16Gemm {
 public:
     // nullptr when the build has no oneDNN or the CPU has no bf16 instructions (*why says which, when given).
