@@ -33,7 +33,11 @@ import numpy as np  # noqa: E402
 
 # The report's files: PEAR's evaluations per model, RTD's per task, InfiniRetri's needle grids (results/precision holds
 # precision comparisons, not report cells).
-DEFAULT_FILES = ["results/smollm2/*.h5", "results/gemma3/*.h5", "results/rtd/eval-*.h5", "results/infiniretri/niah-*.h5"]
+DEFAULT_FILES = ["results/smollm2/*.h5", "results/gemma3/*.h5", "results/rtd/eval-*.h5", "results/infiniretri/niah-*.h5",
+                 "results/infiniretri/tasks-*.h5", "results/pear-sensitivity/*.h5"]
+# PEAR sensitivity grid (issue 19; scripts/pear_sensitivity.sh names the methods pear-k<K>-s<steps>)
+SENSITIVITY_KS = [2, 4, 8, 16]
+SENSITIVITY_STEPS = [60, 300]
 RESAMPLES = 10000
 SEED = 20240917
 TARGET_HALF_WIDTH = 0.05
@@ -374,6 +378,12 @@ def main():
                    + ", ".join(f"`{p}`" for p in incomplete))
     if dup:
         out.append(f"- {dup} answers appear in more than one file with different scores (the first file's is used)")
+    have = {r["method"] for r in recs}
+    grid = [f"pear-k{k}-s{st}" for k in SENSITIVITY_KS for st in SENSITIVITY_STEPS]
+    lacking = [g for g in grid if g not in have]
+    if lacking:
+        missing.append(f"PEAR sensitivity (`scripts/pear_sensitivity.sh`): {len(grid) - len(lacking)} of the {len(grid)} "
+                       f"settings K x steps have records; missing: {', '.join(lacking)}")
     out += [f"- {m}" for m in missing] or ["- nothing the report checks for"]
     out.append("\n## Methods (configs as recorded)\n")
     out += config_list(recs)
