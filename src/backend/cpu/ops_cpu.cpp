@@ -184,20 +184,24 @@ void attention_head(const AttentionArgs& a, int64_t b, int32_t h, std::vector<fl
     for (int64_t t0 = 0; t0 < a.seq; t0 += kQueryTile) {
         const int64_t nt = std::min(kQueryTile, a.seq - t0);
         const int64_t n_keys = a.pos0 + t0 + nt;  // keys visible to the last query of the tile
-        scores.resize(size_t(nt * n_keys));
+        // With a sliding window only keys from the first query's window on are read (Gemma 3's local layers:
+        // ~window + tile keys per tile instead of every key before it).
+        const int64_t k0 = a.window > 0 ? std::max<int64_t>(0, a.pos0 + t0 - a.window + 1) : 0;
+        const int64_t nk = n_keys - k0;
+        scores.resize(size_t(nt * nk));
         const float* Q = a.q + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
-        // scores[nt, n_keys] = scale * Q[nt, d_head] . K[n_keys, d_head]^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nt), int(n_keys), a.d_head, a.scale, Q,
-                    int(q_dim), K, int(kv_dim), 0.0f, scores.data(), int(n_keys));
+        // scores[nt, nk] = scale * Q[nt, d_head] . K[k0 .. n_keys, d_head]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nt), int(nk), a.d_head, a.scale, Q,
+                    int(q_dim), K + k0 * kv_dim, int(kv_dim), 0.0f, scores.data(), int(nk));
         for (int64_t i = 0; i < nt; ++i) {
             int64_t lo, hi;
             visible_keys(a, a.pos0 + t0 + i, lo, hi);
-            softmax_row(scores.data() + i * n_keys, n_keys, lo, hi);
+            softmax_row(scores.data() + i * nk, nk, lo - k0, hi - k0);
         }
-        // Z[nt, d_head] = P[nt, n_keys] . V[n_keys, d_head]
+        // Z[nt, d_head] = P[nt, nk] . V[k0 .. n_keys, d_head]
         float* Z = a.z + (b * a.seq + t0) * q_dim + int64_t(h) * a.d_head;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nt), a.d_head, int(n_keys), 1.0f,
-                    scores.data(), int(n_keys), V, int(kv_dim), 0.0f, Z, int(q_dim));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nt), a.d_head, int(nk), 1.0f,
+                    scores.data(), int(nk), V + k0 * kv_dim, int(kv_dim), 0.0f, Z, int(q_dim));
     }
 }
 
@@ -209,8 +213,9 @@ constexpr int64_t kBlasSingleThreadMacs = 65536 * 4;
 
 void attention_cpu(const AttentionArgs& a, ThreadPool* pool) {
     const int64_t nt = std::min(kQueryTile, a.seq);
+    const int64_t keys = a.window > 0 ? std::min(a.pos0 + a.seq, a.window + nt) : a.pos0 + a.seq;  // per tile, at most
     const bool parallel = pool && pool->size() > 1 && a.batch * a.n_head > 1 &&
-                          nt * (a.pos0 + a.seq) * a.d_head < kBlasSingleThreadMacs;
+                          nt * keys * a.d_head < kBlasSingleThreadMacs;
     if (parallel) {
         pool->parallel_items(a.batch * a.n_head, [&](int64_t i0, int64_t i1) {
             std::vector<float> scores;
