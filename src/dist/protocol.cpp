@@ -122,17 +122,18 @@ void send_bytes(MPI_Comm c, int dest, int tag, const void* data, size_t n) {
     MPI_Send(const_cast<void*>(data), int(n), MPI_BYTE, dest, tag, c);
 }
 
-// A group's state: GROUP_STATE (int32 group, int64 size), then the bytes in GROUP_STATE_DATA messages of at most
-// 1 GiB each (MPI counts are ints; a 70B setting's PATH state is ~0.8 GB, a TOTAL one can pass 2 GB).
-constexpr size_t kStateChunk = size_t(1) << 30;
-
-void send_state(MPI_Comm c, int dest, int32_t group, const std::vector<char>& bytes) {
+// A group's state: GROUP_STATE (int32 group, int64 size, int64 piece), then the bytes in GROUP_STATE_DATA messages
+// of `piece` bytes each (the last one shorter). The sender chooses the piece (StateTransfer: 1 GiB by default, as MPI
+// counts are ints; a 70B setting's PATH state is ~0.8 GB, a TOTAL one can pass 2 GB); the receiver reads it here.
+void send_state(MPI_Comm c, int dest, int32_t group, const std::vector<char>& bytes, int64_t piece) {
+    check(piece >= 1 && piece <= kMaxStatePiece, "dist: state piece of ", piece, " bytes (1 .. ", kMaxStatePiece, ")");
     Packer pk;
     pk.put(group);
     pk.put(int64_t(bytes.size()));
+    pk.put(piece);
     send_bytes(c, dest, kGroupState, pk.buf.data(), pk.buf.size());
-    for (size_t o = 0; o < bytes.size(); o += kStateChunk)
-        send_bytes(c, dest, kGroupStateData, bytes.data() + o, std::min(kStateChunk, bytes.size() - o));
+    for (size_t o = 0; o < bytes.size(); o += size_t(piece))
+        send_bytes(c, dest, kGroupStateData, bytes.data() + o, std::min(size_t(piece), bytes.size() - o));
 }
 
 // The rest of a group's state after its GROUP_STATE header `b` (received from `source`): (group, bytes).
@@ -140,11 +141,19 @@ std::pair<int32_t, std::vector<char>> recv_state_data(MPI_Comm c, int source, co
     Unpacker u{b.data(), b.data() + b.size()};
     const int32_t group = u.get<int32_t>();
     const int64_t size = u.get<int64_t>();
-    check(size >= 0, "dist: bad group state size");
+    const int64_t piece = u.get<int64_t>();
+    check(size >= 0, "dist: bad group state size ", size, " from rank ", source);
+    check(piece >= 1 && piece <= kMaxStatePiece, "dist: bad group state piece ", piece, " from rank ", source);
     std::vector<char> bytes(static_cast<size_t>(size));
-    for (size_t o = 0; o < bytes.size(); o += kStateChunk)
-        MPI_Recv(bytes.data() + o, int(std::min(kStateChunk, bytes.size() - o)), MPI_BYTE, source, kGroupStateData, c,
-                 MPI_STATUS_IGNORE);
+    for (size_t o = 0; o < bytes.size(); o += size_t(piece)) {
+        const int n = int(std::min(size_t(piece), bytes.size() - o));
+        MPI_Status st;
+        MPI_Recv(bytes.data() + o, n, MPI_BYTE, source, kGroupStateData, c, &st);
+        int got = 0;
+        MPI_Get_count(&st, MPI_BYTE, &got);
+        check(got == n, "dist: group ", group, " state piece at byte ", o, " from rank ", source, " has ", got,
+              " bytes, not ", n);
+    }
     return {group, std::move(bytes)};
 }
 
@@ -459,7 +468,7 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
         ++stats.messages_out;
         stats.bytes_out += int64_t(msg.size() * sizeof(int32_t));
         if (a.action == kStateFollows) {
-            send_state(c, r, a.group, *a.state);
+            send_state(c, r, a.group, *a.state, opt.state_piece_bytes);
             stats.bytes_out += int64_t(a.state->size());
         }
     };
@@ -601,7 +610,7 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
     return stats;
 }
 
-void serve(const boost::mpi::communicator& comm, Executor& ex) {
+void serve(const boost::mpi::communicator& comm, Executor& ex, const ServeOptions& opt) {
     check(comm.rank() != 0, "dist: serve() runs on ranks other than 0");
     const boost::mpi::communicator session(comm, boost::mpi::comm_duplicate);
     MPI_Comm c = MPI_Comm(session);
@@ -633,7 +642,7 @@ void serve(const boost::mpi::communicator& comm, Executor& ex) {
             } else if (head[0] == kMakeState) {
                 ex.prepare_group(head[1]);
                 // sent at once (before this batch's tasks): workers waiting for it start now
-                send_state(c, 0, head[1], ex.export_group(head[1]));
+                send_state(c, 0, head[1], ex.export_group(head[1]), opt.state_piece_bytes);
             }
         } catch (...) {
             err = what_of(std::current_exception());
@@ -658,10 +667,10 @@ void serve(const boost::mpi::communicator& comm, Executor& ex) {
     }
 }
 
-void serve_then_sync(const boost::mpi::communicator& comm, Executor& executor) {
+void serve_then_sync(const boost::mpi::communicator& comm, Executor& executor, const ServeOptions& options) {
     std::string error;
     try {
-        serve(comm, executor);
+        serve(comm, executor, options);
     } catch (const std::exception& e) {
         error = e.what();
     }

@@ -48,6 +48,10 @@ public:
     virtual void import_group(int32_t group, const std::vector<char>& state) {}
 };
 
+// The largest GROUP_STATE_DATA message (1 GiB): MPI counts are ints; a 70B setting's PATH state is ~0.8 GB and a
+// TOTAL one can pass 2 GB, so states travel in pieces.
+constexpr int64_t kMaxStatePiece = int64_t(1) << 30;
+
 struct CoordinatorOptions {
     bool local_worker = true;            // rank 0 executes tasks too (second thread); forced on when alone
     int32_t max_batch = 256;             // tasks per assignment message at most
@@ -60,6 +64,9 @@ struct CoordinatorOptions {
     // the group up, and sent through rank 0 to the others; a worker that takes up a group whose state is being
     // made waits for it. Off: every worker makes the state of each group it takes up. Ignored with one rank.
     bool share_group_state = false;
+    // A shared state travels in GROUP_STATE_DATA messages of at most this many bytes (MPI counts are ints; tests
+    // set it small to exercise states of many pieces). 1 .. kMaxStatePiece.
+    int64_t state_piece_bytes = kMaxStatePiece;
     bool progress = false;               // progress lines: done/total, tasks/s, ETA, per-rank utilisation
     double progress_interval_s = 5;
     std::string label = "dist";
@@ -98,11 +105,14 @@ CoordinatorStats coordinate(const boost::mpi::communicator& comm, const std::vec
 
 // Every rank other than 0: executes assigned tasks until the coordinator says stop. Throws hs::Error with the
 // coordinator's message when the distribution was stopped by an error (on any rank).
-void serve(const boost::mpi::communicator& comm, Executor& executor);
+struct ServeOptions {
+    int64_t state_piece_bytes = kMaxStatePiece;  // the pieces of the group states this worker sends (as above)
+};
+void serve(const boost::mpi::communicator& comm, Executor& executor, const ServeOptions& options = {});
 
 // The worker side of a coordinated step whose rank 0 ends by broadcasting its error string (empty: success):
 // serve(), then receive rank 0's verdict; throws rank 0's error first, else this rank's own.
-void serve_then_sync(const boost::mpi::communicator& comm, Executor& executor);
+void serve_then_sync(const boost::mpi::communicator& comm, Executor& executor, const ServeOptions& options = {});
 
 // Runs f on every rank; if it throws on any rank, every rank throws hs::Error with the first failing rank's
 // message ("rank 3: ..." for ranks other than 0). A collective: all ranks must call it.

@@ -301,6 +301,7 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             co.progress = dopt.progress;
             co.progress_interval_s = dopt.progress_interval_s;
             co.share_group_state = share_clean;
+            co.state_piece_bytes = dopt.state_piece_bytes;
             co.label = "sweep " + model_stem(run.model) + " " + sum.mode + " [" + cpu_runtime_tag() + "]";
             auto sink = [&](const TaskResult& r) {
                 const WorkItem& item = plan[size_t(r.index)];
@@ -374,7 +375,9 @@ std::vector<RunSummary> run_distributed_sweep(const SweepJob& job, const boost::
             boost::mpi::broadcast(comm, error, 0);
             if (!error.empty()) throw Error(error);
         } else {
-            serve_then_sync(comm, exec);
+            ServeOptions so;
+            so.state_piece_bytes = dopt.state_piece_bytes;
+            serve_then_sync(comm, exec, so);
         }
         sum.seconds = timer.seconds();
         out.push_back(sum);

@@ -35,6 +35,8 @@ struct DistSweepOptions {
     // Each setting's clean run computed once and sent through rank 0 to the other workers that take the setting up
     // (SettingRun::export_state): -1 as the job says (share_clean_runs), 0 every worker computes its own, 1 shared.
     int32_t share_clean_runs = -1;
+    // Shared clean-run states travel in messages of at most this many bytes (tests: small, to exercise many pieces).
+    int64_t state_piece_bytes = kMaxStatePiece;
 };
 
 // Collective over `comm`. Throws hs::Error on every rank (the same message) when anything fails on any rank;

@@ -265,9 +265,13 @@ public:
 
 TEST_CASE("protocol: shared group state is made once per group and reaches every worker that takes it up",
           "[dist][mpi]") {
+    // Pieces: the default (each state one message) and 1000 bytes (states of 4096+ bytes in 5 messages, the last
+    // shorter), both directions (worker -> rank 0 -> workers).
     mpi::communicator world;
+    for (int64_t piece : {kMaxStatePiece, int64_t(1000)})
     for (bool local : {true, false}) {
         if (!local && world.size() == 1) continue;
+        INFO("state pieces of " << piece << " bytes");
         StateExecutor ex;
         ex.n = 400;
         ex.groups = 5;
@@ -277,6 +281,7 @@ TEST_CASE("protocol: shared group state is made once per group and reaches every
             co.share_group_state = true;
             co.local_worker = local;
             co.max_batch = 2;
+            co.state_piece_bytes = piece;
             std::map<int32_t, int> seen;
             st = coordinate(
                 world, some_tasks(ex.n, ex.groups), &ex,
@@ -288,7 +293,9 @@ TEST_CASE("protocol: shared group state is made once per group and reaches every
                 co);
             CHECK(int32_t(seen.size()) == ex.n);
         } else {
-            serve(world, ex);
+            ServeOptions so;
+            so.state_piece_bytes = piece;
+            serve(world, ex, so);
         }
         const int64_t prepared = mpi::all_reduce(world, ex.prepared, std::plus<int64_t>());
         const int64_t imported = mpi::all_reduce(world, ex.imported, std::plus<int64_t>());
@@ -348,7 +355,9 @@ TEST_CASE("distributed sweep: shared clean runs give the files of unshared ones 
         pear::SweepJob job = ref;
         job.output = tmp / ((shared ? "shared-" : "each-") + std::string("{model}-{mode}.h5"));
         job.share_clean_runs = shared;
-        const auto sums = run_distributed_sweep(job, world, quiet());
+        DistSweepOptions o = quiet();
+        o.state_piece_bytes = 1021;  // every clean-run state (6 KB and up) in many pieces, the last one shorter
+        const auto sums = run_distributed_sweep(job, world, o);
         if (world.rank() != 0) continue;
         REQUIRE(sums.size() == 6);
         const auto a = outputs(ref), b = outputs(job);
