@@ -406,3 +406,27 @@ TEST_CASE("bad forward requests are refused with clear errors", "[engine]") {
     CHECK_THROWS_WITH(f.engine->forward({1, 2, 3}, 1, 3, p), Catch::Contains("no head"));
     CHECK_THROWS_WITH(make_random_model("nope"), Catch::Contains("unknown model shape"));
 }
+
+TEST_CASE("random shapes: <shape>/<k> is the shape's first k layers, with the shape's matrices", "[engine]") {
+    const ModelConfig full = random_model_config("tiny-mha");
+    const ModelConfig two = random_model_config("tiny-mha/2");
+    CHECK(full.n_layer == 3);
+    CHECK(two.n_layer == 2);
+    CHECK(two.layers.size() == 2);
+    CHECK(two.d_model == full.d_model);
+    CHECK(two.d_ff == full.d_ff);
+    CHECK(two.n_head == full.n_head);
+    const ModelConfig big = random_model_config("llama3-70b/4");  // the config alone: no weights allocated
+    CHECK(big.n_layer == 4);
+    CHECK(big.d_model == 8192);
+    CHECK(big.d_ff == 28672);
+    CHECK(big.n_head_kv == 8);
+    // A slice model holds that many layers of weights.
+    Model m2 = make_random_model("tiny-mha/2", 5);
+    CHECK(m2.weights.layers.size() == 2);
+    CHECK_THROWS_WITH(random_model_config("tiny-mha/4"), Catch::Contains("has only 3 layers"));
+    CHECK_THROWS_WITH(random_model_config("tiny-mha/0"), Catch::Contains("at least 1"));
+    CHECK_THROWS_WITH(random_model_config("tiny-mha/x"), Catch::Contains("positive number"));
+    CHECK_THROWS_WITH(random_model_config("tiny-mha/"), Catch::Contains("positive number"));
+    CHECK_THROWS_WITH(random_model_config("nope/2"), Catch::Contains("unknown model shape 'nope'"));
+}

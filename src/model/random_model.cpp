@@ -53,6 +53,7 @@ constexpr Shape kShapes[] = {
     {"gemma3-270m", Arch::GEMMA3, 18, 640, 4, 1, 2048, 262144, 1000000.0f, true, false},
     {"llama2-7b", Arch::LLAMA, 32, 4096, 32, 32, 11008, 32000, 10000.0f, false, false},
     {"llama3-8b", Arch::LLAMA, 32, 4096, 32, 8, 14336, 128256, 500000.0f, false, false},
+    {"llama3-70b", Arch::LLAMA, 80, 8192, 64, 8, 28672, 128256, 500000.0f, false, false},
 };
 constexpr GemmaShape kGemmaShapes[] = {
     {"tiny-gemma3", 16, 4, 3, 10000.0f, 24.0f, 1e-6f},
@@ -115,9 +116,22 @@ std::vector<std::string> random_model_shapes() {
     return out;
 }
 
-ModelConfig random_model_config(const std::string& shape) {
+ModelConfig random_model_config(const std::string& shape_spec) {
+    // "<shape>/<k>": the shape's first k layers only (a slice of a model too large to hold here, with its real
+    // matrix shapes: per-layer costs are timed on it and scaled by the layer count).
+    std::string shape = shape_spec;
+    int32_t slice_layers = 0;
+    if (const auto slash = shape_spec.find('/'); slash != std::string::npos) {
+        shape = shape_spec.substr(0, slash);
+        const std::string k = shape_spec.substr(slash + 1);
+        check(!k.empty() && k.size() <= 4 && k.find_first_not_of("0123456789") == std::string::npos,
+              "model shape '", shape_spec, "': the layer count after '/' must be a positive number");
+        slice_layers = std::stoi(k);
+        check(slice_layers >= 1, "model shape '", shape_spec, "': the layer count after '/' must be at least 1");
+    }
     for (const auto& s : kShapes) {
         if (shape != s.name) continue;
+        check(slice_layers <= s.n_layer, "model shape '", shape_spec, "': ", shape, " has only ", s.n_layer, " layers");
         ModelConfig c;
         c.arch = s.arch;
         c.arch_name = arch_name(s.arch);
@@ -135,6 +149,10 @@ ModelConfig random_model_config(const std::string& shape) {
         c.attn_scale = 1.0f / std::sqrt(float(c.d_head));
         c.tied_embeddings = s.tied;
         c.qkv_bias = s.qkv_bias;
+        if (slice_layers > 0) {
+            c.n_layer = slice_layers;
+            c.name = shape_spec;
+        }
         c.layers.assign(c.n_layer, LayerAttention{s.rope_base, 0});
         if (s.arch == Arch::GEMMA3) {
             const GemmaShape* g = gemma_shape(s.name);
@@ -152,12 +170,12 @@ ModelConfig random_model_config(const std::string& shape) {
             for (int32_t l = 0; l < c.n_layer; ++l)
                 if ((l + 1) % g->global_every != 0) c.layers[size_t(l)] = LayerAttention{g->local_rope_base, g->window};
         }
-        c.validate("random shape " + shape);
+        c.validate("random shape " + shape_spec);
         return c;
     }
     std::string known;
     for (const auto& s : kShapes) known += std::string(known.empty() ? "" : ", ") + s.name;
-    fail("unknown model shape '", shape, "' (known: ", known, ")");
+    fail("unknown model shape '", shape, "' (known: ", known, "; <shape>/<k> for its first k layers)");
 }
 
 namespace {
