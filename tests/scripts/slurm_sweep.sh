@@ -5,7 +5,7 @@
 #   1. slurm/submit --kind single -n 2: a 2-rank srun --mpi=pmix sweep; the files equal a single-process run's;
 #   2. a mis-launch (sbatch -n 2 without srun): refused, naming SLURM_NTASKS;
 #   3. slurm/submit --kind array: one task per model of the job, files equal the reference;
-#   4. slurm/submit --kind pipeline: sweep -> train -> eval with afterok, all three complete: train takes the top
+#   4. slurm/submit --kind pipeline: sweep -> train -> two eval steps with afterok, all complete: train takes the top
 #      heads of the sweep's output, eval reads the learned tau from the train output (vanilla and PEAR records);
 #   5. slurm/submit refuses a bad job file before submitting, naming file, key and value.
 # The daemons are stopped (by PID) and the temp dir removed on every exit path. Exit 77 (skip) without root/SLURM.
@@ -103,13 +103,22 @@ limit = 1
 max_new_tokens = 4
 output = "$W/pipe/eval.h5"
 TOML
+# a second eval step (another task group, its own file): --eval-job repeats, each step afterok on train
+sed -e 's/^tasks = .*/tasks = "nq-oracle"/' -e 's/^methods = .*/methods = "pear"/' -e "s|pipe/eval.h5|pipe/eval2.h5|" \
+    eval.toml >eval2.toml
 ids=$("$ROOT/slurm/submit" --kind pipeline -n 2 --headsweep "$HS" --train-job train.toml --eval-job eval.toml \
-      job.toml -- -o "$W/pipe/{model}-{mode}.h5" 2>submit.err) || { cat submit.err; bad "submit pipeline"; }
-read -r s t e <<<"$(echo $ids)"
-ss=$(wait_job "$s"); ts=$(wait_job "$t"); es=$(wait_job "$e")
-[[ "$ss" == *COMPLETED* && "$ts" == *COMPLETED* && "$es" == *COMPLETED* ]] \
-    && ok "pipeline $s -> $t -> $e: sweep, train and eval completed in order (afterok)" \
-    || { bad "pipeline: sweep '$ss' train '$ts' eval '$es'"; tail -5 hs-*.out 2>/dev/null; }
+      --eval-job eval2.toml job.toml -- -o "$W/pipe/{model}-{mode}.h5" 2>submit.err) \
+    || { cat submit.err; bad "submit pipeline"; }
+read -r s t e e2 <<<"$(echo $ids)"
+ss=$(wait_job "$s"); ts=$(wait_job "$t"); es=$(wait_job "$e"); es2=$(wait_job "$e2")
+[[ "$ss" == *COMPLETED* && "$ts" == *COMPLETED* && "$es" == *COMPLETED* && "$es2" == *COMPLETED* ]] \
+    && ok "pipeline $s -> $t -> $e, $e2: sweep, train and two eval steps completed in order (afterok)" \
+    || { bad "pipeline: sweep '$ss' train '$ts' eval '$es' eval2 '$es2'"; tail -5 hs-*.out 2>/dev/null; }
+methods2=$(/usr/bin/python3 -c "
+import h5py; f=h5py.File('$W/pipe/eval2.h5')
+print(' '.join(sorted(set(m.decode() if isinstance(m, bytes) else m for m in f['records/method'][:]))))" 2>&1)
+[[ "$methods2" == "pear" ]] && ok "the second eval step wrote its own file (pear on nq-oracle)" \
+    || bad "second eval step: '$methods2'"
 same_dir pipe && ok "pipeline sweep files equal the single-process run" || bad "pipeline files differ"
 heads=$(/usr/bin/python3 -c "import h5py; f=h5py.File('$W/pipe/train.h5'); print(f.attrs['heads'])" 2>&1)
 top=$(/usr/bin/python3 -c "
