@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 # The report's files: PEAR's evaluations per model, RTD's per task, InfiniRetri's needle grids (results/precision holds
 # precision comparisons, not report cells).
-DEFAULT_FILES = ["results/smollm2/*.h5", "results/gemma3/*.h5", "results/rtd/eval-*.h5", "results/infiniretri/niah-*.h5",
+DEFAULT_FILES = ["results/smollm2/*.h5", "results/gemma3/*.h5", "results/report/*/eval-*.h5", "results/rtd/eval-*.h5", "results/infiniretri/niah-*.h5",
                  "results/infiniretri/tasks-*.h5", "results/pear-sensitivity/*.h5"]
 # PEAR sensitivity grid (issue 19; scripts/pear_sensitivity.sh names the methods pear-k<K>-s<steps>)
 SENSITIVITY_KS = [2, 4, 8, 16]
