@@ -27,6 +27,7 @@
 #include "eval/tasks_choice.hpp"
 #include "model/model.hpp"
 #include "rtd/builder.hpp"
+#include "backend/backend.hpp"
 #include "rtd/datastore.hpp"
 #include "rtd/search.hpp"
 #include "rtd/sharded.hpp"
@@ -40,6 +41,7 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 
 struct Opts {
     std::string data_dir = "../shared/data";
+    std::string device = "cpu";  // search: the device kind's backend (cuda: cuBLAS)
     int threads = 1, k = 32;
 };
 
@@ -50,6 +52,7 @@ Opts parse_opts(int argc, char** argv, int first) {
         if (a == "--data-dir") o.data_dir = v;
         else if (a == "--threads") o.threads = std::stoi(v);
         else if (a == "--k") o.k = std::stoi(v);
+        else if (a == "--device") o.device = v;
         else fail("unknown option ", a);
     }
     return o;
@@ -190,6 +193,26 @@ int bench_search(int argc, char** argv) {
     t = now();
     gemm.search(q.data(), nq, o.k);
     const double blas_batch_s = now() - t;
+    // the device kind: products by the backend's GEMM (--device cuda: cuBLAS), exact re-ranking on the host
+    BackendOptions bo;
+    bo.threads = o.threads;
+    bo.gpu_weights = WeightType::F32;
+    auto be = make_backend(parse_device(o.device), bo);
+    rtd::IndexOptions io;
+    io.backend = be.get();
+    rtd::KnnIndex dev(rtd::IndexKind::DEVICE, d, io);
+    dev.add(ds.keys.data(), ds.size());
+    dev.search(q.data(), 1, o.k);  // the upload, outside the timing
+    t = now();
+    int64_t dev_same = 0;
+    for (int64_t i = 0; i < nq; ++i) {
+        const rtd::Neighbours r = dev.search(q.data() + i * d, 1, o.k);
+        for (int64_t j = 0; j < o.k; ++j) dev_same += r.ids[size_t(j)] == one.ids[size_t(i * o.k + j)];
+    }
+    const double dev_single_s = now() - t;
+    t = now();
+    dev.search(q.data(), nq, o.k);
+    const double dev_batch_s = now() - t;
     rtd::KnnIndex naive(rtd::IndexKind::NAIVE, d);
     naive.add(ds.keys.data(), ds.size());
     const int64_t nq_naive = std::min<int64_t>(nq, 20);
@@ -204,10 +227,12 @@ int bench_search(int argc, char** argv) {
     std::ofstream(dump + "/ids.i64", std::ios::binary).write(reinterpret_cast<const char*>(batch.ids.data()), std::streamsize(batch.ids.size() * 8));
     std::printf("{\"bench\":\"search\",\"n\":%lld,\"d\":%d,\"nq\":%lld,\"k\":%d,\"add_s\":%.4f,\"single_qps\":%.2f,"
                 "\"batch_qps\":%.2f,\"naive_qps\":%.2f,\"naive_equal_ids\":%.4f,\"single_equals_batch\":%s,"
-                "\"blas_single_qps\":%.2f,\"blas_batch_qps\":%.2f,\"blas_equal_ids\":%.4f}\n",
+                "\"blas_single_qps\":%.2f,\"blas_batch_qps\":%.2f,\"blas_equal_ids\":%.4f,\"device\":\"%s\","
+                "\"device_single_qps\":%.2f,\"device_batch_qps\":%.2f,\"device_equal_ids\":%.4f}\n",
                 (long long)ds.size(), d, (long long)nq, o.k, add_s, nq / single_s, nq / batch_s, nq_naive / naive_s,
                 double(same) / double(nv.ids.size()), one.ids == batch.ids ? "true" : "false", nq / blas_single_s,
-                nq / blas_batch_s, double(blas_same) / double(nq * o.k));
+                nq / blas_batch_s, double(blas_same) / double(nq * o.k), be->describe().c_str(), nq / dev_single_s,
+                nq / dev_batch_s, double(dev_same) / double(nq * o.k));
     return 0;
 }
 

@@ -7,9 +7,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 
+#include "backend/backend.hpp"
+#include "emulated_backend.hpp"
 #include "engine/engine.hpp"
 #include "eval/method_rtd.hpp"
 #include "eval/records.hpp"
@@ -86,13 +89,92 @@ TEST_CASE("rtd search: faiss flat equals the naive exact search on random data",
     for (int64_t j = 1; j < k; ++j) CHECK(a.dist[size_t(j)] >= a.dist[size_t(j - 1)]);
 }
 
+namespace {
+
+// The exact search with its products on `be` against the naive search: the same ids and distances (squared L2,
+// 1e-4 relative: the norm form's rounding), in blocks of queries (70 = 64 + 6) and one query alone; an add after a
+// search is seen by the next one (the keys are uploaded again).
+void check_device_search(Backend& be) {
+    const int64_t n = 700, nq = 70, k = 16;
+    const int32_t d = 40;
+    const std::vector<float> keys = random_keys(n, d, 11), q = random_keys(nq, d, 12);
+    rtd::IndexOptions o;
+    o.backend = &be;
+    rtd::KnnIndex dev(rtd::IndexKind::DEVICE, d, o);
+    dev.add(keys.data(), 500);
+    dev.add(keys.data() + 500 * d, n - 500);  // two adds before the first search
+    for (int64_t m : {nq, int64_t(1)}) {
+        const rtd::Neighbours a = dev.search(q.data(), m, k);
+        const rtd::Neighbours b = rtd::naive_search(keys.data(), n, d, q.data(), m, k);
+        CHECK(a.ids == b.ids);
+        for (size_t i = 0; i < a.dist.size(); ++i) CHECK(a.dist[i] == Approx(b.dist[i]).epsilon(1e-4));
+    }
+    const std::vector<float> more = random_keys(50, d, 13);
+    std::vector<float> all = keys;
+    all.insert(all.end(), more.begin(), more.end());
+    dev.add(more.data(), 50);
+    const rtd::Neighbours a = dev.search(q.data(), nq, k);
+    const rtd::Neighbours b = rtd::naive_search(all.data(), n + 50, d, q.data(), nq, k);
+    CHECK(a.ids == b.ids);
+    CHECK(dev.size() == n + 50);
+    // MH-RTD and RTD through RtdIndex give the flat index's distributions
+    const int32_t n_head = 4, n_labels = 3;
+    std::vector<int32_t> labels;
+    for (int64_t i = 0; i < n; ++i) labels.push_back(int32_t((i * 7) % n_labels));
+    rtd::RtdIndex on_dev(keys.data(), labels.data(), n, d, n_labels, n_head, true, true, rtd::IndexKind::DEVICE, o);
+    rtd::RtdIndex flat(keys.data(), labels.data(), n, d, n_labels, n_head, true, true, rtd::IndexKind::FLAT);
+    for (int64_t i = 0; i < 5; ++i) {
+        const float* qi = q.data() + i * d;
+        const std::vector<double> r1 = on_dev.rtd(qi, 32, 5.0), r2 = flat.rtd(qi, 32, 5.0);
+        const std::vector<double> m1 = on_dev.mh_rtd(qi, 32, 5.0), m2 = flat.mh_rtd(qi, 32, 5.0);
+        for (int32_t y = 0; y < n_labels; ++y) {
+            CHECK(r1[size_t(y)] == Approx(r2[size_t(y)]).margin(1e-5));
+            CHECK(m1[size_t(y)] == Approx(m2[size_t(y)]).margin(1e-5));
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("rtd search: the device kind (products on a backend) equals the naive search", "[rtd][cuda_emu]") {
+    SECTION("the CPU backend") {
+        auto be = make_backend(Device::CPU, 1);
+        check_device_search(*be);
+    }
+    SECTION("the CUDA backend on the CPU emulator (cuBLAS GEMM, fp32)") {
+        BackendOptions o;
+        o.gpu_weights = WeightType::F32;
+        auto be = make_emulated_cuda_backend(o);
+        check_device_search(*be);
+    }
+    CHECK_THROWS_WITH(rtd::KnnIndex(rtd::IndexKind::DEVICE, 8), Contains("needs a backend"));
+    CHECK(rtd::parse_index_kind("device") == rtd::IndexKind::DEVICE);
+    CHECK_THROWS_WITH(rtd::parse_index_kind("gpu"), Contains("blas or device"));
+}
+
+TEST_CASE("rtd search on a GPU: the device kind equals the naive search", "[rtd][gpu]") {
+    BackendOptions o;
+    o.gpu_weights = WeightType::F32;
+    std::unique_ptr<Backend> be;
+    try {
+        be = make_backend(Device::CUDA, o);
+    } catch (const Error& e) {
+        WARN("SKIPPED (no GPU): " << e.what());
+        return;
+    }
+    check_device_search(*be);
+}
+
 TEST_CASE("rtd search: ties are ordered by id, k larger than the datastore and k < 1 are errors", "[rtd]") {
     const int32_t d = 4;
     // Entries 0..5: three pairs of identical keys.
     std::vector<float> keys = {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0};
     const std::vector<float> q = {0, 0, 0, 0};
-    for (rtd::IndexKind kind : {rtd::IndexKind::FLAT, rtd::IndexKind::NAIVE, rtd::IndexKind::BLAS}) {
-        rtd::KnnIndex idx(kind, d);
+    auto cpu = make_backend(Device::CPU, 1);
+    rtd::IndexOptions on_cpu;
+    on_cpu.backend = cpu.get();
+    for (rtd::IndexKind kind : {rtd::IndexKind::FLAT, rtd::IndexKind::NAIVE, rtd::IndexKind::BLAS, rtd::IndexKind::DEVICE}) {
+        rtd::KnnIndex idx(kind, d, on_cpu);
         idx.add(keys.data(), 6);
         const rtd::Neighbours nb = idx.search(q.data(), 1, 4);  // the boundary falls between tie groups
         CHECK(nb.ids == std::vector<int64_t>{0, 1, 2, 3});
@@ -419,6 +501,22 @@ TEST_CASE("rtd eval: rtd, mh-rtd and icl end to end on a tiny user dataset, bad 
         if (r.method == "icl") CHECK(r.detail.find("icl_tokens") != std::string::npos);
     }
     CHECK(rtd_right == 6);
+
+    // The device index (products by the run's backend GEMM; cuBLAS with --device cuda) answers as the flat one.
+    eval::EvalJob on_dev = job;
+    on_dev.methods = {"rtd", "mh-rtd"};
+    on_dev.method_settings.rtd_index = "device";
+    on_dev.output = dir.file("eval-device.h5");
+    CHECK(eval::run_eval(on_dev, nullptr).computed == 12);
+    std::map<std::string, std::string> flat_answers;
+    for (const eval::Record& r : eval::RecordsFile::read(job.output))
+        if (r.method == "rtd" || r.method == "mh-rtd") flat_answers[r.method + "/" + r.id] = r.output;
+    int compared = 0;
+    for (const eval::Record& r : eval::RecordsFile::read(on_dev.output)) {
+        CHECK(flat_answers[r.method + "/" + r.id] == r.output);
+        ++compared;
+    }
+    CHECK(compared == 12);
 
     // Bad input stops the run before any answer, naming the file.
     eval::EvalJob bad = job;

@@ -139,6 +139,7 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
 
 void add_eval_command(CLI::App& app) {
     auto f = std::make_shared<EvalFlags>();
+    f->ms.rtd_index = "auto";  // flat on the CPU, device (cuBLAS) with --device cuda: resolved below
     CLI::App* cmd = app.add_subcommand(
         "eval", "evaluate methods (vanilla, PEAR) on retrieval-augmented tasks; per-example records + summary in HDF5");
     cmd->add_option("job", f->job_file, "job file (TOML: model/models + an [eval] table); flags override it");
@@ -181,7 +182,10 @@ void add_eval_command(CLI::App& app) {
     cmd->add_option("--rtd-T", f->ms.rtd_T, "rtd: temperature T (0: the datastore's tuned T)")->capture_default_str();
     cmd->add_option("--rtd-lambda", f->ms.rtd_lambda, "rtd: lambda in lambda*r + (1-lambda)*p_LM (1: r alone)")
         ->capture_default_str();
-    cmd->add_option("--rtd-index", f->ms.rtd_index, "rtd: flat (exact, faiss) | naive | hnsw | ivf")->capture_default_str();
+    cmd->add_option("--rtd-index", f->ms.rtd_index,
+                    "rtd: auto (flat on the CPU, device with --device cuda) | flat (exact, faiss) | device (exact, "
+                    "products by the run's backend GEMM: cuBLAS on a GPU) | blas | naive | hnsw | ivf")
+        ->capture_default_str();
     cmd->add_option("--icl-shots", f->icl_shots, "choice tasks: solved train prompts before the question (the icl method)")
         ->capture_default_str();
     cmd->add_option("--user-train", f->user_train, "task user: training JSONL ({query, choices, gold}) for its datastore");
@@ -226,6 +230,7 @@ void add_eval_command(CLI::App& app) {
         job.methods = f->methods.empty() ? (f->ms.pear_heads.empty() && f->ms.pear_train.empty() ? std::vector<std::string>{"vanilla"}
                                                                      : std::vector<std::string>{"vanilla", "pear"})
                                          : split(f->methods);
+        if (f->ms.rtd_index == "auto") f->ms.rtd_index = parse_device(f->device) == Device::CUDA ? "device" : "flat";
         job.method_settings = f->ms;
         job.task_options.data_dir = eval::resolve_data_dir(f->data_dir);
         job.task_options.limit = f->limit;

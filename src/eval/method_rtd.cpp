@@ -119,8 +119,10 @@ private:
         st.T = s_.rtd_T > 0 ? s_.rtd_T : (mh_ ? ds.info.tuned_T_mh : ds.info.tuned_T);
         check(st.T > 0, st.path, ": no tuned temperature for ", name(),
               " (run headsweep datastore tune on it, or give --rtd-T)");
+        rtd::IndexOptions io;
+        io.backend = &ctx.backend;  // the device kind: keys in the run's backend memory, products by its GEMM
         st.index = std::make_unique<rtd::RtdIndex>(ds.keys.data(), ds.labels.data(), ds.size(), ds.info.d,
-                                                   ds.info.n_labels, ds.info.n_head, !mh_, mh_, kind_);
+                                                   ds.info.n_labels, ds.info.n_head, !mh_, mh_, kind_, io);
         return st;
     }
 

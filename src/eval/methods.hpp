@@ -89,7 +89,7 @@ struct MethodSettings {
     int32_t rtd_k = 32;                  // neighbours
     double rtd_T = 0;                    // temperature; 0: the datastore's tuned T (headsweep datastore tune)
     double rtd_lambda = 1;               // lambda * r + (1 - lambda) * p_LM over the label tokens
-    std::string rtd_index = "flat";      // flat | naive | hnsw | ivf (rtd/search.hpp)
+    std::string rtd_index = "flat";      // flat | naive | hnsw | ivf | blas | device (rtd/search.hpp)
     int32_t ir_chunk = 1024;             // InfiniRetri: context tokens per chunk (--ir-chunk)
     int32_t ir_topk = 300;               // InfiniRetri: tokens selected per chunk (--ir-topk)
     int32_t ir_window = 8;               // InfiniRetri: box-filter width k along the keys (--ir-window)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <numeric>
 #include <unordered_set>
 
@@ -11,6 +12,7 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/FaissException.h>
 
+#include "backend/backend.hpp"
 #include "util/error.hpp"
 
 namespace hs::rtd {
@@ -21,7 +23,8 @@ IndexKind parse_index_kind(const std::string& s) {
     if (s == "hnsw") return IndexKind::HNSW;
     if (s == "ivf") return IndexKind::IVF;
     if (s == "blas") return IndexKind::BLAS;
-    fail("index kind \"", s, "\" is not flat, naive, hnsw, ivf or blas");
+    if (s == "device") return IndexKind::DEVICE;
+    fail("index kind \"", s, "\" is not flat, naive, hnsw, ivf, blas or device");
 }
 
 const char* index_kind_name(IndexKind k) {
@@ -31,6 +34,7 @@ const char* index_kind_name(IndexKind k) {
         case IndexKind::HNSW: return "hnsw";
         case IndexKind::IVF: return "ivf";
         case IndexKind::BLAS: return "blas";
+        case IndexKind::DEVICE: return "device";
     }
     return "?";
 }
@@ -86,21 +90,83 @@ Neighbours naive_search(const float* keys, int64_t n, int32_t d, const float* qu
     return nb;
 }
 
+// The device kind's keys in a backend's memory, uploaded at the first search after an add.
+struct DeviceKeys {
+    Backend* backend = nullptr;
+    float* data = nullptr;     // [n, d] in the backend's memory
+    int64_t n = 0;             // keys uploaded (0: none yet, or stale after an add)
+    float* scratch = nullptr;  // queries [block, d] then products [block, n]
+    int64_t scratch_floats = 0;
+    std::mutex m;              // search() is const and may run on several threads
+    ~DeviceKeys() {
+        if (!backend) return;
+        if (data) backend->release(data);
+        if (scratch) backend->release(scratch);
+    }
+};
+
 struct KnnIndex::Impl {
     std::unique_ptr<faiss::Index> index;   // flat/hnsw/ivf
     std::unique_ptr<faiss::IndexFlatL2> quantizer;   // ivf's coarse quantizer (must outlive index)
-    std::vector<float> keys;               // naive, blas: [n, d]
-    std::vector<float> norms;              // blas: |k|^2 [n]
+    std::vector<float> keys;               // naive, blas, device: [n, d] (host)
+    std::vector<float> norms;              // blas, device: |k|^2 [n]
+    std::unique_ptr<DeviceKeys> device;    // device
 };
 
 namespace {
 
-// Exact top-k by one GEMM per block of queries: dist[q, i] = |k_i|^2 + |q|^2 - 2 q.k_i, then a selection.
+// Queries per GEMM: at most 64, and at most 2^24 products in flight.
+int64_t query_block(int64_t n) {
+    return std::max<int64_t>(1, std::min<int64_t>(64, (int64_t(1) << 24) / std::max<int64_t>(n, 1)));
+}
+
+// Rows q0 .. q0+m of nb from their products dots[m, n] = Q . K^T. The norm form |k_i|^2 + |q|^2 - 2 q.k_i is fast
+// but loses digits where |q - k_i| is small against |q| and |k_i| (near-duplicate keys, a query that is a key), so
+// it only chooses candidates: every key whose norm-form distance is within twice its error bound of the k-th
+// smallest (bound: 4 (d + 4) u (|q|^2 + max |k|^2), u = 2^-24, above the fp32 error of the norms and the dot
+// product); those are re-ranked by their exact distance (differences squared, double sums, as naive_search), so
+// the result is naive_search's, ordered by (distance, id).
+void select_rows(const float* dots, const std::vector<float>& keys, const std::vector<float>& norms, float max_norm,
+                 int32_t d, const float* queries, int64_t q0, int64_t m, int64_t k,
+                 std::vector<std::pair<float, int64_t>>& row, Neighbours& nb) {
+    const int64_t n = int64_t(norms.size());
+    std::vector<std::pair<double, int64_t>> exact;
+    for (int64_t a = 0; a < m; ++a) {
+        const float* q = queries + (q0 + a) * d;
+        float qn = 0;
+        for (int32_t c = 0; c < d; ++c) qn += q[c] * q[c];
+        const float* dr = dots + a * n;
+        for (int64_t i = 0; i < n; ++i) row[size_t(i)] = {norms[size_t(i)] + qn - 2 * dr[i], i};
+        std::nth_element(row.begin(), row.begin() + (k - 1), row.end());
+        const double bound = 4.0 * (d + 4) * std::ldexp(1.0, -24) * (double(qn) + double(max_norm));
+        const double limit = double(row[size_t(k - 1)].first) + 2 * bound;
+        exact.clear();
+        for (int64_t i = 0; i < n; ++i) {
+            if (double(row[size_t(i)].first) > limit) continue;
+            const int64_t id = row[size_t(i)].second;
+            const float* key = keys.data() + id * d;
+            double s = 0;
+            for (int32_t c = 0; c < d; ++c) {
+                const double t = double(q[c]) - double(key[c]);
+                s += t * t;
+            }
+            exact.push_back({s, id});
+        }
+        std::sort(exact.begin(), exact.end());  // (distance, id)
+        for (int64_t j = 0; j < k; ++j) {
+            nb.dist[size_t((q0 + a) * k + j)] = float(exact[size_t(j)].first);
+            nb.ids[size_t((q0 + a) * k + j)] = exact[size_t(j)].second;
+        }
+    }
+}
+
+// Exact top-k by one GEMM per block of queries, then a selection.
 Neighbours blas_search(const std::vector<float>& keys, const std::vector<float>& norms, int32_t d,
                        const float* queries, int64_t nq, int64_t k) {
     const int64_t n = int64_t(norms.size());
+    const float max_norm = norms.empty() ? 0.0f : *std::max_element(norms.begin(), norms.end());
     Neighbours nb{nq, k, std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
-    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(64, (int64_t(1) << 24) / std::max<int64_t>(n, 1)));
+    const int64_t block = query_block(n);
     std::vector<float> dots(static_cast<size_t>(block * n));
     std::vector<std::pair<float, int64_t>> row(static_cast<size_t>(n));
     for (int64_t q0 = 0; q0 < nq; q0 += block) {
@@ -112,29 +178,66 @@ Neighbours blas_search(const std::vector<float>& keys, const std::vector<float>&
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), d, 1.0f, queries + q0 * d, d,
                         keys.data(), d, 0.0f, dots.data(), int(n));
-        for (int64_t a = 0; a < m; ++a) {
-            const float* q = queries + (q0 + a) * d;
-            float qn = 0;
-            for (int32_t c = 0; c < d; ++c) qn += q[c] * q[c];
-            const float* dr = dots.data() + a * n;
-            for (int64_t i = 0; i < n; ++i) row[size_t(i)] = {std::max(0.0f, norms[size_t(i)] + qn - 2 * dr[i]), i};
-            std::nth_element(row.begin(), row.begin() + (k - 1), row.end());
-            std::sort(row.begin(), row.begin() + k);
-            for (int64_t j = 0; j < k; ++j) {
-                nb.dist[size_t((q0 + a) * k + j)] = row[size_t(j)].first;
-                nb.ids[size_t((q0 + a) * k + j)] = row[size_t(j)].second;
-            }
-        }
+        select_rows(dots.data(), keys, norms, max_norm, d, queries, q0, m, k, row, nb);
+    }
+    return nb;
+}
+
+// The same with the products on the backend: keys uploaded once (again after an add), per block of queries one
+// upload of [m, d], one GEMM (Backend::matmul: y = Q . K^T) and one download of [m, n].
+Neighbours device_search(const std::vector<float>& keys, const std::vector<float>& norms, int32_t d,
+                         DeviceKeys& dev, const float* queries, int64_t nq, int64_t k) {
+    const int64_t n = int64_t(norms.size());
+    const float max_norm = norms.empty() ? 0.0f : *std::max_element(norms.begin(), norms.end());
+    std::lock_guard<std::mutex> g(dev.m);
+    Backend& be = *dev.backend;
+    if (dev.n != n) {
+        if (dev.data) be.release(dev.data);
+        dev.data = nullptr;
+        dev.data = be.allocate(n * d);
+        be.upload(keys.data(), dev.data, n * d);
+        dev.n = n;
+    }
+    const int64_t block = query_block(n);
+    const int64_t need = block * d + block * n;
+    if (dev.scratch_floats < need) {
+        if (dev.scratch) be.release(dev.scratch);
+        dev.scratch = nullptr;
+        dev.scratch = be.allocate(need);
+        dev.scratch_floats = need;
+    }
+    Matrix K;
+    K.data = dev.data;
+    K.rows = n;
+    K.cols = d;
+    K.type = WeightType::F32;
+    Neighbours nb{nq, k, std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+    std::vector<float> dots(static_cast<size_t>(block * n));
+    std::vector<std::pair<float, int64_t>> row(static_cast<size_t>(n));
+    float* q_dev = dev.scratch;
+    float* y_dev = dev.scratch + block * d;
+    for (int64_t q0 = 0; q0 < nq; q0 += block) {
+        const int64_t m = std::min(block, nq - q0);
+        be.upload(queries + q0 * d, q_dev, m * d);
+        be.matmul(q_dev, K, y_dev, m, false);
+        be.download(y_dev, dots.data(), m * n);  // synchronous: the products are on the host after it
+        select_rows(dots.data(), keys, norms, max_norm, d, queries, q0, m, k, row, nb);
     }
     return nb;
 }
 
 }  // namespace
 
+
 KnnIndex::KnnIndex(IndexKind kind, int32_t d, const IndexOptions& options)
     : impl_(std::make_unique<Impl>()), kind_(kind), d_(d), opt_(options) {
     check(d > 0, "knn index: dimension ", d, " must be > 0");
     if (kind == IndexKind::FLAT) impl_->index = std::make_unique<faiss::IndexFlatL2>(d);
+    if (kind == IndexKind::DEVICE) {
+        check(options.backend != nullptr, "knn index: the device kind needs a backend (IndexOptions::backend)");
+        impl_->device = std::make_unique<DeviceKeys>();
+        impl_->device->backend = options.backend;
+    }
     if (kind == IndexKind::HNSW) {
         auto h = std::make_unique<faiss::IndexHNSWFlat>(d, options.hnsw_m);
         h->hnsw.efSearch = options.ef_search;
@@ -149,9 +252,9 @@ KnnIndex& KnnIndex::operator=(KnnIndex&&) noexcept = default;
 void KnnIndex::add(const float* keys, int64_t n) {
     if (n <= 0) return;
     try {
-        if (kind_ == IndexKind::NAIVE || kind_ == IndexKind::BLAS) {
+        if (kind_ == IndexKind::NAIVE || kind_ == IndexKind::BLAS || kind_ == IndexKind::DEVICE) {
             impl_->keys.insert(impl_->keys.end(), keys, keys + n * d_);
-            if (kind_ == IndexKind::BLAS)
+            if (kind_ != IndexKind::NAIVE)
                 for (int64_t i = 0; i < n; ++i) {
                     float s = 0;
                     for (int32_t c = 0; c < d_; ++c) s += keys[i * d_ + c] * keys[i * d_ + c];
@@ -177,8 +280,9 @@ void KnnIndex::add(const float* keys, int64_t n) {
 
 void KnnIndex::reserve(int64_t n) {
     if (kind_ == IndexKind::FLAT) static_cast<faiss::IndexFlatL2*>(impl_->index.get())->codes.reserve(size_t(n) * size_t(d_) * 4);
-    if (kind_ == IndexKind::NAIVE || kind_ == IndexKind::BLAS) impl_->keys.reserve(size_t(n) * size_t(d_));
-    if (kind_ == IndexKind::BLAS) impl_->norms.reserve(size_t(n));
+    if (kind_ == IndexKind::NAIVE || kind_ == IndexKind::BLAS || kind_ == IndexKind::DEVICE)
+        impl_->keys.reserve(size_t(n) * size_t(d_));
+    if (kind_ == IndexKind::BLAS || kind_ == IndexKind::DEVICE) impl_->norms.reserve(size_t(n));
 }
 
 Neighbours KnnIndex::search(const float* queries, int64_t nq, int64_t k, const std::string& what) const {
@@ -189,6 +293,8 @@ Neighbours KnnIndex::search(const float* queries, int64_t nq, int64_t k, const s
         return nb;
     }
     if (kind_ == IndexKind::BLAS) return blas_search(impl_->keys, impl_->norms, d_, queries, nq, k);
+    if (kind_ == IndexKind::DEVICE)
+        return device_search(impl_->keys, impl_->norms, d_, *impl_->device, queries, nq, k);
     Neighbours nb{nq, k, std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
     try {
         impl_->index->search(nq, queries, k, nb.dist.data(), nb.ids.data());

@@ -9,16 +9,23 @@
 //   naive  our own exact loops (double accumulation): the reference for tests
 //   blas   our own exact search by one OpenBLAS GEMM: d = |k|^2 + |q|^2 - 2 q.k (norms kept; the form faiss uses
 //          for query batches, and the one a cuBLAS search would use), then an O(n) top-k selection
+//   device the blas form with the products q.k on a Backend (IndexOptions::backend): the keys live in the backend's
+//          memory and one GEMM per block of queries runs there (cuBLAS, fp32 in and out, no TF32, on the CUDA
+//          backend; the CPU backend's own GEMM otherwise); only the [queries, n] products come back for the norms
+//          and the top-k selection on the host. `headsweep eval --device cuda` uses it unless --rtd-index is given.
 //   hnsw   faiss::IndexHNSWFlat (M = 32, efSearch from options): approximate, for large datastores
 //   ivf    faiss::IndexIVFFlat (nlist ~ sqrt(M), nprobe from options): approximate, trained on the keys
-// Approximate kinds report recall@k against flat (recall_at_k). A GPU (cuBLAS GEMM) exact search is not written
-// yet; the CUDA build uses the CPU index.
+// Approximate kinds report recall@k against flat (recall_at_k).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace hs {
+class Backend;
+}
 
 namespace hs::rtd {
 
@@ -28,14 +35,15 @@ struct Neighbours {
     std::vector<int64_t> ids;    // [nq, k] entry indices (global: offset added by the caller for shards)
 };
 
-enum class IndexKind { FLAT, NAIVE, HNSW, IVF, BLAS };
-IndexKind parse_index_kind(const std::string& s);   // flat | naive | hnsw | ivf | blas
+enum class IndexKind { FLAT, NAIVE, HNSW, IVF, BLAS, DEVICE };
+IndexKind parse_index_kind(const std::string& s);   // flat | naive | hnsw | ivf | blas | device
 const char* index_kind_name(IndexKind k);
 
 struct IndexOptions {
     int32_t hnsw_m = 32, ef_search = 128;
     int32_t nlist = 0;           // ivf: 0 = round(sqrt(n)) (at least 1)
     int32_t nprobe = 16;
+    Backend* backend = nullptr;  // device: where the keys live and the products run (must outlive the index)
 };
 
 // Exact top-k by plain loops: reference for the tests. Throws when k > n or k < 1.
