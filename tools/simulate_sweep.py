@@ -54,6 +54,20 @@ SHAPES = {
 PAPER_SETTINGS = [(20, 50), (40, 25), (80, 15), (100, 10)]
 
 
+def shape_of(name):
+    """A shape by name; "<shape>/<k>" is its first k layers (the slice `headsweep write-random <shape>/<k>` writes,
+    on which a model too large to hold here is timed)."""
+    base, _, k = name.partition("/")
+    if base not in SHAPES:
+        sys.exit(f"simulate_sweep: unknown shape '{name}' (known: {', '.join(SHAPES)}; <shape>/<k> for a slice)")
+    sh = dict(SHAPES[base])
+    if k:
+        if not k.isdigit() or not 1 <= int(k) <= sh["L"]:
+            sys.exit(f"simulate_sweep: shape '{name}': the layer count after '/' must be 1..{sh['L']}")
+        sh["L"] = int(k)
+    return sh
+
+
 def item_flops(shape, layer, heads, N):
     d, dff, L = shape["d"], shape["dff"], shape["L"]
     q_dim = d  # d_head * n_head = d for these shapes
@@ -326,7 +340,7 @@ def fit_joint(args, rows):
     wb = args.weight_bytes
     A, names = [], []
     for r in rows:
-        sh = SHAPES[r["shape"]]
+        sh = shape_of(r["shape"])
         if r["kind"] == "item":
             A.append([1.0 / r["seconds"], item_bytes(sh, r["layer"], wb) / r["seconds"],
                       item_flops(sh, r["layer"], r["heads"], r["N"]) / r["seconds"]])
@@ -336,7 +350,7 @@ def fit_joint(args, rows):
     costs = dict(model="joint", weight_bytes=wb, item_overhead_s=a_i, item_s_per_byte=s_b, item_s_per_flop=s_f)
     errs = []
     for r in rows:
-        sh = SHAPES[r["shape"]]
+        sh = shape_of(r["shape"])
         pred = (item_seconds(costs, sh, r["layer"], r["heads"], r["N"]) if r["kind"] == "item"
                 else clean_seconds(costs, sh, r["N"], r["n"]))
         errs.append(abs(pred - r["seconds"]) / r["seconds"])
@@ -364,19 +378,19 @@ def fit(args):
     items = [r for r in rows if r["kind"] == "item"]
     cleans = [r for r in rows if r["kind"] == "clean"]
     # items: seconds = a + bytes * s_per_byte + flops * s_per_flop, fitted in relative error (rows scaled by 1/t)
-    A = [[1.0 / r["seconds"], item_bytes(SHAPES[r["shape"]], r["layer"]) / r["seconds"],
-          item_flops(SHAPES[r["shape"]], r["layer"], r["heads"], r["N"]) / r["seconds"]] for r in items]
+    A = [[1.0 / r["seconds"], item_bytes(shape_of(r["shape"]), r["layer"]) / r["seconds"],
+          item_flops(shape_of(r["shape"]), r["layer"], r["heads"], r["N"]) / r["seconds"]] for r in items]
     a_i, s_b, s_f = solve(A, [1.0] * len(items))
     costs = dict(item_overhead_s=a_i, item_s_per_byte=s_b, item_s_per_flop=s_f)
     # clean runs: seconds = flops * s_flop + N * L * d^2 * s_seq (a per-sequence cost that grows with the model:
     # the measured (100, 10) costs twice the (20, 50) at the same token count)
-    Ac = [[clean_flops(SHAPES[r["shape"]], r["N"], r["n"]) / r["seconds"],
-           r["N"] * seq_size(SHAPES[r["shape"]]) / r["seconds"]] for r in cleans]
+    Ac = [[clean_flops(shape_of(r["shape"]), r["N"], r["n"]) / r["seconds"],
+           r["N"] * seq_size(shape_of(r["shape"])) / r["seconds"]] for r in cleans]
     s_cf, s_cs = solve(Ac, [1.0] * len(cleans))
     costs.update(clean_s_per_flop=s_cf, clean_s_per_seq_unit=s_cs)
-    worst = max(abs(item_seconds(costs, SHAPES[r["shape"]], r["layer"], r["heads"], r["N"]) - r["seconds"])
+    worst = max(abs(item_seconds(costs, shape_of(r["shape"]), r["layer"], r["heads"], r["N"]) - r["seconds"])
                 / r["seconds"] for r in items)
-    worst_c = max(abs(clean_seconds(costs, SHAPES[r["shape"]], r["N"], r["n"]) - r["seconds"]) / r["seconds"]
+    worst_c = max(abs(clean_seconds(costs, shape_of(r["shape"]), r["N"], r["n"]) - r["seconds"]) / r["seconds"]
                   for r in cleans)
     costs.update(message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
                  item_fit_worst_rel_error=worst, clean_fit_worst_rel_error=worst_c, source=args.source,
@@ -405,6 +419,9 @@ def main():
                     help="with --fit --joint: bytes per weight as the engine holds them (f32 4; Q4_0 native 0.5625)")
     ap.add_argument("--costs", default=os.path.join(os.path.dirname(__file__), "..", "analysis",
                                                     "sweep_costs_8b_q4_0.json"))
+    ap.add_argument("--shape-costs", default="",
+                    help="shape=file,...: a shape's own cost file (default: llama3-70b from "
+                         "analysis/sweep_costs_70b_q4_0.json when it exists and --costs is not given)")
     ap.add_argument("--ranks", default="1000,10000")
     ap.add_argument("--shapes", default="llama3-8b,llama3-70b")
     ap.add_argument("--speedup", type=float, default=1.0, help="compute costs divided by this (faster ranks)")
@@ -419,14 +436,27 @@ def main():
                     help="network bytes/s of one link (rank 0's relay of clean states); default 10e9 (~100 Gb/s)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    args.costs_given = any(a == "--costs" or a.startswith("--costs=") for a in sys.argv[1:])
     if args.fit:
         fit(args)
         return
-    with open(args.costs) as f:
-        costs = json.load(f)
+    shape_costs = {}  # shape -> its own cost file (--shape-costs; by default the 70B's, measured on its slice)
+    default_70b = os.path.join(os.path.dirname(__file__), "..", "analysis", "sweep_costs_70b_q4_0.json")
+    if os.path.exists(default_70b) and not args.costs_given:
+        shape_costs["llama3-70b"] = default_70b
+    for pair in filter(None, args.shape_costs.split(",")):
+        name, eq, path = pair.partition("=")
+        if not eq or name not in SHAPES:
+            sys.exit(f"simulate_sweep: --shape-costs wants shape=file pairs (got '{pair}')")
+        shape_costs[name] = path
+    sources = {}
     out = []
     for name in args.shapes.split(","):
-        shape = dict(SHAPES[name], name=name)
+        with open(shape_costs.get(name, args.costs)) as f:
+            costs = json.load(f)
+        sources[costs.get("source", shape_costs.get(name, args.costs))] = sources.get(
+            costs.get("source", shape_costs.get(name, args.costs)), []) + [name]
+        shape = dict(shape_of(name), name=name)
         for W in [int(x) for x in args.ranks.split(",")]:
             out.append(simulate(shape, PAPER_SETTINGS, W, costs, args.speedup, args.heads_per_item or None,
                                 share=not args.each_computes, split_clean=args.split_clean,
@@ -440,7 +470,9 @@ def main():
     if args.json:
         print(json.dumps(out, indent=1))
         return
-    print(f"costs: {costs.get('source', args.costs)}; compute speedup x{args.speedup:g}; PATH mode, paper settings; "
+    for src, names in sources.items():
+        print(f"costs of {', '.join(names)}: {src}")
+    print(f"compute speedup x{args.speedup:g}; PATH mode, paper settings; "
           + ("clean runs: every worker computes its own (former protocol)" if args.each_computes else
              f"clean runs shared (built): computed once, state relayed by rank 0 at {args.bandwidth/1e9:g} GB/s")
           + (f"; WHAT-IF: each clean run split over {args.split_clean} ranks" if args.split_clean > 1 else ""))
