@@ -6,7 +6,9 @@
   results/rtd/ds/TASK.h5                the datastore (entries, tuned T); optional (git-ignored)
 and a lambda sweep, lambda*r + (1-lambda)*p_LM, recomputed from the per-answer r and p_LM that rtd records in the
 `detail` column (exactly what a run with --rtd-lambda would answer, without re-running the model).
-Usage: /usr/bin/python3 analysis/rtd_report.py [--dir results/rtd] [--lambda-task rte] [--md out.md]"""
+Usage: /usr/bin/python3 analysis/rtd_report.py [--dir results/rtd] [--name smollm2|gemma3] [--lambda-task rte] [--md out.md]
+(--name: the files' model tag, as scripts/rtd_smollm2.sh's NAME: eval-NAME-TASK.h5, datastores in ds/ for smollm2,
+ds-NAME/ otherwise)"""
 import argparse, json, os
 
 import h5py
@@ -36,6 +38,20 @@ def summary(path):
         for i, m in enumerate(strs(s["method"])):
             out[m] = {k: s[k][i] for k in ("n", "n_paired", "accuracy", "ci_low", "ci_high", "diff", "diff_low", "diff_high")}
     return out
+
+
+def recorded_T(path):
+    """(T of rtd, T of mh-rtd) as the answers recorded them in their detail (when the datastore file is not kept)."""
+    T = {}
+    try:
+        with h5py.File(path, "r") as f:
+            r = f["records"]
+            for m, d in zip(strs(r["method"]), strs(r["detail"])):
+                if m in ("rtd", "mh-rtd") and m not in T and d:
+                    T[m] = json.loads(d).get("T")
+    except (OSError, KeyError):
+        pass
+    return T
 
 
 def cell(row, diff=True):
@@ -76,26 +92,32 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="results/rtd")
     ap.add_argument("--lambda-task", default="rte")
+    ap.add_argument("--name", default="smollm2", help="model tag of the files (eval-NAME-TASK.h5)")
     ap.add_argument("--md")
     a = ap.parse_args()
     L = []
     L.append("| task | n | zero-shot | ICL 5-shot (n; paired diff) | RTD (diff to zero-shot) | MH-RTD (diff to zero-shot) | datastore | T (rtd / mh-rtd) |")
     L.append("|---|---|---|---|---|---|---|---|")
     for t in TASKS:
-        s = summary(os.path.join(a.dir, f"eval-smollm2-{t}.h5"))
+        s = summary(os.path.join(a.dir, f"eval-{a.name}-{t}.h5"))
         if not s:
             continue
-        icl = summary(os.path.join(a.dir, f"eval-smollm2-{t}-icl.h5"))
-        ds = os.path.join(a.dir, "ds", f"{t}.h5")
+        icl = summary(os.path.join(a.dir, f"eval-{a.name}-{t}-icl.h5"))
+        ds = os.path.join(a.dir, "ds" if a.name == "smollm2" else f"ds-{a.name}", f"{t}.h5")
         size, T = "–", "–"
         if os.path.exists(ds):
             with h5py.File(ds, "r") as f:
                 size = f"{int(f.attrs['n_written'])} x {int(f.attrs['d'])}"
                 T = f"{float(f.attrs['tuned_T']):.4g} / {float(f.attrs['tuned_T_mh']):.4g}"
+        else:
+            rec = recorded_T(os.path.join(a.dir, f"eval-{a.name}-{t}.h5"))
+            if rec:
+                size = "(file not kept)"
+                T = " / ".join(f"{rec[m]:.4g}" if rec.get(m) else "–" for m in ("rtd", "mh-rtd")) + " (from the answers)"
         icl_s = f"{cell(icl.get('icl'), False)} (n={int(icl['icl']['n'])}; {icl['icl']['diff']:+.3f} [{icl['icl']['diff_low']:+.3f}, {icl['icl']['diff_high']:+.3f}])" if icl.get("icl") else "–"
         n = int(s["vanilla"]["n"]) if "vanilla" in s else 0
         L.append(f"| {t} | {n} | {cell(s.get('vanilla'), False)} | {icl_s} | {cell(s.get('rtd'))} | {cell(s.get('mh-rtd'))} | {size} | {T} |")
-    path = os.path.join(a.dir, f"eval-smollm2-{a.lambda_task}.h5")
+    path = os.path.join(a.dir, f"eval-{a.name}-{a.lambda_task}.h5")
     if os.path.exists(path):
         grid = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
         with h5py.File(path, "r") as f:
