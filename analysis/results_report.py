@@ -385,6 +385,18 @@ def main():
         missing.append(f"PEAR sensitivity (`scripts/pear_sensitivity.sh`): {len(grid) - len(lacking)} of the {len(grid)} "
                        f"settings K x steps have records; missing: {', '.join(lacking)}")
     out += [f"- {m}" for m in missing] or ["- nothing the report checks for"]
+    out.append("\n## How to reproduce\n")
+    out += ["Every step resumes, so each command can be stopped and run again (files as listed under Files):", "",
+            "```",
+            "scripts/report_pipeline.sh smollm2      # sweep -> train -> eval (RAG: mdqa 100 per gold position; NQ 400)",
+            "scripts/report_pipeline.sh gemma3       #   through slurm/submit --kind pipeline (a local SLURM if none)",
+            "scripts/rtd_smollm2.sh                  # RTD, MH-RTD, zero-shot and 5-shot ICL on the choice tasks",
+            "MODEL=models/gemma-3-270m-q4_k_m.gguf NAME=gemma3 scripts/rtd_smollm2.sh",
+            "headsweep eval --tasks niah --niah-lengths 4k,16k,64k,256k,1m --niah-depths 0,25,50,75,100 \\",
+            "    --methods vanilla,infiniretri -o results/infiniretri/niah-smollm2.h5 --resume -t 1   # (-m ... for Gemma)",
+            "scripts/pear_sensitivity.sh             # PEAR K in {2,4,8,16} x {60,300} steps on mdqa-10docs",
+            "/usr/bin/python3 analysis/results_report.py --md docs/results.md --img docs/img/results",
+            "```"]
     out.append("\n## Methods (configs as recorded)\n")
     out += config_list(recs)
     out.append("\n## Files\n")
