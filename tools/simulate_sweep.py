@@ -23,15 +23,17 @@ What is simulated (src/dist/protocol.cpp, src/dist/sweep_mpi.cpp):
 
 Item and clean-run costs: PATH mode. An item of layer l with h heads runs h*N rows through W_O of layer l and the MLPs
 of layers l..L-1 (plus the final norm and the pi readout): flops = 2 h N (q_dim d + (L - l) * 3 d d_ff) (+ small terms);
-with tens of rows it is bound as much by streaming those layers' fp32 weights: seconds = a + bytes * s_b + flops * s_f.
-The clean run is a forward of N * 2n tokens with full logits (copy accuracy). Two cost files:
-  analysis/sweep_costs_8b_q4_0.json (the default): items and clean runs of the Llama-3-8B shape timed on the 8B Q4_0
-    file kept native (bench_item_costs --model ... --precision native, CPU seconds, 1 thread), one joint fit
-    (--fit --joint --cpu-seconds --weight-bytes 0.5625): seconds = [item: a] + Q4_0 weight bytes streamed * s_b +
-    flops * s_f; the 70B uses the same constants scaled by its shape (not measured).
-  analysis/sweep_costs.json: the earlier fit on the SmolLM2-135M and Qwen2.5-0.5B shapes in fp32 (clean runs:
-    flops / rate + a per-sequence term), scaled to the 8B and 70B shapes. `--speedup` scales every compute cost down (a GPU rank or a faster node), which makes the
-coordinator relatively more expensive.
+with tens of rows it is bound as much by streaming those layers' weights: seconds = a + bytes * s_b + flops * s_f.
+The clean run is a forward of N * 2n tokens with full logits (copy accuracy). Cost files:
+  analysis/sweep_costs_8b_q4_0.json (the default --costs) and analysis/sweep_costs_70b_q4_0.json (the 70B's, used
+    for llama3-70b unless --costs is given): items and clean runs timed with bench_item_costs --precision native
+    (1 thread, CPU seconds) on the Llama-3-8B shape and on a 4-layer slice of the Llama-3-70B shape
+    (`headsweep write-random llama3-70b/4`, label llama3-70b/4), each fitted with --fit --regimes --cpu-seconds
+    --weight-bytes 0.5625: the model above per kernel regime (int8 tiles below INT8_MAX_ROWS rows, dequantised
+    tiles + fp32 SGEMM from it), so the 70B's 80 layers follow from its per-layer costs.
+  analysis/sweep_costs.json: the earliest fit on the SmolLM2-135M and Qwen2.5-0.5B shapes in fp32 (clean runs:
+    flops / rate + a per-sequence term), scaled to the 8B and 70B shapes. `--speedup` scales every compute cost
+    down (a GPU rank or a faster node), which makes the coordinator relatively more expensive.
 
 Prints per shape and rank count: makespan, parallel efficiency (useful item work / (ranks x makespan)), the work
 lost to clean runs, rank 0's busy fraction, and the bound that limits scaling (items per rank, the longest item,
@@ -310,7 +312,35 @@ def seq_size(shape):
     return shape["L"] * shape["d"] ** 2
 
 
+# The CPU engine multiplies quantised weights by two kernels (backend/cpu/matmul_blocks.hpp, native prefill "auto"):
+# 8-bit activations and integer block dots below this many input rows (matrices of >= 2048 columns, as here), the
+# dequantised tiles + fp32 SGEMM from it; their rates differ ~2-3x, so the "regimes" cost model fits each apart.
+INT8_MAX_ROWS = 256
+
+
+def regime(rows):
+    return "int8" if rows < INT8_MAX_ROWS else "f32"
+
+
+def solve_nonneg(A, b):
+    """Least squares with every unknown >= 0: unknowns that come out negative are fixed at 0 and the rest solved
+    again (enough for the 2-3 unknowns here)."""
+    free = list(range(len(A[0])))
+    while True:
+        x = solve([[r[i] for i in free] for r in A], b) if free else []
+        if all(v >= 0 for v in x):
+            out = [0.0] * len(A[0])
+            for i, v in zip(free, x):
+                out[i] = v
+            return out
+        free = [i for i, v in zip(free, x) if v >= 0] if any(v > 0 for v in x) else free[:-1]
+
+
 def clean_seconds(costs, shape, N, n):
+    if costs.get("model") == "regimes":  # the regime of its N x 2n rows
+        c = costs["regimes"][regime(N * 2 * n)]
+        wb = costs["weight_bytes"]
+        return clean_bytes(shape, wb) * c["s_per_byte"] + clean_flops(shape, N, n) * c["s_per_flop"]
     if costs.get("model") == "joint":  # the items' constants: weights streamed once, flops
         wb = costs["weight_bytes"]
         return clean_bytes(shape, wb) * costs["item_s_per_byte"] + clean_flops(shape, N, n) * costs["item_s_per_flop"]
@@ -318,6 +348,10 @@ def clean_seconds(costs, shape, N, n):
 
 
 def item_seconds(costs, shape, layer, heads, N):
+    if costs.get("model") == "regimes":  # the regime of its heads x N rows
+        c = costs["regimes"][regime(heads * N)]
+        return (c["overhead_s"] + item_bytes(shape, layer, costs["weight_bytes"]) * c["s_per_byte"]
+                + item_flops(shape, layer, heads, N) * c["s_per_flop"])
     return (costs["item_overhead_s"] + item_bytes(shape, layer, costs.get("weight_bytes", 4.0)) * costs["item_s_per_byte"]
             + item_flops(shape, layer, heads, N) * costs["item_s_per_flop"])
 
@@ -367,11 +401,54 @@ def fit_joint(args, rows):
           f"-> {args.costs}")
 
 
+def fit_regimes(args, rows):
+    """Per kernel regime (int8 below INT8_MAX_ROWS rows, f32 SGEMM from it): seconds = [item: a] + weight bytes
+    streamed * s_b + flops * s_f, all >= 0, fitted in relative error over the regime's items and clean runs."""
+    wb = args.weight_bytes
+    costs = dict(model="regimes", weight_bytes=wb, int8_max_rows=INT8_MAX_ROWS, regimes={})
+    for name in ("int8", "f32"):
+        A = []
+        for r in rows:
+            sh = shape_of(r["shape"])
+            if r["kind"] == "item" and regime(r["heads"] * r["N"]) == name:
+                A.append([1.0 / r["seconds"], item_bytes(sh, r["layer"], wb) / r["seconds"],
+                          item_flops(sh, r["layer"], r["heads"], r["N"]) / r["seconds"]])
+            elif r["kind"] == "clean" and regime(r["N"] * 2 * r["n"]) == name:
+                A.append([0.0, clean_bytes(sh, wb) / r["seconds"], clean_flops(sh, r["N"], r["n"]) / r["seconds"]])
+        if len(A) < 3:
+            sys.exit(f"simulate_sweep: --fit --regimes needs >= 3 timings in the {name} regime (got {len(A)})")
+        a, s_b, s_f = solve_nonneg(A, [1.0] * len(A))
+        costs["regimes"][name] = dict(overhead_s=a, s_per_byte=s_b, s_per_flop=s_f, timings=len(A))
+    errs = []
+    for r in rows:
+        sh = shape_of(r["shape"])
+        pred = (item_seconds(costs, sh, r["layer"], r["heads"], r["N"]) if r["kind"] == "item"
+                else clean_seconds(costs, sh, r["N"], r["n"]))
+        r["predicted_s"] = pred
+        errs.append(abs(pred - r["seconds"]) / r["seconds"])
+    state = [r for r in rows if r["kind"] == "clean" and r.get("state_bytes")]
+    if state:
+        costs["import_s_per_byte"] = max(r["import_s"] / r["state_bytes"] for r in state)
+    costs.update(message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
+                 item_fit_worst_rel_error=max(errs), clean_fit_worst_rel_error=max(errs), source=args.source,
+                 measured=rows)
+    with open(args.costs, "w") as f:
+        json.dump(costs, f, indent=1)
+    for name, c in costs["regimes"].items():
+        gbs = f"{1 / c['s_per_byte'] / 1e9:.2f} GB/s" if c["s_per_byte"] > 0 else "no byte term"
+        gfs = f"{1 / c['s_per_flop'] / 1e9:.1f} GFLOP/s" if c["s_per_flop"] > 0 else "no flop term"
+        print(f"{name} regime ({c['timings']} timings): items {c['overhead_s']:.3f} s + bytes / {gbs} + flops / {gfs}")
+    print(f"worst relative error {max(errs):.0%} -> {args.costs}")
+
+
 def fit(args):
     rows = [json.loads(l) for l in open(args.fit) if l.strip().startswith("{")]
     if args.cpu_seconds:  # the process's CPU seconds (1 BLAS thread): what a rank with a core of its own takes
         for r in rows:
             r["wall_s"], r["seconds"] = r["seconds"], r["cpu_s"]
+    if args.regimes:
+        fit_regimes(args, rows)
+        return
     if args.joint:
         fit_joint(args, rows)
         return
@@ -412,6 +489,9 @@ def main():
     ap.add_argument("--source", default="", help="with --fit: where the figures come from (machine, date)")
     ap.add_argument("--joint", action="store_true",
                     help="with --fit: one model (weight bytes + flops) for items and clean runs (one model's rows)")
+    ap.add_argument("--regimes", action="store_true",
+                    help="with --fit: one joint model per kernel regime (int8 below %d rows, f32 SGEMM from it)"
+                         % INT8_MAX_ROWS)
     ap.add_argument("--cpu-seconds", action="store_true",
                     help="with --fit: fit the rows' cpu_s (CPU time of the 1-thread process) instead of wall seconds "
                          "(a loaded machine inflates wall time)")
