@@ -141,12 +141,33 @@ def family_of(task):
     return "niah" if task == "niah" else "Other tasks"
 
 
-def cell_table(recs, label):
-    """{(model, family, task): {method: {key: score}}} with key = (id, gold position)."""
+def chosen_configs(recs):
+    """(model, task, method) -> the config whose answers fill the cell: the one with the most answers. A method run
+    again with other settings (e.g. PEAR trained again for the large-sample pipeline) is another method; its answers
+    are not mixed into one cell with the earlier run's."""
+    n = defaultdict(int)
+    for r in recs:
+        n[(r["model"], r["task"], r["method"], r["config"])] += 1
+    best = {}
+    for (model, task, method, config), k in n.items():
+        key = (model, task, method)
+        if key not in best or k > n[(model, task, method, best[key])]:
+            best[key] = config
+    return best
+
+
+def cell_table(recs, label, superseded=None):
+    """{(model, family, task): {method: {key: score}}} with key = (id, gold position); `superseded` counts the
+    answers left out because another config of the same method has more answers on that task."""
     cells = defaultdict(lambda: defaultdict(dict))
     dup = 0
+    best = chosen_configs(recs)
     for r in recs:
         if r["task"] == "niah":
+            continue
+        if best[(r["model"], r["task"], r["method"])] != r["config"]:
+            if superseded is not None:
+                superseded[(model_label(r["model"]), r["task"], r["method"])] += 1
             continue
         m = label[(r["method"], r["config"])]
         key = (r["id"], r["pos"])
@@ -358,7 +379,8 @@ def main():
     if not recs:
         sys.exit("results_report: no evaluation records in " + " ".join(a.files))
     label = method_names(recs)
-    cells, dup = cell_table(recs, label)
+    superseded = defaultdict(int)
+    cells, dup = cell_table(recs, label, superseded)
     findings, missing = [], []
     body = main_tables(cells, findings, missing)
     body += niah_section(recs, label, missing, a.img, os.path.dirname(os.path.abspath(a.md)) if a.md else ".")
@@ -378,6 +400,9 @@ def main():
                    + ", ".join(f"`{p}`" for p in incomplete))
     if dup:
         out.append(f"- {dup} answers appear in more than one file with different scores (the first file's is used)")
+    for (model, task, method), k in sorted(superseded.items()):
+        out.append(f"- {model} {task} `{method}`: {k} answers of an earlier configuration left out (the cell shows the "
+                   "configuration with the most answers)")
     have = {r["method"] for r in recs}
     grid = [f"pear-k{k}-s{st}" for k in SENSITIVITY_KS for st in SENSITIVITY_STEPS]
     lacking = [g for g in grid if g not in have]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# analysis/results_report.py on two small evaluation files of random:tiny (fixture data): a method run again with
+# other settings (PEAR with another tau) is not mixed into one cell with the earlier run -- the cell shows the
+# configuration with the most answers and the report says how many answers of the other were left out; the report
+# has its reproduction commands and lists both configurations. Exit 77 (skip) without h5py/numpy.
+set -uo pipefail
+BUILD=$(cd "${1:?usage: results_report.sh BUILD_DIR}" && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+/usr/bin/python3 -c "import h5py, numpy" 2>/dev/null || { echo "skip: no h5py/numpy for /usr/bin/python3"; exit 77; }
+W=$(mktemp -d /tmp/headsweep_report_XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fail=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fail=1; }
+HS=$BUILD/headsweep
+D=$ROOT/tests/fixtures/eval_data
+common=(-m random:tiny --data-dir "$D" --tasks mdqa-3docs --max-new-tokens 4 -q -t 1)
+"$HS" eval "${common[@]}" --methods vanilla,pear --pear-heads "0:1=0.5" --limit 1 -o "$W/a.h5" >/dev/null || bad "eval a"
+"$HS" eval "${common[@]}" --methods pear --pear-heads "0:1=0.8" --limit 2 -o "$W/b.h5" >/dev/null || bad "eval b"
+/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" --md "$W/r.md" || bad "results_report.py"
+grep -q 'mdqa-3docs `pear`: 3 answers of an earlier configuration left out' "$W/r.md" \
+    && ok "the earlier PEAR run's 3 answers are left out of the cell" || bad "no superseded-config line"
+grep -q 'heads=L0H1=0.5$' "$W/r.md" && grep -q 'heads=L0H1=0.8' "$W/r.md" \
+    && ok "both configurations are listed" || bad "configurations not listed"
+grep -q '^## How to reproduce' "$W/r.md" && ok "reproduction commands" || bad "no How to reproduce section"
+grep -q '^| mdqa-3docs | 6 |' "$W/r.md" && ok "the cell has the later run's 6 answers" || bad "cell size: $(grep '^| mdqa-3docs' "$W/r.md")"
+[[ $fail == 0 ]] || { cat "$W/r.md"; exit 1; }
