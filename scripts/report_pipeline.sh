@@ -38,6 +38,10 @@ if [[ ${#dry[@]} -eq 0 ]] && ! sinfo -h >/dev/null 2>&1; then
         source "$SLURM_BASE/env.sh"
     fi
 fi
+if [[ ${#dry[@]} -eq 0 ]]; then
+    queued=$(squeue -h -n "hs-report-$model" -o %i 2>/dev/null | tr '\n' ' ')
+    [[ -z $queued ]] || { echo "report_pipeline: the $model pipeline is already queued or running (jobs $queued); wait for it, or scancel them first" >&2; exit 2; }
+fi
 unset OPENBLAS_CORETYPE
 slurm/submit --kind pipeline -n "$ranks" --job-name "hs-report-$model" "${dry[@]}" --train-job $J-train.toml \
     --eval-job $J-eval-rag.toml --eval-job $J-eval-nq.toml $J-sweep.toml
