@@ -115,6 +115,12 @@ TEST_CASE("a resumed run ends with the same tau as an uninterrupted one", "[trai
     other = o;
     other.heads = {{0, 1}};
     CHECK_THROWS_WITH(read_train_file(path, other), Catch::Contains("heads differ"));
+    // the checkpoint is not a result: eval --pear-train and export refuse its tau, naming the file and the step
+    CHECK_THROWS_WITH(read_trained_tau(path), Catch::Contains("resume.h5") && Catch::Contains("not finished (step 3 of"));
+    write_train_file(path, o, second.state(), "random:tiny:3");  // the finished run's file is read
+    const TrainedTau t = read_trained_tau(path);
+    CHECK(t.step == o.steps);
+    CHECK(t.tau == second.state().tau);
     std::filesystem::remove(path);
 }
 

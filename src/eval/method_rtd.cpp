@@ -69,9 +69,13 @@ public:
     void prepare(EvalContext& ctx) override {
         engine_ = std::make_unique<Engine>(ctx.model, ctx.backend);
         identity_ = datastore_model_identity(ctx.model_spec);
+        spec_ = ctx.model_spec;
     }
     void check_examples(const std::vector<Example>& examples, EvalContext& ctx) override {
-        if (identity_.empty()) identity_ = datastore_model_identity(ctx.model_spec);
+        if (identity_.empty()) {
+            identity_ = datastore_model_identity(ctx.model_spec);
+            spec_ = ctx.model_spec;
+        }
         for (const Example& ex : examples) {
             check(ex.kind == AnswerKind::CHOICE, "method ", name(), " answers choice tasks only (task ", ex.task,
                   " generates text)");
@@ -113,7 +117,7 @@ private:
         st.path = datastore_path(s_.rtd_datastore, ex.task);
         const rtd::Datastore ds = rtd::read_datastore(st.path);
         rtd::check_compatible(ds, st.path, identity_, ctx.model.config.d_model, int32_t(ex.choices.size()),
-                              "task " + ex.task);
+                              "task " + ex.task, spec_);
         check(s_.rtd_k <= ds.size(), st.path, ": k = ", s_.rtd_k, " is larger than the datastore (", ds.size(),
               " entries)");
         st.T = s_.rtd_T > 0 ? s_.rtd_T : (mh_ ? ds.info.tuned_T_mh : ds.info.tuned_T);
@@ -129,7 +133,7 @@ private:
     MethodSettings s_;
     bool mh_;
     rtd::IndexKind kind_;
-    std::string identity_;
+    std::string identity_, spec_;
     std::unique_ptr<Engine> engine_;
     std::map<std::string, TaskStore> stores_;
 };

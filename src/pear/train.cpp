@@ -339,6 +339,13 @@ TrainedTau read_trained_tau(const std::string& path) {
     t.tau = f.open_dataset("tau").read<float>();
     t.step = f.attr<int32_t>("step");
     check(t.tau.size() == t.heads.size(), path, ": ", t.tau.size(), " tau values for ", t.heads.size(), " heads");
+    // A checkpoint of a run in progress (or cut short) is not the result: its tau would silently differ from the
+    // finished run's (e.g. a datastore built from it no longer matches the model an evaluation folds).
+    if (f.has_attr("steps")) {
+        const int64_t steps = f.attr<int32_t>("steps");
+        check(t.step >= steps, path, ": the training is not finished (step ", t.step, " of ", steps,
+              "; a run in progress, or one cut short: continue it with headsweep train --resume)");
+    }
     return t;
 }
 

@@ -115,6 +115,7 @@ struct TrainedTau {
     std::vector<float> tau;
     int64_t step = 0;  // steps trained
 };
+// The heads and tau of a finished training (hs::Error naming the file for a checkpoint of an unfinished one).
 TrainedTau read_trained_tau(const std::string& path);
 
 }  // namespace hs::pear

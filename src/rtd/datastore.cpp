@@ -244,12 +244,12 @@ Datastore read_datastore(const std::string& path) {
 }
 
 void check_compatible(const Datastore& ds, const std::string& path, const std::string& model_sha256, int32_t d,
-                      int32_t n_labels, const std::string& what) {
+                      int32_t n_labels, const std::string& what, const std::string& model_spec) {
     check(ds.info.d == d, bad(path), "keys have dimension ", ds.info.d, " but the model's hidden size is ", d,
           " (a datastore of another model: ", ds.info.model_spec, ")");
     check(ds.info.model_sha256 == model_sha256, bad(path), "built by another model (sha256 ",
           ds.info.model_sha256.substr(0, 16), "... from ", ds.info.model_spec, "; this model is ",
-          model_sha256.substr(0, 16), "...)");
+          model_sha256.substr(0, 16), "...", model_spec.empty() ? "" : " from " + model_spec, ")");
     check(ds.info.n_labels == n_labels, bad(path), what, " has ", n_labels, " choices but the datastore has ",
           ds.info.n_labels, " labels");
 }

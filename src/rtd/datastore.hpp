@@ -60,7 +60,7 @@ DatastoreInfo read_datastore_info(const std::string& path);  // the attributes o
 // The query-time checks: the datastore was built by the model with this identity and key dimension, and has
 // the expected number of labels. `what` names the caller's side (e.g. "task arc-easy").
 void check_compatible(const Datastore& ds, const std::string& path, const std::string& model_sha256, int32_t d,
-                      int32_t n_labels, const std::string& what);
+                      int32_t n_labels, const std::string& what, const std::string& model_spec = "");
 
 // Records the tuned temperatures into an existing complete file.
 void write_tuned(const std::string& path, double T, double T_mh, const std::string& report);
