@@ -181,18 +181,27 @@ int bench_search(int argc, char** argv) {
     t = now();
     const rtd::Neighbours batch = flat.search(q.data(), nq, o.k);
     const double batch_s = now() - t;
+    // An exact index's single-query and batched time, and how many of its single-query ids equal flat's.
+    struct Timed {
+        double single_s, batch_s;
+        int64_t same;
+    };
+    auto time_index = [&](const rtd::KnnIndex& index) {
+        Timed r{0, 0, 0};
+        double t0 = now();
+        for (int64_t i = 0; i < nq; ++i) {
+            const rtd::Neighbours nb = index.search(q.data() + i * d, 1, o.k);
+            for (int64_t j = 0; j < o.k; ++j) r.same += nb.ids[size_t(j)] == one.ids[size_t(i * o.k + j)];
+        }
+        r.single_s = now() - t0;
+        t0 = now();
+        index.search(q.data(), nq, o.k);
+        r.batch_s = now() - t0;
+        return r;
+    };
     rtd::KnnIndex gemm(rtd::IndexKind::BLAS, d);
     gemm.add(ds.keys.data(), ds.size());
-    t = now();
-    int64_t blas_same = 0;
-    for (int64_t i = 0; i < nq; ++i) {
-        const rtd::Neighbours r = gemm.search(q.data() + i * d, 1, o.k);
-        for (int64_t j = 0; j < o.k; ++j) blas_same += r.ids[size_t(j)] == one.ids[size_t(i * o.k + j)];
-    }
-    const double blas_single_s = now() - t;
-    t = now();
-    gemm.search(q.data(), nq, o.k);
-    const double blas_batch_s = now() - t;
+    const Timed blas = time_index(gemm);
     // the device kind: products by the backend's GEMM (--device cuda: cuBLAS), exact re-ranking on the host
     BackendOptions bo;
     bo.threads = o.threads;
@@ -203,16 +212,7 @@ int bench_search(int argc, char** argv) {
     rtd::KnnIndex dev(rtd::IndexKind::DEVICE, d, io);
     dev.add(ds.keys.data(), ds.size());
     dev.search(q.data(), 1, o.k);  // the upload, outside the timing
-    t = now();
-    int64_t dev_same = 0;
-    for (int64_t i = 0; i < nq; ++i) {
-        const rtd::Neighbours r = dev.search(q.data() + i * d, 1, o.k);
-        for (int64_t j = 0; j < o.k; ++j) dev_same += r.ids[size_t(j)] == one.ids[size_t(i * o.k + j)];
-    }
-    const double dev_single_s = now() - t;
-    t = now();
-    dev.search(q.data(), nq, o.k);
-    const double dev_batch_s = now() - t;
+    const Timed device = time_index(dev);
     rtd::KnnIndex naive(rtd::IndexKind::NAIVE, d);
     naive.add(ds.keys.data(), ds.size());
     const int64_t nq_naive = std::min<int64_t>(nq, 20);
@@ -230,9 +230,9 @@ int bench_search(int argc, char** argv) {
                 "\"blas_single_qps\":%.2f,\"blas_batch_qps\":%.2f,\"blas_equal_ids\":%.4f,\"device\":\"%s\","
                 "\"device_single_qps\":%.2f,\"device_batch_qps\":%.2f,\"device_equal_ids\":%.4f}\n",
                 (long long)ds.size(), d, (long long)nq, o.k, add_s, nq / single_s, nq / batch_s, nq_naive / naive_s,
-                double(same) / double(nv.ids.size()), one.ids == batch.ids ? "true" : "false", nq / blas_single_s,
-                nq / blas_batch_s, double(blas_same) / double(nq * o.k), be->describe().c_str(), nq / dev_single_s,
-                nq / dev_batch_s, double(dev_same) / double(nq * o.k));
+                double(same) / double(nv.ids.size()), one.ids == batch.ids ? "true" : "false", nq / blas.single_s,
+                nq / blas.batch_s, double(blas.same) / double(nq * o.k), be->describe().c_str(), nq / device.single_s,
+                nq / device.batch_s, double(device.same) / double(nq * o.k));
     return 0;
 }
 
