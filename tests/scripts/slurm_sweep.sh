@@ -59,6 +59,10 @@ TOML
 id=$("$ROOT/slurm/submit" --kind single -n 2 --headsweep "$HS" job.toml 2>submit.err) || { cat submit.err; bad "submit single"; }
 st=$(wait_job "$id")
 [[ "$st" == *COMPLETED* ]] && ok "single-node 2-rank sweep job $id: $st" || { bad "single job $id: $st"; cat hs-sweep-$id.out; }
+# job ids of this cluster's own (FirstJobId from its port), not 1, 2, ... as every other local cluster's: Open MPI
+# names shared memory after the job id, so two clusters' job 3 would collide
+port=$(sed -n 's/^SlurmctldPort=//p' "$SLURM_BASE/etc/slurm.conf")
+[[ $id -ge $((port * 1000)) ]] && ok "job ids start at the cluster's own FirstJobId ($id)" || bad "job id $id (port $port)"
 grep -q "2 ranks" hs-sweep-$id.out && ok "job log: 2 ranks" || bad "job log lacks '2 ranks'"
 grep -q "busy: r0 .* r1 " hs-sweep-$id.out && ok "progress from both ranks" || bad "no per-rank utilisation in the log"
 same_dir out && ok "srun --mpi=pmix files equal the single-process run" || bad "srun files differ"
