@@ -368,6 +368,29 @@ def fit_line(xs, ys):
     return a, 1.0 / b
 
 
+def finish_fit(args, costs, rows, record_predictions=False):
+    """The end of a joint fit: each timing's relative error under `costs` (with record_predictions, each row keeps
+    its prediction as predicted_s), the worker's import cost per byte of state, the writer and message costs, the
+    source and the timings; written to --costs. Returns the relative errors."""
+    errs = []
+    for r in rows:
+        sh = shape_of(r["shape"])
+        pred = (item_seconds(costs, sh, r["layer"], r["heads"], r["N"]) if r["kind"] == "item"
+                else clean_seconds(costs, sh, r["N"], r["n"]))
+        if record_predictions:
+            r["predicted_s"] = pred
+        errs.append(abs(pred - r["seconds"]) / r["seconds"])
+    state = [r for r in rows if r["kind"] == "clean" and r.get("state_bytes")]
+    if state:  # the worker's import (SettingRun::from_state) per byte of state
+        costs["import_s_per_byte"] = max(r["import_s"] / r["state_bytes"] for r in state)
+    costs.update(message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
+                 item_fit_worst_rel_error=max(errs), clean_fit_worst_rel_error=max(errs), source=args.source,
+                 measured=rows)
+    with open(args.costs, "w") as f:
+        json.dump(costs, f, indent=1)
+    return errs
+
+
 def fit_joint(args, rows):
     """One model for items and clean runs of one kind of weights (e.g. the 8B's Q4_0 kept native): seconds =
     [item: a] + weight bytes streamed * s_b + flops * s_f, fitted in relative error over every row."""
@@ -382,20 +405,7 @@ def fit_joint(args, rows):
             A.append([0.0, clean_bytes(sh, wb) / r["seconds"], clean_flops(sh, r["N"], r["n"]) / r["seconds"]])
     a_i, s_b, s_f = solve(A, [1.0] * len(A))
     costs = dict(model="joint", weight_bytes=wb, item_overhead_s=a_i, item_s_per_byte=s_b, item_s_per_flop=s_f)
-    errs = []
-    for r in rows:
-        sh = shape_of(r["shape"])
-        pred = (item_seconds(costs, sh, r["layer"], r["heads"], r["N"]) if r["kind"] == "item"
-                else clean_seconds(costs, sh, r["N"], r["n"]))
-        errs.append(abs(pred - r["seconds"]) / r["seconds"])
-    state = [r for r in rows if r["kind"] == "clean" and r.get("state_bytes")]
-    if state:  # the worker's import (SettingRun::from_state) per byte of state
-        costs["import_s_per_byte"] = max(r["import_s"] / r["state_bytes"] for r in state)
-    costs.update(message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
-                 item_fit_worst_rel_error=max(errs), clean_fit_worst_rel_error=max(errs), source=args.source,
-                 measured=rows)
-    with open(args.costs, "w") as f:
-        json.dump(costs, f, indent=1)
+    errs = finish_fit(args, costs, rows)
     print(f"joint fit ({wb} bytes per weight): items {a_i:.3f} s + bytes / {1/s_b/1e9:.3f} GB/s + flops / "
           f"{1/s_f/1e9:.2f} GFLOP/s; clean runs the same without the constant (worst relative error {max(errs):.0%}) "
           f"-> {args.costs}")
@@ -419,21 +429,7 @@ def fit_regimes(args, rows):
             sys.exit(f"simulate_sweep: --fit --regimes needs >= 3 timings in the {name} regime (got {len(A)})")
         a, s_b, s_f = solve_nonneg(A, [1.0] * len(A))
         costs["regimes"][name] = dict(overhead_s=a, s_per_byte=s_b, s_per_flop=s_f, timings=len(A))
-    errs = []
-    for r in rows:
-        sh = shape_of(r["shape"])
-        pred = (item_seconds(costs, sh, r["layer"], r["heads"], r["N"]) if r["kind"] == "item"
-                else clean_seconds(costs, sh, r["N"], r["n"]))
-        r["predicted_s"] = pred
-        errs.append(abs(pred - r["seconds"]) / r["seconds"])
-    state = [r for r in rows if r["kind"] == "clean" and r.get("state_bytes")]
-    if state:
-        costs["import_s_per_byte"] = max(r["import_s"] / r["state_bytes"] for r in state)
-    costs.update(message_s=args.message_s, commit_s=args.commit_s, commit_per_result_s=args.commit_per_result_s,
-                 item_fit_worst_rel_error=max(errs), clean_fit_worst_rel_error=max(errs), source=args.source,
-                 measured=rows)
-    with open(args.costs, "w") as f:
-        json.dump(costs, f, indent=1)
+    errs = finish_fit(args, costs, rows, record_predictions=True)
     for name, c in costs["regimes"].items():
         gbs = f"{1 / c['s_per_byte'] / 1e9:.2f} GB/s" if c["s_per_byte"] > 0 else "no byte term"
         gfs = f"{1 / c['s_per_flop'] / 1e9:.1f} GFLOP/s" if c["s_per_flop"] > 0 else "no flop term"
