@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -471,6 +472,17 @@ TEST_CASE("eval run: random:tiny end to end, resume, interrupted run gives the s
         CHECK((r.score == 0.0 || r.score == 1.0));
         CHECK(r.prompt_tokens > 0);
         CHECK(r.new_tokens <= 4);
+        // generation answers say where their time went (prefill vs decode), within the record's latency
+        INFO(r.task << " " << r.method << " detail " << r.detail);
+        if (r.task == "mmlu") {
+            CHECK(r.detail.empty());
+            continue;
+        }
+        double prefill = -1, decode = -1;
+        REQUIRE(std::sscanf(r.detail.c_str(), "{\"prefill_s\":%lf,\"decode_s\":%lf}", &prefill, &decode) == 2);
+        CHECK(prefill > 0);
+        CHECK(decode >= 0);
+        CHECK(prefill + decode <= r.latency_s + 1e-3);
     }
     CHECK(full.summary.size() == 2 * (3 + 4 + 1 + 1));
 

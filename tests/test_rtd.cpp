@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -497,6 +498,15 @@ TEST_CASE("rtd eval: rtd, mh-rtd and icl end to end on a tiny user dataset, bad 
             rtd_right += int(r.score);
             CHECK(r.detail.find("\"r\":[") != std::string::npos);
             CHECK(r.detail.find("\"p_lm\":[") != std::string::npos);
+            // the answer's time split: the forward and the neighbour search, within the record's latency
+            const auto num = [&](const char* key) {
+                const size_t at = r.detail.find(std::string("\"") + key + "\":");
+                REQUIRE(at != std::string::npos);
+                return std::stod(r.detail.substr(at + std::strlen(key) + 3));
+            };
+            CHECK(num("forward_s") > 0);
+            CHECK(num("search_s") >= 0);
+            CHECK(num("forward_s") + num("search_s") <= r.latency_s + 1e-3);
         }
         if (r.method == "icl") CHECK(r.detail.find("icl_tokens") != std::string::npos);
     }

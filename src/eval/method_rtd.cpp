@@ -12,6 +12,7 @@
 #include "rtd/datastore.hpp"
 #include "rtd/search.hpp"
 #include "util/error.hpp"
+#include "util/timer.hpp"
 
 namespace hs::eval {
 
@@ -94,10 +95,13 @@ public:
         ForwardHooks h;
         h.final_hidden = true;
         h.logits = LogitsMode::LAST;
+        Timer clock;
         const ForwardResult fr = engine_->forward(ex.prompt_ids, 1, int64_t(ex.prompt_ids.size()), h);
+        const double forward_s = clock.seconds();
         const std::string what = st.path;
         const std::vector<double> r = mh_ ? st.index->mh_rtd(fr.final_hidden.data(), s_.rtd_k, st.T, what)
                                           : st.index->rtd(fr.final_hidden.data(), s_.rtd_k, st.T, what);
+        const double search_s = clock.seconds() - forward_s;
         std::vector<double> z;
         for (int32_t id : ex.choice_ids) z.push_back(double(fr.logits[size_t(id)]));
         const std::vector<double> p = rtd::softmax(z);
@@ -107,7 +111,8 @@ public:
         const int64_t gold = g == ex.choices.end() ? -1 : int64_t(g - ex.choices.begin());
         a.detail = "{\"r\":" + json_array(r) + ",\"p_lm\":" + json_array(p) + ",\"gold\":" + std::to_string(gold) +
                    ",\"T\":" + fmt(st.T) +
-                   ",\"k\":" + std::to_string(s_.rtd_k) + ",\"lambda\":" + fmt(s_.rtd_lambda) + "}";
+                   ",\"k\":" + std::to_string(s_.rtd_k) + ",\"lambda\":" + fmt(s_.rtd_lambda) +
+                   ",\"forward_s\":" + fmt(forward_s) + ",\"search_s\":" + fmt(search_s) + "}";
         return a;
     }
 

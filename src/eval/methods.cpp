@@ -50,6 +50,10 @@ Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& 
     std::string text = tok.decode(ids, false);
     if (ex.stop_at_newline) text = text.substr(0, text.find('\n'));
     a.text = text;
+    // where the answer's time went (the report's evaluation-speed section): reading the prompt vs generating
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "{\"prefill_s\":%.6g,\"decode_s\":%.6g}", g.prefill_seconds, g.decode_seconds);
+    a.detail = buf;
     return a;
 }
 

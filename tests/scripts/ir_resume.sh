@@ -22,7 +22,7 @@ JOB=(eval -m random:tiny --tasks niah --niah-lengths 9000 --niah-depths 50 --met
 # the answers without their times (and without where a resumed answer went on from)
 answers() {
     for d in method id output score detail; do h5dump -d /records/$d "$1" | sed -n '/DATA {/,/}/p'; done |
-        sed -E 's/"(read_s|answer_s|resumed_from_chunk)":[0-9.eE+-]*,//g'
+        sed -E 's/"(read_s|answer_s|prefill_s|decode_s|resumed_from_chunk)":[0-9.eE+-]*,//g'
 }
 "$HS" "${JOB[@]}" -o ref.h5 >/dev/null 2>ref.err || { cat ref.err; echo "FAIL - reference run"; exit 1; }
 answers ref.h5 > ref.txt
