@@ -10,7 +10,10 @@ Reads every `headsweep eval` file given (default: DEFAULT_FILES below; other HDF
      difference to vanilla (the same examples), the number of examples, and whether the interval is within the
      issue's +-0.05 target;
   3. needle in a haystack: score per (length, depth) cell and method, and the cells of the issue's grid still missing;
-  4. evaluation speed: examples per second per method (the records' latency), and the machines the files name;
+  4. evaluation speed: examples per second per method on 2 threads from the files of bench/bench_eval_speed.sh
+     (--speed, default results/speed/*/*.h5; never counted in the cells), each answer's time split into the parts
+     the engine timed (prefill/decode, InfiniRetri's reading/answer, RTD's forward/search) and what bounds it; then
+     the same per method from the report's own runs' records, and the machines the files name;
   5. what is missing, so a partial result is never presented as complete.
 Intervals are recomputed here from the per-example scores (10,000 resamples, seed 20240917, numpy linear quantiles:
 the same procedure `headsweep eval` writes into /summary, over all gold positions of a task at once).
@@ -35,6 +38,8 @@ import numpy as np  # noqa: E402
 # precision comparisons, not report cells).
 DEFAULT_FILES = ["results/smollm2/*.h5", "results/gemma3/*.h5", "results/report/*/eval-*.h5", "results/rtd/eval-*.h5", "results/infiniretri/niah-*.h5",
                  "results/infiniretri/tasks-*.h5", "results/pear-sensitivity/*.h5"]
+# Evaluation speed on 2 threads (bench/bench_eval_speed.sh): read for the speed section only, never for the cells
+SPEED_FILES = ["results/speed/*/*.h5"]
 # PEAR sensitivity grid (issue 19; scripts/pear_sensitivity.sh names the methods pear-k<K>-s<steps>)
 SENSITIVITY_KS = [2, 4, 8, 16]
 SENSITIVITY_STEPS = [60, 300]
@@ -81,6 +86,7 @@ def read_eval_file(path):
         cols = {k: r[k][()] for k in ("model", "method", "task", "id", "gold_position", "score", "latency_s",
                                       "truncated")}
         detail = r["detail"][()] if "detail" in r else [b""] * n
+        tokens = {k: (r[k][()] if k in r else np.zeros(n, dtype=int)) for k in ("prompt_tokens", "new_tokens")}
         configs = {k: s(v) for k, v in f["methods"].attrs.items()} if "methods" in f else {}
         facts = {"path": path, "cpu": s(f.attrs.get("cpu", "")), "blas_core": s(f.attrs.get("blas_core", "")),
                  "settings": s(f.attrs.get("settings", "")), "complete": "summary" in f, "n": n}
@@ -90,7 +96,8 @@ def read_eval_file(path):
         recs.append({"model": s(cols["model"][i]), "method": m, "config": configs.get(m, ""),
                      "task": s(cols["task"][i]), "id": s(cols["id"][i]), "pos": int(cols["gold_position"][i]),
                      "score": float(cols["score"][i]), "latency": float(cols["latency_s"][i]),
-                     "truncated": bool(cols["truncated"][i]),
+                     "truncated": bool(cols["truncated"][i]), "prompt_tokens": int(tokens["prompt_tokens"][i]),
+                     "new_tokens": int(tokens["new_tokens"][i]),
                      "detail": s(detail[i]), "file": path})
     return recs, facts
 
@@ -290,10 +297,10 @@ def niah_plot(model, methods, prefix):
 
 
 def speed_section(recs, label, files):
-    out = ["\n## Evaluation speed\n",
+    out = ["\n### Speed of the report's own runs\n",
            "Examples per second per method, from the records' wall time per answer (its rank's, one process per "
-           "rank; threads as each file's settings say). Generation tasks are bound by decoding, multiple choice by "
-           "one prefill, InfiniRetri by reading every chunk (a prefill per 1,024 context tokens).\n",
+           "rank and 1 thread each, on a machine shared with the other runs, so slower than above and noisier; an "
+           "answer's time includes any pause of its process).\n",
            "| model | method | task family | examples | examples/s | median s per example |", "|---|---|---|---|---|---|"]
     acc = defaultdict(list)
     for r in recs:
@@ -305,6 +312,94 @@ def speed_section(recs, label, files):
     machines = sorted({(f["cpu"], f["blas_core"]) for f in files if f["cpu"]})
     if machines:
         out.append("\nMachines named by the files: " + "; ".join(f"{c} (OpenBLAS {b})" for c, b in machines) + ".")
+    return out
+
+
+def detail_numbers(detail):
+    """The numeric members of a record's detail JSON ({} when it has none or is not JSON)."""
+    try:
+        d = json.loads(detail) if detail else {}
+    except ValueError:
+        return {}
+    return {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# The parts of an answer's time a method's records name (detail members, seconds), with the work each part counts.
+TIME_PARTS = [("prefill_s", "prefill"), ("decode_s", "decode"), ("read_s", "reading chunks"),
+              ("answer_s", "answer from the cache"), ("forward_s", "forward"), ("search_s", "k-NN search")]
+
+
+def speed_rows(recs):
+    """Per (model, method, task): examples, examples/s, mean tokens and the share of wall time of each part."""
+    groups = defaultdict(list)
+    for r in recs:
+        groups[(model_label(r["model"]), r["method"], r["task"])].append(r)
+    rows = []
+    for (model, method, task), rs in sorted(groups.items()):
+        lat = sum(r["latency"] for r in rs)
+        if lat <= 0:
+            continue
+        nums = [detail_numbers(r["detail"]) for r in rs]
+        parts = OrderedDict()
+        for key, name in TIME_PARTS:
+            if any(key in d for d in nums):
+                parts[name] = sum(d.get(key, 0.0) for d in nums)
+        prompt = sum(r["prompt_tokens"] for r in rs)
+        new = sum(r["new_tokens"] for r in rs)
+        if not parts:  # a choice answer without a split (vanilla, pear, icl): one forward over the prompt
+            parts["forward"] = lat
+        rates = []
+        if parts.get("prefill", 0) > 0:
+            rates.append(f"prefill {prompt / parts['prefill']:,.0f} tok/s")
+        if parts.get("decode", 0) > 0 and new > 0:
+            rates.append(f"decode {new / parts['decode']:,.1f} tok/s")
+        if "forward" in parts and parts["forward"] > 0:
+            rates.append(f"forward {prompt / parts['forward']:,.0f} tok/s")
+        if parts.get("reading chunks", 0) > 0:
+            processed = sum(d.get("tokens_processed", 0.0) for d in nums)
+            rates.append(f"read {processed / parts['reading chunks']:,.0f} tok/s")
+        other = lat - sum(parts.values())
+        shares = [f"{name} {100 * t / lat:.0f}%" for name, t in parts.items()]
+        if other > 0.005 * lat:
+            shares.append(f"other {100 * other / lat:.0f}%")
+        bound = max(parts.items(), key=lambda kv: kv[1])[0]
+        rows.append({"model": model, "method": method, "task": task, "n": len(rs), "per_s": len(rs) / lat,
+                     "prompt": prompt / len(rs), "new": new / len(rs), "shares": ", ".join(shares),
+                     "rates": ", ".join(rates), "bound": bound})
+    return rows
+
+
+BOUND_WHY = {
+    "prefill": "prefill: the prompt's tokens through fp32 SGEMM (compute-bound)",
+    "decode": "decode: one token at a time, each step reads every weight (memory-bandwidth-bound GEMV)",
+    "forward": "one forward over the prompt (SGEMM, compute-bound)",
+    "reading chunks": "reading: a forward per 1,024-token chunk plus the cached sentences (SGEMM)",
+    "answer from the cache": "the answer generated from the kept sentences",
+    "k-NN search": "the neighbour search over the datastore",
+}
+
+
+def measured_speed_section(recs, files):
+    if not recs:
+        return ["\n## Evaluation speed on 2 threads\n",
+                "Not measured yet: `bench/bench_eval_speed.sh smollm2` and `... gemma3` (a quiet machine, 2 threads) "
+                "write results/speed/<model>/*.h5."]
+    machines = sorted({(f["cpu"], f["blas_core"]) for f in files if f["cpu"]})
+    out = ["\n## Evaluation speed on 2 threads\n",
+           "`bench/bench_eval_speed.sh <model>`: one process, 2 BLAS threads, a fixed small sample per task "
+           "(mdqa-10docs: 10 items, nq-oracle: 10, CB: 56), every method; the machine quiet (other jobs paused). "
+           "Each answer's wall time is split by what the engine timed (prefill and decode of a generated answer, "
+           "InfiniRetri's chunk reading and final answer, RTD's forward and neighbour search); *other* is the rest "
+           "(tokenisation, sentence splitting, scoring). Machine: "
+           + "; ".join(f"{c} (OpenBLAS {b})" for c, b in machines) + ".\n",
+           "| model | method | task | examples | examples/s | prompt tokens | new tokens | where the time goes | rates | bound by |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = speed_rows(recs)
+    for r in rows:
+        out.append(f"| {r['model']} | {r['method']} | {r['task']} | {r['n']} | {r['per_s']:.3g} | {r['prompt']:,.0f} | "
+                   f"{r['new']:.1f} | {r['shares']} | {r['rates']} | {r['bound']} |")
+    bounds = sorted({r["bound"] for r in rows})
+    out.append("\nWhat bounds it: " + "; ".join(BOUND_WHY.get(b, b) for b in bounds) + ".")
     return out
 
 
@@ -379,6 +474,8 @@ def main():
     ap.add_argument("files", nargs="*", default=DEFAULT_FILES)
     ap.add_argument("--md", help="write the report here (default: stdout)")
     ap.add_argument("--img", help="figure prefix, e.g. docs/img/results (no figures without it)")
+    ap.add_argument("--speed", nargs="*", default=SPEED_FILES,
+                    help="evaluation-speed files of bench/bench_eval_speed.sh (default: results/speed/*/*.h5)")
     a = ap.parse_args()
     paths = sorted({p for g in a.files for p in (glob.glob(g, recursive=True) or ([] if "*" in g else [g]))})
     recs, files = [], []
@@ -395,6 +492,13 @@ def main():
     findings, missing = [], []
     body = main_tables(cells, findings, missing)
     body += niah_section(recs, label, missing, a.img, os.path.dirname(os.path.abspath(a.md)) if a.md else ".")
+    speed_recs, speed_files = [], []
+    for p in sorted({p for g in a.speed for p in (glob.glob(g) or ([] if "*" in g else [g]))}):
+        got = read_eval_file(p)
+        if got:
+            speed_recs += got[0]
+            speed_files.append(got[1])
+    body += measured_speed_section(speed_recs, speed_files)
     body += speed_section(recs, label, files)
     out = ["# Results: every method, both models",
            "",
@@ -431,6 +535,7 @@ def main():
             "headsweep eval --tasks niah --niah-lengths 4k,16k,64k,256k,1m --niah-depths 0,25,50,75,100 \\",
             "    --methods vanilla,infiniretri -o results/infiniretri/niah-smollm2.h5 --resume -t 1   # (-m ... for Gemma)",
             "scripts/pear_sensitivity.sh             # PEAR K in {2,4,8,16} x {60,300} steps on mdqa-10docs",
+            "bench/bench_eval_speed.sh smollm2       # speed per method on 2 threads (quiet machine; also gemma3)",
             "/usr/bin/python3 analysis/results_report.py --md docs/results.md --img docs/img/results",
             "```"]
     out.append("\n## Methods (configs as recorded)\n")

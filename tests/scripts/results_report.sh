@@ -17,7 +17,17 @@ D=$ROOT/tests/fixtures/eval_data
 common=(-m random:tiny --data-dir "$D" --tasks mdqa-3docs --max-new-tokens 4 -q -t 1)
 "$HS" eval "${common[@]}" --methods vanilla,pear --pear-heads "0:1=0.5" --limit 1 -o "$W/a.h5" >/dev/null || bad "eval a"
 "$HS" eval "${common[@]}" --methods pear --pear-heads "0:1=0.8" --limit 2 -o "$W/b.h5" >/dev/null || bad "eval b"
-/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" --md "$W/r.md" || bad "results_report.py"
+# a speed file (bench/bench_eval_speed.sh's form): its own section, never counted in the cells
+"$HS" eval "${common[@]}" --methods vanilla --limit 2 -o "$W/speed.h5" >/dev/null || bad "eval speed"
+/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" --speed "$W/speed.h5" --md "$W/r.md" \
+    || bad "results_report.py"
+row=$(grep '^| random:tiny | vanilla | mdqa-3docs | 6 |' "$W/r.md" | head -1)
+[[ $row == *"prefill "*"%"*"decode "*"%"*"| prefill "*" tok/s"* && $row == *"|"*" |" ]] \
+    && ok "the speed table splits the 6 answers' time into prefill and decode, with rates" || bad "speed row: $row"
+grep -q '^What bounds it: ' "$W/r.md" && ok "what bounds the speed is said" || bad "no 'What bounds it' line"
+/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" --speed "$W/none-*.h5" --md "$W/r0.md" >/dev/null \
+    && grep -q 'Not measured yet: `bench/bench_eval_speed.sh' "$W/r0.md" && ok "no speed file: said so" \
+    || bad "no speed file: not said"
 grep -q 'mdqa-3docs `pear`: 3 answers of an earlier configuration left out' "$W/r.md" \
     && ok "the earlier PEAR run's 3 answers are left out of the cell" || bad "no superseded-config line"
 grep -q 'heads=L0H1=0.5$' "$W/r.md" && grep -q 'heads=L0H1=0.8' "$W/r.md" \
