@@ -28,5 +28,6 @@ run bench_matmul_blocks '"op": "gemm"' "$BUILD/headsweep_bench_matmul_blocks" --
 run bench_sweep_writer "journal, 16/message" "$BUILD/headsweep_bench_sweep_writer" --layers 4 --heads 4 --results 40 \
     --rounds 1 --dir "$W"
 run bench_item_costs '"kind":"item"' "$BUILD/headsweep_bench_item_costs" --shapes tiny --repeat 1
+run bench_eval_speed "== done" env OUT="$W/eval_speed" HS="$BUILD/headsweep" bash bench/bench_eval_speed.sh --smoke
 run simulate_sweep "llama3-70b" "$PY" tools/simulate_sweep.py --ranks 64,128
 echo "bench_smoke.sh: all drivers ran"
