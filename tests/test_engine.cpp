@@ -375,6 +375,18 @@ TEST_CASE("greedy generation equals repeated argmax of full forwards", "[engine]
     CHECK(s1.tokens == s2.tokens);
     o.seed = 6;
     CHECK(generate(*f.engine, prompt, o).tokens != s1.tokens);
+
+    // stop_when sees every new token so far and ends the generation on the token it first returns true for
+    o.temperature = 0;
+    std::vector<size_t> seen;
+    o.stop_when = [&](const std::vector<int32_t>& t) {
+        seen.push_back(t.size());
+        return t.size() == 5;
+    };
+    const GenerateResult w = generate(*f.engine, prompt, o);
+    CHECK(w.stopped);
+    CHECK(seen == std::vector<size_t>{1, 2, 3, 4, 5});
+    CHECK(std::vector<int32_t>(g.tokens.begin(), g.tokens.begin() + 5) == w.tokens);
 }
 
 TEST_CASE("token log-probabilities equal log-softmax of the forward's logits", "[engine]") {

@@ -449,6 +449,17 @@ TEST_CASE("eval composition: pear+vanilla answers exactly as pear, bad compositi
     CHECK_THROWS_WITH(runtime->prepare(ctx), Catch::Contains("--pear-mode fold"));
 }
 
+TEST_CASE("stop at newline: the answer is its first non-empty line", "[eval]") {
+    CHECK(first_nonempty_line(" Marie Curie\nand more") == " Marie Curie");
+    CHECK(first_nonempty_line(" Marie Curie") == " Marie Curie");
+    // a model that starts with a newline (Gemma 3 after the InfiniRetri answer prompt) keeps its answer
+    CHECK(first_nonempty_line("\n Marie Curie\nand more") == "\n Marie Curie");
+    CHECK(first_nonempty_line("\n\n \t1948\n") == "\n\n \t1948");
+    // whitespace only, or nothing: returned whole (it scores as empty)
+    CHECK(first_nonempty_line("\n \n") == "\n \n");
+    CHECK(first_nonempty_line("").empty());
+}
+
 TEST_CASE("eval run: random:tiny end to end, resume, interrupted run gives the same records", "[eval]") {
     TmpDir dir;
     EvalJob job;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <utility>
@@ -177,6 +178,9 @@ struct GenerateOptions {
     uint64_t seed = 0;
     bool stop_at_eog = true;             // stop at the tokenizer's end-of-generation ids
     std::vector<int32_t> stop_ids;       // extra stop ids
+    // checked after each new token with every new token so far: true ends the generation there (e.g. "the answer's
+    // first non-empty line is complete"); empty: never
+    std::function<bool(const std::vector<int32_t>&)> stop_when;
     std::vector<float> head_scale;       // runtime head scaling (PEAR), [n_layer*n_head] or empty
     int64_t max_context = 0;             // 0: the model's n_ctx
 };

@@ -75,7 +75,7 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
         const float* lg = r.logits.data();
         const int32_t next = o.temperature == 0 ? argmax(lg, c.n_vocab) : sample(lg, c.n_vocab, o.temperature, o.top_p, rng);
         out.tokens.push_back(next);
-        if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
+        if (std::find(stops.begin(), stops.end(), next) != stops.end() || (o.stop_when && o.stop_when(out.tokens))) {
             out.stopped = true;
             break;
         }

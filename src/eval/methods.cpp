@@ -15,10 +15,12 @@
 
 namespace hs::eval {
 
-EvalContext::EvalContext(const Model& m, std::string spec, Backend& b) : model(m), model_spec(std::move(spec)), backend(b) {
-    const Tokenizer& tok = m.tokenizer;
-    for (int32_t id = 0; id < tok.n_vocab(); ++id)
-        if (!tok.is_special(id) && tok.token_text(id).find('\n') != std::string::npos) newline_ids.push_back(id);
+EvalContext::EvalContext(const Model& m, std::string spec, Backend& b) : model(m), model_spec(std::move(spec)), backend(b) {}
+
+std::string first_nonempty_line(const std::string& text) {
+    const size_t start = text.find_first_not_of(" \t\r\n");
+    if (start == std::string::npos) return text;
+    return text.substr(0, text.find('\n', start));
 }
 
 Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& ctx, const std::vector<float>& head_scale) {
@@ -43,12 +45,16 @@ Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& 
     o.temperature = 0;
     o.stop_at_eog = true;
     o.head_scale = head_scale;
-    if (ex.stop_at_newline) o.stop_ids = ctx.newline_ids;
+    if (ex.stop_at_newline)  // stop once the first non-empty line has ended (a leading newline does not end it)
+        o.stop_when = [&tok](const std::vector<int32_t>& ids) {
+            const std::string s = tok.decode(ids, false);
+            return first_nonempty_line(s).size() < s.size();
+        };
     const GenerateResult g = generate(engine, ex.prompt_ids, o);
     a.new_tokens = int32_t(g.tokens.size());
     std::vector<int32_t> ids = g.tokens;
     std::string text = tok.decode(ids, false);
-    if (ex.stop_at_newline) text = text.substr(0, text.find('\n'));
+    if (ex.stop_at_newline) text = first_nonempty_line(text);
     a.text = text;
     // where the answer's time went (the report's evaluation-speed section): reading the prompt vs generating
     char buf[96];

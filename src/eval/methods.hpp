@@ -39,13 +39,18 @@ struct EvalContext {
     const Model& model;
     std::string model_spec;              // GGUF path or random:<shape>, for methods that load their own copy
     Backend& backend;
-    std::vector<int32_t> newline_ids;    // token ids whose text contains '\n' (stop_at_newline)
     // A folder where a method may keep the state of a long answer between runs (InfiniRetri's reading of a 1M-token
     // document), so that a run stopped in the middle of one answer goes on from there with --resume; empty: none.
     // Each state names what it belongs to (model, method config, example) and a state that does not match is ignored.
     std::string state_dir;
     EvalContext(const Model& m, std::string spec, Backend& b);
 };
+
+// The answer of a stop_at_newline task: its first non-empty line. The text up to the first newline that follows a
+// character other than whitespace (leading whitespace and blank lines stay: the scorers normalise whitespace); a
+// text that is whitespace only is returned whole. A model that starts its answer with a newline (Gemma 3 after some
+// prompts) is not cut to nothing.
+std::string first_nonempty_line(const std::string& text);
 
 struct Answer {
     std::string text;                    // GENERATE: the decoded new tokens (stop tokens removed); CHOICE: label
