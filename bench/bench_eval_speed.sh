@@ -33,7 +33,7 @@ case $model in
             echo "{\"query\": \"Which colour is number $i?\", \"choices\": [\"c${i}a\", \"c${i}b\", \"c${i}c\"], \"gold\": $((i % 3))}"
         done > "$OUT/user.jsonl"
         GEN_DATA=(--data-dir tests/fixtures/eval_data); CHOICE=user
-        CHOICE_BUILD=(--user-train "$OUT/user.jsonl"); CHOICE_DATA=("${CHOICE_BUILD[@]}" --user-test "$OUT/user.jsonl")
+        CHOICE_BUILD=(--data-dir tests/fixtures/rtd_data --user-train "$OUT/user.jsonl"); CHOICE_DATA=("${CHOICE_BUILD[@]}" --user-test "$OUT/user.jsonl")
         K=4; MDQA_LIMIT=1; NQ_LIMIT=1; CB_LIMIT=4; SMALL=(--max-new-tokens 4); IR=(--ir-chunk 96 --ir-topk 8)
         PEAR_HEADS=${PEAR_HEADS:-0:1=0.5,1:3=0.8} ;;
     *) echo "bench_eval_speed: unknown model '$model' (smollm2, gemma3 or --smoke)" >&2; exit 2 ;;
