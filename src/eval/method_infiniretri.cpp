@@ -177,7 +177,7 @@ public:
         Example q = slim_copy(ex);
         q.prompt_ids = infiniretri::answer_prompt_ids(engine_->model().tokenizer, o.prompt_template, r.cache_text,
                                                       ex.question);
-        Answer a = answer_with_engine(*engine_, q, ctx);
+        Answer a = answer_with_engine(*engine_, q);
         a.detail = detail_json(r, int64_t(q.prompt_ids.size()), t.seconds());
         return a;
     }

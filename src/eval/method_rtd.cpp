@@ -160,7 +160,7 @@ public:
         shot.prompt_ids = tok.encode(ex.context + ex.prompt_text, false, tok.add_bos());
         const int64_t n = int64_t(shot.prompt_ids.size());
         const bool cut = middle_truncate(shot.prompt_ids, ctx.model.config.n_ctx);
-        Answer a = answer_with_engine(*engine_, shot, ctx);
+        Answer a = answer_with_engine(*engine_, shot);
         a.detail = "{\"icl_tokens\":" + std::to_string(n) + ",\"truncated\":" + (cut ? "true" : "false") + "}";
         return a;
     }

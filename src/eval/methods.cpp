@@ -23,7 +23,7 @@ std::string first_nonempty_line(const std::string& text) {
     return text.substr(0, text.find('\n', start));
 }
 
-Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& ctx, const std::vector<float>& head_scale) {
+Answer answer_with_engine(Engine& engine, const Example& ex, const std::vector<float>& head_scale) {
     Answer a;
     a.prompt_tokens = int32_t(ex.prompt_ids.size());
     const Tokenizer& tok = engine.model().tokenizer;
@@ -119,7 +119,7 @@ public:
     std::string name() const override { return "vanilla"; }
     std::string config() const override { return "vanilla"; }
     void prepare(EvalContext& ctx) override { engine_ = std::make_unique<Engine>(ctx.model, ctx.backend); }
-    Answer answer(const Example& ex, EvalContext& ctx) override { return answer_with_engine(*engine_, ex, ctx); }
+    Answer answer(const Example& ex, EvalContext&) override { return answer_with_engine(*engine_, ex); }
 
 private:
     std::unique_ptr<Engine> engine_;
@@ -164,7 +164,7 @@ public:
             engine_ = std::make_unique<Engine>(ctx.model, ctx.backend);
         }
     }
-    Answer answer(const Example& ex, EvalContext& ctx) override { return answer_with_engine(*engine_, ex, ctx, scale_); }
+    Answer answer(const Example& ex, EvalContext&) override { return answer_with_engine(*engine_, ex, scale_); }
     const Model* composable_model() const override { return model_.get(); }  // fold mode only
 
 private:

@@ -77,11 +77,10 @@ public:
 };
 
 // The standard answer of a model under the engine: GENERATE = greedy decoding of ex.prompt_ids up to
-// ex.max_new_tokens, stopping at end-of-generation ids (and at newline tokens when ex.stop_at_newline);
-// CHOICE = the label whose token (ex.choice_ids) has the largest next-token logit after the prompt.
-// head_scale: runtime per-head scaling (empty: none).
-Answer answer_with_engine(Engine& engine, const Example& ex, const EvalContext& ctx,
-                          const std::vector<float>& head_scale = {});
+// ex.max_new_tokens, stopping at end-of-generation ids (and, when ex.stop_at_newline, once the first non-empty line
+// has ended: first_nonempty_line); CHOICE = the label whose token (ex.choice_ids) has the largest next-token logit
+// after the prompt. head_scale: runtime per-head scaling (empty: none).
+Answer answer_with_engine(Engine& engine, const Example& ex, const std::vector<float>& head_scale = {});
 
 // Settings of the built-in methods (from the command line).
 struct MethodSettings {
