@@ -9,12 +9,14 @@ Reads every `headsweep eval` file given (default: DEFAULT_FILES below; other HDF
   2. per model and task: accuracy of every method with its 95% percentile-bootstrap interval and the paired
      difference to vanilla (the same examples), the number of examples, and whether the interval is within the
      issue's +-0.05 target;
-  3. needle in a haystack: score per (length, depth) cell and method, and the cells of the issue's grid still missing;
-  4. evaluation speed: examples per second per method on 2 threads from the files of bench/bench_eval_speed.sh
+  3. PEAR's sensitivity grid (methods pear-k<K>-s<steps> of scripts/pear_sensitivity.sh), each setting paired with
+     vanilla on the same items, kept out of the main tables;
+  4. needle in a haystack: score per (length, depth) cell and method, and the cells of the issue's grid still missing;
+  5. evaluation speed: examples per second per method on 2 threads from the files of bench/bench_eval_speed.sh
      (--speed, default results/speed/*/*.h5; never counted in the cells), each answer's time split into the parts
      the engine timed (prefill/decode, InfiniRetri's reading/answer, RTD's forward/search) and what bounds it; then
      the same per method from the report's own runs' records, and the machines the files name;
-  5. what is missing, so a partial result is never presented as complete.
+  6. what is missing, so a partial result is never presented as complete.
 Intervals are recomputed here from the per-example scores (10,000 resamples, seed 20240917, numpy linear quantiles:
 the same procedure `headsweep eval` writes into /summary, over all gold positions of a task at once).
 A file still being written is read without HDF5's lock (HDF5_USE_FILE_LOCKING=FALSE): every record in it was
@@ -43,6 +45,7 @@ SPEED_FILES = ["results/speed/*/*.h5"]
 # PEAR sensitivity grid (issue 19; scripts/pear_sensitivity.sh names the methods pear-k<K>-s<steps>)
 SENSITIVITY_KS = [2, 4, 8, 16]
 SENSITIVITY_STEPS = [60, 300]
+SENSITIVITY_METHOD = re.compile(r"^pear-k(\d+)-s(\d+)$")
 RESAMPLES = 10000
 SEED = 20240917
 TARGET_HALF_WIDTH = 0.05
@@ -170,7 +173,7 @@ def cell_table(recs, label, superseded=None):
     dup = 0
     best = chosen_configs(recs)
     for r in recs:
-        if r["task"] == "niah":
+        if r["task"] == "niah" or SENSITIVITY_METHOD.match(r["method"]):  # the grid has its own section
             continue
         if best[(r["model"], r["task"], r["method"])] != r["config"]:
             if superseded is not None:
@@ -224,6 +227,45 @@ def main_tables(cells, findings, missing):
                             findings.append({"model": model, "family": fam, "task": k[2], "method": m,
                                              "n": len(shared), "diff": est_d, "lo": lo_d, "hi": hi_d})
                 out.append(f"| {k[2]} | {n} | " + " | ".join(accs) + " | " + "; ".join(diffs) + " |")
+    return out
+
+
+def sensitivity_section(recs, findings):
+    """PEAR's sensitivity grid (scripts/pear_sensitivity.sh): one row per setting pear-k<K>-s<steps> and task, its
+    accuracy beside vanilla's on the same items, and the paired difference. Vanilla comes from any file (the grid's
+    own or the pipeline's: the same items score the same); each setting is paired only on the items both answered."""
+    by = defaultdict(lambda: defaultdict(dict))  # (model, task) -> method -> {key: score}
+    for r in recs:
+        if r["method"] == "vanilla" or SENSITIVITY_METHOD.match(r["method"]):
+            by[(model_label(r["model"]), r["task"])][r["method"]].setdefault((r["id"], r["pos"]), r["score"])
+    rows = []
+    for (model, task), methods in sorted(by.items()):
+        base = methods.get("vanilla", {})
+        for m in methods:
+            got = SENSITIVITY_METHOD.match(m)
+            if got:
+                rows.append((model, task, int(got.group(2)), int(got.group(1)), m, methods[m], base))
+    if not rows:
+        return []
+    out = ["\n## PEAR sensitivity: heads re-weighted (K) x training steps\n",
+           "`scripts/pear_sensitivity.sh`: PEAR trained on the top K heads of the model's path-mode sweep for each "
+           "number of steps (60 and 300 by default; a longer run continues the shorter one), each setting evaluated "
+           "beside vanilla on the same items. "
+           "The paper's small models are not its 7B ones: does any setting give a significant gain?", "",
+           "| model | task | K | steps | n | pear setting | vanilla, same items | paired difference |",
+           "|---|---|---|---|---|---|---|---|"]
+    for model, task, steps, k, m, scores, base in sorted(rows, key=lambda x: (x[0], x[1], x[2], x[3])):
+        shared = [key for key in scores if key in base]
+        acc = fmt(*bootstrap(list(scores.values())))
+        if shared:
+            van = fmt(*bootstrap([base[key] for key in shared]))
+            d, lo, hi = bootstrap([scores[key] - base[key] for key in shared])
+            diff = fmt(d, lo, hi, True) + (" **sig**" if significant(lo, hi) else "")
+            findings.append({"model": model, "family": "sensitivity", "task": task, "method": m, "n": len(shared),
+                             "diff": d, "lo": lo, "hi": hi})
+        else:
+            van, diff = "–", "no vanilla answers on these items"
+        out.append(f"| {model} | {task} | {k} | {steps} | {len(scores)} | {acc} | {van} | {diff} |")
     return out
 
 
@@ -465,6 +507,9 @@ def answers(findings, recs):
         out.append(verdict([f for f in fm if f["method"] in ("rtd", "mh-rtd")], "Do RTD / MH-RTD beat zero-shot"))
         out.append(verdict([f for f in fm if f["method"] == "icl"], "Does k-shot ICL beat zero-shot"))
         out.append(verdict([f for f in fm if "+" in f["method"]], "Do the compositions (pear+X) beat vanilla"))
+        sens = [f for f in fm if f["family"] == "sensitivity"]
+        if sens:
+            out.append(verdict(sens, "Does any PEAR setting (K heads x training steps) beat vanilla"))
         out.append("")
     return out
 
@@ -491,6 +536,7 @@ def main():
     cells, dup = cell_table(recs, label, superseded)
     findings, missing = [], []
     body = main_tables(cells, findings, missing)
+    body += sensitivity_section(recs, findings)
     body += niah_section(recs, label, missing, a.img, os.path.dirname(os.path.abspath(a.md)) if a.md else ".")
     speed_recs, speed_files = [], []
     for p in sorted({p for g in a.speed for p in (glob.glob(g) or ([] if "*" in g else [g]))}):

@@ -11,7 +11,8 @@
 #      ranks the heads; default results/precision/smollm2-path-f32.h5, the default model's f32 path sweep), KS
 #      ("2 4 8 16"), STEPS ("60 300", ascending), TASK (mdqa-10docs), LIMIT (items per gold position, default 60:
 #      300 answers per method), RUNS (training files, default runs/pear-sensitivity), OUT (evaluation file, default
-#      results/pear-sensitivity/eval-smollm2-mdqa10.h5), THREADS (1).
+#      results/pear-sensitivity/eval-smollm2-mdqa10.h5), THREADS (1), TRAIN_ARGS / EVAL_ARGS (more flags for every
+#      train / eval call, e.g. EVAL_ARGS="--data-dir DIR"; split at spaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HS=${HS:-build/headsweep}
@@ -24,27 +25,35 @@ LIMIT=${LIMIT:-60}
 RUNS=${RUNS:-runs/pear-sensitivity}
 OUT=${OUT:-results/pear-sensitivity/eval-smollm2-mdqa10.h5}
 THREADS=${THREADS:-1}
+read -r -a train_args <<< "${TRAIN_ARGS:-}"
+read -r -a eval_args <<< "${EVAL_ARGS:-}"
 unset OPENBLAS_CORETYPE
 export OMP_NUM_THREADS=$THREADS
 
 die() { echo "pear_sensitivity.sh: $*" >&2; exit 1; }
 [[ -x $HS ]] || die "no headsweep binary at $HS (build first, or set HS)"
-[[ -e $MODEL ]] || die "no model at $MODEL (scripts/fetch_model.sh, or set MODEL)"
+[[ $MODEL == random:* || -e $MODEL ]] || die "no model at $MODEL (scripts/fetch_model.sh, or set MODEL)"
 [[ -f $SWEEP ]] || die "no path-mode sweep at $SWEEP (run the main job, or set SWEEP)"
 mkdir -p "$RUNS" "$(dirname "$OUT")"
 
-for k in $KS; do
-    prev=""
-    for s in $STEPS; do
+# Every K at the shortest training first, so a stopped grid already answers "does K matter" at that length.
+prev_s=""
+for s in $STEPS; do
+    for k in $KS; do
         run="$RUNS/k$k-s$s.h5"
         # a longer run starts from a copy of the shorter one's final checkpoint (only when it has none of its own)
-        if [[ -n $prev && ! -f $run ]]; then cp "$prev" "$run.tmp" && mv "$run.tmp" "$run"; fi
+        prev="$RUNS/k$k-s$prev_s.h5"
+        if [[ -n $prev_s && ! -f $run ]]; then
+            [[ -f $prev ]] || die "$prev missing: the $s-step run continues the $prev_s-step one"
+            cp "$prev" "$run.tmp" && mv "$run.tmp" "$run"
+        fi
         echo "== K=$k steps=$s: train ($(date -u +%H:%M:%S))"
-        "$HS" train -m "$MODEL" --sweep "$SWEEP" --top-k "$k" --steps "$s" -o "$run" --resume -t "$THREADS"
+        "$HS" train -m "$MODEL" --sweep "$SWEEP" --top-k "$k" --steps "$s" -o "$run" --resume -t "$THREADS" \
+            "${train_args[@]}"
         echo "== K=$k steps=$s: eval $TASK, $LIMIT items per position ($(date -u +%H:%M:%S))"
         "$HS" eval -m "$MODEL" --tasks "$TASK" --limit "$LIMIT" --methods vanilla,pear --pear-train "$run" \
-            --pear-name "pear-k$k-s$s" -o "$OUT" --resume -t "$THREADS"
-        prev=$run
+            --pear-name "pear-k$k-s$s" -o "$OUT" --resume -t "$THREADS" "${eval_args[@]}"
     done
+    prev_s=$s
 done
 echo "== done ($(date -u +%H:%M:%S)): $OUT"
