@@ -8,7 +8,8 @@ Reads every `headsweep eval` file given (default: DEFAULT_FILES below; other HDF
   1. the questions the report answers, answered from the data (a paired interval that excludes 0, or not);
   2. per model and task: accuracy of every method with its 95% percentile-bootstrap interval and the paired
      difference to vanilla (the same examples), the number of examples, and whether the interval is within the
-     issue's +-0.05 target;
+     issue's +-0.05 target; for the tasks that place the gold document (mdqa, kv) accuracy per gold position (a
+     table, and with --img a figure with intervals); for the choice tasks a bar figure of every method (--img);
   3. PEAR's sensitivity grid (methods pear-k<K>-s<steps> of scripts/pear_sensitivity.sh), each setting paired with
      vanilla on the same items, kept out of the main tables;
   4. needle in a haystack: score per (length, depth) cell and method, and the cells of the issue's grid still missing;
@@ -189,7 +190,105 @@ def cell_table(recs, label, superseded=None):
     return cells, dup
 
 
-def main_tables(cells, findings, missing):
+def slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def save_figure(fig, path):
+    import matplotlib.pyplot as plt
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def position_tables(model, keys, cells):
+    """Accuracy per gold position for the tasks that place the answer's document (mdqa): one table per task, a
+    row per method, 'accuracy (n)' per position. Position -1 (no gold document) is left out."""
+    out = []
+    for k in keys:
+        by = cells[k]
+        positions = sorted({pos for m in by for (_, pos) in by[m] if pos >= 0})
+        if len(positions) < 2:
+            continue
+        methods = sorted(by, key=lambda m: (m != "vanilla", m))
+        out.append(f"\n{model}, {k[2]}: accuracy (n) by the gold document's position\n")
+        out.append("| method | " + " | ".join(str(p) for p in positions) + " |")
+        out.append("|---|" + "---|" * len(positions))
+        for m in methods:
+            row = []
+            for p in positions:
+                v = [sc for (_, pos), sc in by[m].items() if pos == p]
+                row.append(f"{np.mean(v):.2f} ({len(v)})" if v else "–")
+            out.append(f"| {m} | " + " | ".join(row) + " |")
+    return out
+
+
+def position_plot(model, keys, cells, prefix):
+    """One panel per task with gold positions, a line per method, 95% bootstrap intervals per position."""
+    keys = [k for k in keys if len({pos for m in cells[k] for (_, pos) in cells[k][m] if pos >= 0}) >= 2]
+    if not keys:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.4), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        by = cells[k]
+        for m in sorted(by, key=lambda m: (m != "vanilla", m)):
+            pts = defaultdict(list)
+            for (_, pos), sc in by[m].items():
+                if pos >= 0:
+                    pts[pos].append(sc)
+            xs = sorted(pts)
+            if not xs:
+                continue
+            est = [bootstrap(pts[x]) for x in xs]
+            ys = [e[0] for e in est]
+            err = [[e[0] - e[1] for e in est], [e[2] - e[0] for e in est]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{m} (n={len(by[m])})")
+        ax.set_xticks(sorted({pos for m in by for (_, pos) in by[m] if pos >= 0}))
+        ax.set_title(f"{model}: {k[2]}", fontsize=9)
+        ax.set_xlabel("gold document position")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, f"{prefix}-positions-{slug(model)}.png")
+
+
+def choice_bars(model, keys, cells, prefix):
+    """Grouped bars: accuracy of every method on every choice task, with 95% bootstrap intervals (RTD's figure)."""
+    if not keys:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    methods = sorted({m for k in keys for m in cells[k]}, key=lambda m: (m != "vanilla", m))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(keys) * max(1, len(methods) / 3)), 3.6))
+    for j, m in enumerate(methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, k in enumerate(keys):
+            if m in cells[k]:
+                e = bootstrap(list(cells[k][m].values()))
+                xs.append(i + (j - (len(methods) - 1) / 2) * width)
+                ys.append(e[0])
+                lo.append(e[0] - e[1])
+                hi.append(e[2] - e[0])
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=m)
+    ax.set_xticks(range(len(keys)), [k[2] for k in keys], fontsize=8)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{model}: multiple choice and classification", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return save_figure(fig, f"{prefix}-choice-{slug(model)}.png")
+
+
+def main_tables(cells, findings, missing, img_prefix=None, md_dir="."):
     out = []
     models = sorted({k[0] for k in cells})
     for model in models:
@@ -227,6 +326,14 @@ def main_tables(cells, findings, missing):
                             findings.append({"model": model, "family": fam, "task": k[2], "method": m,
                                              "n": len(shared), "diff": est_d, "lo": lo_d, "hi": hi_d})
                 out.append(f"| {k[2]} | {n} | " + " | ".join(accs) + " | " + "; ".join(diffs) + " |")
+            if fam.startswith("RAG"):
+                out += position_tables(model, keys, cells)
+            figure = None
+            if img_prefix:
+                figure = (position_plot(model, keys, cells, img_prefix) if fam.startswith("RAG")
+                          else choice_bars(model, keys, cells, img_prefix) if fam.startswith("Multiple") else None)
+            if figure:
+                out.append(f"\n![{model}: {fam}]({os.path.relpath(figure, md_dir)})\n")
     return out
 
 
@@ -331,11 +438,7 @@ def niah_plot(model, methods, prefix):
         ax.set_xlabel("context length")
         ax.set_ylabel("depth")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
-    path = f"{prefix}-niah-{re.sub(r'[^a-z0-9]+', '-', model.lower()).strip('-')}.png"
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, f"{prefix}-niah-{slug(model)}.png")
 
 
 def speed_section(recs, label, files):
@@ -535,9 +638,10 @@ def main():
     superseded = defaultdict(int)
     cells, dup = cell_table(recs, label, superseded)
     findings, missing = [], []
-    body = main_tables(cells, findings, missing)
+    md_dir = os.path.dirname(os.path.abspath(a.md)) if a.md else "."
+    body = main_tables(cells, findings, missing, a.img, md_dir)
     body += sensitivity_section(recs, findings)
-    body += niah_section(recs, label, missing, a.img, os.path.dirname(os.path.abspath(a.md)) if a.md else ".")
+    body += niah_section(recs, label, missing, a.img, md_dir)
     speed_recs, speed_files = [], []
     for p in sorted({p for g in a.speed for p in (glob.glob(g) or ([] if "*" in g else [g]))}):
         got = read_eval_file(p)

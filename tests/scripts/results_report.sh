@@ -19,8 +19,19 @@ common=(-m random:tiny --data-dir "$D" --tasks mdqa-3docs --max-new-tokens 4 -q 
 "$HS" eval "${common[@]}" --methods pear --pear-heads "0:1=0.8" --limit 2 -o "$W/b.h5" >/dev/null || bad "eval b"
 # a speed file (bench/bench_eval_speed.sh's form): its own section, never counted in the cells
 "$HS" eval "${common[@]}" --methods vanilla --limit 2 -o "$W/speed.h5" >/dev/null || bad "eval speed"
-/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" --speed "$W/speed.h5" --md "$W/r.md" \
-    || bad "results_report.py"
+# a choice task (mmlu) for the bar figure
+"$HS" eval -m random:tiny --data-dir "$D" --tasks mmlu --methods vanilla --limit 2 -q -t 1 -o "$W/c.h5" >/dev/null \
+    || bad "eval c"
+/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" "$W/c.h5" --speed "$W/speed.h5" \
+    --md "$W/r.md" --img "$W/img/r" || bad "results_report.py"
+# accuracy by gold position: a table per mdqa task (3 positions, the later PEAR run's 2 answers at each) and a figure
+grep -q "^random:tiny, mdqa-3docs: accuracy (n) by the gold document's position" "$W/r.md" \
+    && grep -q '^| method | 1 | 2 | 3 |$' "$W/r.md" && grep -q '^| pear | [0-9.]* (2) | [0-9.]* (2) | [0-9.]* (2) |$' "$W/r.md" \
+    && ok "accuracy by gold position, per method" || bad "no position table"
+for fig in positions choice; do
+    [[ -s $W/img/r-$fig-random-tiny.png ]] && grep -q "](img/r-$fig-random-tiny.png)" "$W/r.md" \
+        && ok "the $fig figure is drawn and linked" || bad "no $fig figure: $(ls "$W/img" 2>&1)"
+done
 row=$(grep '^| random:tiny | vanilla | mdqa-3docs | 6 |' "$W/r.md" | head -1)
 [[ $row == *"prefill "*"%"*"decode "*"%"*"| prefill "*" tok/s"* && $row == *"|"*" |" ]] \
     && ok "the speed table splits the 6 answers' time into prefill and decode, with rates" || bad "speed row: $row"
