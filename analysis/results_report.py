@@ -588,7 +588,7 @@ def answers(findings, recs):
         sig = [r for r in rows if significant(r["lo"], r["hi"])]
         pos = [r for r in sig if r["diff"] > 0]
         neg = [r for r in sig if r["diff"] < 0]
-        parts = [f"{len(rows)} task comparisons"]
+        parts = [f"{len(rows)} task comparison{'s' if len(rows) != 1 else ''}"]
         if pos:
             parts.append("significant gains: " + ", ".join(f"{r['method']} on {r['task']} ({r['diff']:+.3f} "
                                                             f"[{r['lo']:+.3f}, {r['hi']:+.3f}], n={r['n']})"
@@ -607,6 +607,8 @@ def answers(findings, recs):
         out.append(verdict([f for f in fm if f["method"] == "pear" and "RAG" in f["family"]],
                            "Does PEAR help RAG and long-context tasks"))
         out.append(niah_verdict(recs, model))
+        out.append(verdict([f for f in fm if f["method"] == "infiniretri" and "RAG" in f["family"]],
+                           "Does InfiniRetri help the RAG and long-context tasks (beside the needle)"))
         out.append(verdict([f for f in fm if f["method"] in ("rtd", "mh-rtd")], "Do RTD / MH-RTD beat zero-shot"))
         out.append(verdict([f for f in fm if f["method"] == "icl"], "Does k-shot ICL beat zero-shot"))
         out.append(verdict([f for f in fm if "+" in f["method"]], "Do the compositions (pear+X) beat vanilla"))
@@ -614,6 +616,49 @@ def answers(findings, recs):
         if sens:
             out.append(verdict(sens, "Does any PEAR setting (K heads x training steps) beat vanilla"))
         out.append("")
+    out += against_the_papers(findings, models)
+    return out
+
+
+# The papers' claims the report can check (../shared/docs/methods.md), and the tasks each claim is about.
+PAPER_CLAIMS = [
+    ("PEAR", lambda f: f["method"] == "pear" and "RAG" in f["family"],
+     "re-weighting the suppression heads beats vanilla on multi-document and long-context QA (7B models; numbers "
+     "not available to us)"),
+    ("RTD", lambda f: f["method"] == "rtd" and re.match(r"^(mmlu|arc|piqa|openbookqa)", f["task"]),
+     "nearest neighbours over the hidden states beat zero-shot on MMLU, ARC-E/C, PIQA and OBQA, competitive with "
+     "LoRA (numbers not available to us)"),
+    ("InfiniRetri", lambda f: f["method"] == "infiniretri" and f["task"].startswith("longbench"),
+     "large LongBench gains (best +288% on HotpotQA) keeping about 4.5% of the input"),
+]
+
+
+def against_the_papers(findings, models):
+    """One line per paper claim: for each model, the tasks where the claim holds (a significant gain), where it is
+    not shown (the interval includes 0) and where it is contradicted (a significant loss)."""
+    out = ["**Against the papers' claims** (`../shared/docs/methods.md`; the needle-in-a-haystack claim is answered "
+           "per model above)"]
+    for name, about, claim in PAPER_CLAIMS:
+        parts = []
+        for model in models:
+            rows = [f for f in findings if f["model"] == model and about(f)]
+            if not rows:
+                parts.append(f"{model}: not measured yet")
+                continue
+            named = {id(f): f"{f['task']} (n={f['n']})" for f in rows}
+            holds = [named[id(f)] for f in rows if significant(f["lo"], f["hi"]) and f["diff"] > 0]
+            against = [named[id(f)] for f in rows if significant(f["lo"], f["hi"]) and f["diff"] < 0]
+            unshown = [named[id(f)] for f in rows if not significant(f["lo"], f["hi"])]
+            said = []
+            if holds:
+                said.append("holds on " + ", ".join(holds))
+            if unshown:
+                said.append("not shown on " + ", ".join(unshown))
+            if against:
+                said.append("contradicted on " + ", ".join(against))
+            parts.append(f"{model}: " + "; ".join(said))
+        out.append(f"- {name}, {claim}. " + ". ".join(parts) + ".")
+    out.append("")
     return out
 
 

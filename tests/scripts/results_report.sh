@@ -43,6 +43,10 @@ grep -q 'mdqa-3docs `pear`: 3 answers of an earlier configuration left out' "$W/
     && ok "the earlier PEAR run's 3 answers are left out of the cell" || bad "no superseded-config line"
 grep -q 'heads=L0H1=0.5$' "$W/r.md" && grep -q 'heads=L0H1=0.8' "$W/r.md" \
     && ok "both configurations are listed" || bad "configurations not listed"
+# the papers' claims: PEAR's is checked on the mdqa cell (paired n: vanilla has 3 answers), RTD's was not measured
+grep '^- PEAR, ' "$W/r.md" | grep -q -E 'random:tiny: (holds on|not shown on|contradicted on) mdqa-3docs \(n=3\)' \
+    && grep '^- RTD, ' "$W/r.md" | grep -q 'random:tiny: not measured yet' \
+    && ok "each paper's claim is held against the cells" || bad "claims: $(grep -A4 "Against the papers" "$W/r.md")"
 grep -q '^## How to reproduce' "$W/r.md" && ok "reproduction commands" || bad "no How to reproduce section"
 grep -q '^| mdqa-3docs | 6 |' "$W/r.md" && ok "the cell has the later run's 6 answers" || bad "cell size: $(grep '^| mdqa-3docs' "$W/r.md")"
 [[ $fail == 0 ]] || { cat "$W/r.md"; exit 1; }
