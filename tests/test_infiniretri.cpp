@@ -461,6 +461,37 @@ TEST_CASE("infiniretri eval: niah on random:tiny, vanilla + infiniretri + pear+i
     if (fs::exists(bad.output)) CHECK(eval::RecordsFile::read(bad.output).empty());
 }
 
+TEST_CASE("infiniretri eval: niah with the user's own haystack needs no data folder; other tasks still do", "[infiniretri]") {
+    TmpDir dir;
+    std::ofstream(dir.path / "hay.txt") << "Grass grows. Rivers run to the sea. Birds sing at dawn. " << std::string(40, 'x')
+                                        << ". The night is dark.\n\nA new page begins here.";
+    eval::EvalJob job;
+    job.models = {"random:tiny"};
+    job.tasks = {"niah"};
+    job.methods = {"vanilla"};
+    job.task_options.data_dir = (dir.path / "no-such-folder").string();
+    job.task_options.niah.haystack = (dir.path / "hay.txt").string();
+    job.task_options.niah.lengths = {400};
+    job.task_options.niah.depths = {50};
+    job.task_options.max_new_tokens_cap = 2;
+    job.threads = 1;
+    job.progress = false;
+    job.output = (dir.path / "own.h5").string();
+    CHECK(eval::task_reads_data_dir("niah", job.task_options) == false);
+    CHECK(eval::run_eval(job, nullptr).computed == 1);
+    CHECK(eval::RecordsFile::read(job.output).size() == 1);
+
+    eval::EvalJob other = job;  // a task that reads the data folder is refused, naming it, before any work
+    other.tasks = {"niah", "mdqa-3docs"};
+    other.output = (dir.path / "other.h5").string();
+    CHECK_THROWS_WITH(eval::run_eval(other, nullptr), Catch::Contains("no-such-folder: no such data folder"));
+    CHECK_FALSE(fs::exists(other.output));
+    eval::TaskBuildOptions defaults;  // the default haystack lives in the data folder
+    CHECK(eval::task_reads_data_dir("niah", defaults));
+    CHECK(eval::task_reads_data_dir("mdqa-3docs", defaults));
+    CHECK_FALSE(eval::task_reads_data_dir("user", defaults));
+}
+
 TEST_CASE("infiniretri longbench: passages and question cut out of LongBench's prompt", "[infiniretri]") {
     TmpDir dir;
     fs::create_directories(dir.path / "longbench");

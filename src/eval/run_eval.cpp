@@ -142,7 +142,10 @@ EvalOutcome run_eval(const EvalJob& job, const boost::mpi::communicator* comm) {
         check(!(job.resume && job.overwrite), "eval: --resume and --overwrite exclude each other");
         for (const std::string& t : job.tasks) find_task(t);
         for (const std::string& m : job.methods) make_method(m, job.method_settings);  // validates settings
-        check(fs::is_directory(job.task_options.data_dir), job.task_options.data_dir,
+        const bool reads_data = std::any_of(job.tasks.begin(), job.tasks.end(), [&](const std::string& t) {
+            return task_reads_data_dir(t, job.task_options);
+        });
+        check(!reads_data || fs::is_directory(job.task_options.data_dir), job.task_options.data_dir,
               ": no such data folder (--data-dir, HEADSWEEP_DATA, default ../shared/data)");
         if (!root) return;
         const fs::path parent = fs::absolute(job.output).parent_path();

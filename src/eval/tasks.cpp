@@ -390,6 +390,11 @@ std::vector<std::string> expand_task_names(const std::vector<std::string>& names
     return out;
 }
 
+bool task_reads_data_dir(const std::string& name, const TaskBuildOptions& o) {
+    if (name == "niah") return o.niah.haystack.empty();
+    return name != "user";
+}
+
 std::vector<Example> build_task(const std::string& name, const Tokenizer& tok, const TaskBuildOptions& o) {
     find_task(name);
     if (name == "mdqa-3docs" || name == "mdqa-10docs") return build_mdqa(name, tok, o);

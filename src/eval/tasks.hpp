@@ -82,6 +82,10 @@ const TaskSpec& find_task(const std::string& name);  // throws hs::Error listing
 // Expands "mdqa" -> mdqa-3docs,mdqa-10docs; "kv" -> kv-75,kv-140; "longbench" -> the four; "all" -> everything.
 std::vector<std::string> expand_task_names(const std::vector<std::string>& names);
 
+// Whether the task reads files under options.data_dir: every task but niah with its own --niah-haystack and the
+// user task (its --user-train / --user-test files), so a user who brings their own data needs no data folder.
+bool task_reads_data_dir(const std::string& name, const TaskBuildOptions& options);
+
 // The examples of one task: items in file order x positions (item-major), tokenised with `tok`.
 std::vector<Example> build_task(const std::string& name, const Tokenizer& tok, const TaskBuildOptions& options);
 
