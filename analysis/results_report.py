@@ -376,7 +376,51 @@ def sensitivity_section(recs, findings):
     return out
 
 
-def niah_section(recs, label, missing, img_prefix, md_dir):
+def niah_needle(settings):
+    """The needle of a niah run from its file's settings line (NiahOptions::settings: needle="..." question="...",
+    newlines written as \\n); None when the line has none."""
+    got = re.search(r' needle="(.*)" question="', settings)
+    return got.group(1).replace("\\n", "\n") if got else None
+
+
+def words(text):
+    return " ".join(text.split())
+
+
+def niah_failures(rows, needles):
+    """Why InfiniRetri's needle cells fail, from the records alone: is the needle in the final cache (the kept text
+    in detail.cache)? Missing = lost while reading (retrieval); present = the answer from the cache missed it
+    (generation). One line per (model, method) with a cache, or []."""
+    tally = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        needle = needles.get(r["file"])
+        try:
+            cache = json.loads(r["detail"]).get("cache")
+        except (ValueError, AttributeError):
+            cache = None
+        if needle is None or cache is None:
+            continue
+        strict = '"strict":1' in r["detail"]
+        kept = words(needle) in words(cache)
+        tally[(model_label(r["model"]), r["method"])][(strict, kept)].append(r["id"])
+    out = []
+    for (model, m), t in sorted(tally.items()):
+        failed = len(t[(False, True)]) + len(t[(False, False)])
+        answered = len(t[(True, True)]) + len(t[(True, False)])
+        line = (f"- {model}, `{m}`: of {failed} cell{'s' if failed != 1 else ''} not fully answered, the needle was missing from the final cache "
+                f"in {len(t[(False, False)])} (lost while reading: a retrieval failure) and in the cache in "
+                f"{len(t[(False, True)])} (the answer from the cache missed it: a generation failure)")
+        if t[(False, True)]:
+            line += " (" + ", ".join(sorted(t[(False, True)])) + ")"
+        line += f"; of {answered} fully answered cell{'s' if answered != 1 else ''}, the needle was in the cache in {len(t[(True, True)])}."
+        out.append(line)
+    if out:
+        out = ["\n**Why InfiniRetri cells fail** (the needle's sentence searched for in each record's final cache, "
+               "`detail.cache`):\n"] + out
+    return out
+
+
+def niah_section(recs, label, missing, img_prefix, md_dir, needles=None):
     out = []
     rows = [r for r in recs if r["task"] == "niah"]
     if not rows:
@@ -415,6 +459,7 @@ def niah_section(recs, label, missing, img_prefix, md_dir):
             path = niah_plot(model, methods, img_prefix)
             if path:
                 out.append(f"\n![NIH {model}]({os.path.relpath(path, md_dir)})\n")
+    out += niah_failures(rows, needles or {})
     return out
 
 
@@ -686,7 +731,8 @@ def main():
     md_dir = os.path.dirname(os.path.abspath(a.md)) if a.md else "."
     body = main_tables(cells, findings, missing, a.img, md_dir)
     body += sensitivity_section(recs, findings)
-    body += niah_section(recs, label, missing, a.img, md_dir)
+    needles = {f["path"]: niah_needle(f["settings"]) for f in files}
+    body += niah_section(recs, label, missing, a.img, md_dir, needles)
     speed_recs, speed_files = [], []
     for p in sorted({p for g in a.speed for p in (glob.glob(g) or ([] if "*" in g else [g]))}):
         got = read_eval_file(p)

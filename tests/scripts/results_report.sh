@@ -22,8 +22,18 @@ common=(-m random:tiny --data-dir "$D" --tasks mdqa-3docs --max-new-tokens 4 -q 
 # a choice task (mmlu) for the bar figure
 "$HS" eval -m random:tiny --data-dir "$D" --tasks mmlu --methods vanilla --limit 2 -q -t 1 -o "$W/c.h5" >/dev/null \
     || bad "eval c"
-/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" "$W/c.h5" --speed "$W/speed.h5" \
+# needle cells read by InfiniRetri, for the "why cells fail" lines (the needle searched for in each final cache)
+"$HS" eval -m random:tiny --data-dir "$D" --tasks niah --niah-lengths 700 --niah-depths 0,100 \
+    --methods vanilla,infiniretri --ir-chunk 256 --ir-topk 16 --max-new-tokens 3 -q -t 1 -o "$W/n.h5" >/dev/null \
+    || bad "eval n"
+/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" "$W/c.h5" "$W/n.h5" --speed "$W/speed.h5" \
     --md "$W/r.md" --img "$W/img/r" || bad "results_report.py"
+why=$(grep '^- random:tiny, `infiniretri`: of ' "$W/r.md")
+counts=$(echo "$why" | grep -o -E 'of [0-9]+ cells? not fully|missing from the final cache in [0-9]+|in the cache in [0-9]+ \(the|of [0-9]+ fully answered cells?, the needle was in the cache in [0-9]+' | grep -o -E '[0-9]+' | tr '\n' ' ')
+read -r nfail nlost nkept nans nans_kept <<< "$counts"
+[[ -n $why && $((nfail + nans)) == 2 && $((nlost + nkept)) == "$nfail" && $nans_kept -le $nans ]] \
+    && ok "why the needle cells fail: $nfail not answered ($nlost lost while reading, $nkept in the cache), $nans answered" \
+    || bad "no consistent 'why cells fail' line: '$why' ($counts)"
 # accuracy by gold position: a table per mdqa task (3 positions, the later PEAR run's 2 answers at each) and a figure
 grep -q "^random:tiny, mdqa-3docs: accuracy (n) by the gold document's position" "$W/r.md" \
     && grep -q '^| method | 1 | 2 | 3 |$' "$W/r.md" && grep -q '^| pear | [0-9.]* (2) | [0-9.]* (2) | [0-9.]* (2) |$' "$W/r.md" \
