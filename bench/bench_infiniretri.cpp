@@ -2,7 +2,8 @@
 // plain prefill rate at the same step length, and peak memory, as one JSON line plus the ratios.
 // Usage: headsweep_bench_infiniretri MODEL [--tokens 32768] [--depth 50] [--threads 1] [--data DIR] [--chunk 1024]
 //        [--topk 300] [--window 8] [--trace FILE] [--task NAME --item I] [--prefill-reps 3]
-//        [--precision f32|bf16|native]
+//        [--precision f32|bf16|native] [--layer -1]
+// --layer L: score with layer L's attention (InfiniRetri's --ir-layer; -1 = the last): the steps stop after layer L.
 // --prefill-reps 0: skip the plain-prefill timing (trace runs that only feed the comparison).
 // --task NAME --item I: instead of a niah cell, the I-th example (0-based, file order) of any eval task whose
 // examples have a context and a question, e.g. longbench-hotpotqa: built by build_task exactly as `headsweep eval`
@@ -60,7 +61,7 @@ int main(int argc, char** argv) try {
     hs::prepare_cpu_runtime(argv);
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL [--tokens 32768] [--depth 50] [--threads 1] [--data DIR] [--chunk 1024] "
-                             "[--topk 300] [--window 8] [--trace FILE] [--task NAME --item I] [--prefill-reps 3] [--precision f32|bf16|native]\n", argv[0]);
+                             "[--topk 300] [--window 8] [--trace FILE] [--task NAME --item I] [--prefill-reps 3] [--precision f32|bf16|native] [--layer -1]\n", argv[0]);
         return 2;
     }
     const std::string spec = argv[1];
@@ -80,6 +81,7 @@ int main(int argc, char** argv) try {
         else if (k == "--chunk") o.chunk_tokens = std::stoi(v);
         else if (k == "--topk") o.top_k = std::stoi(v);
         else if (k == "--window") o.window = std::stoi(v);
+        else if (k == "--layer") o.layer = std::stoi(v);
         else if (k == "--trace") trace = v;
         else if (k == "--task") task = v;
         else if (k == "--item") item = std::stoll(v);
@@ -168,12 +170,12 @@ int main(int argc, char** argv) try {
     }
     const double prefill_tps = double(ids.size()) / best;
     const double context_tps = double(r.context_tokens) / read_s;
-    std::printf("{\"model\":\"%s\",\"precision\":\"%s\",\"backend\":%s,\"threads\":%d,\"cpu_core\":\"%s\",\"length\":%lld,\"depth\":%d,\"build_s\":%.3f,"
+    std::printf("{\"model\":\"%s\",\"precision\":\"%s\",\"backend\":%s,\"threads\":%d,\"cpu_core\":\"%s\",\"layer\":%d,\"length\":%lld,\"depth\":%d,\"build_s\":%.3f,"
                 "\"read_s\":%.3f,\"chunks\":%lld,\"context_tokens\":%lld,\"tokens_processed\":%lld,\"mean_step\":%lld,"
                 "\"prefill_tokens_per_s\":%.1f,\"context_tokens_per_s\":%.1f,\"processed_tokens_per_s\":%.1f,"
                 "\"cache_has_needle\":%d,\"peak_rss_mib\":%.1f}\n",
                 spec.c_str(), weight_precision_name(lo.precision), json_str(backend->describe()).c_str(), threads,
-                cpu_runtime_tag().c_str(), (long long)tokens, depth, build_s, read_s,
+                cpu_runtime_tag().c_str(), int(o.layer), (long long)tokens, depth, build_s, read_s,
                 (long long)r.chunks, (long long)r.context_tokens, (long long)r.tokens_processed, (long long)step,
                 prefill_tps, context_tps, double(r.tokens_processed) / read_s,
                 int(r.cache_text.find("Dolores Park") != std::string::npos), peak_rss_mib());

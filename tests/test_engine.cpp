@@ -308,6 +308,42 @@ TEST_CASE("attention probabilities of chosen rows match the naive softmax", "[en
         }
 }
 
+TEST_CASE("a forward with no output reads the same from low layers as a full one (it may stop after them)", "[engine][hooks]") {
+    Fixture f("tiny-mha");  // 2 layers: reading layer 0 alone runs only layer 0
+    const auto& c = f.model.config;
+    const int T = 19;
+    auto ids = random_ids(T, c.n_vocab, 61);
+    ForwardHooks hk;
+    hk.logits = LogitsMode::NONE;
+    hk.attn_prob_layers = {0};
+    hk.attn_prob_rows = {3, 18};
+    hk.z_layers = {0};
+    ForwardHooks whole = hk;  // the same reads from a forward that runs every layer (it computes logits)
+    whole.logits = LogitsMode::ALL;
+    const ForwardResult r = f.engine->forward(ids, 1, T, hk);
+    const ForwardResult full = f.engine->forward(ids, 1, T, whole);
+    CHECK(r.logits.empty());
+    REQUIRE(r.attn_probs[0].size() == full.attn_probs[0].size());
+    REQUIRE(r.z[0].size() == full.z[0].size());
+    CHECK(r.attn_probs[0] == full.attn_probs[0]);  // bit for bit: the same ops up to layer 0
+    CHECK(r.z[0] == full.z[0]);
+    const naive::Result ref = naive::forward(f.model, ids);
+    for (int h = 0; h < c.n_head; ++h)
+        for (int j = 0; j < T; ++j)
+            REQUIRE(r.attn_probs[0][(size_t(h) * 2 + 1) * T + j] == Approx(ref.probs[0][size_t(h) * T + 18][j]).margin(1e-6));
+
+    // With a kv cache every layer still runs (a later step reads all of them): a prefill with no output, then one
+    // token, equals the full forward's last logits.
+    KvCache cache(f.engine->backend(), c, 1, T);
+    ForwardHooks none;
+    none.logits = LogitsMode::NONE;
+    none.attn_prob_layers = {0};
+    f.engine->forward(std::vector<int32_t>(ids.begin(), ids.end() - 1), 1, T - 1, none, &cache);
+    const ForwardResult last = f.engine->forward({ids.back()}, 1, 1, {}, &cache);
+    for (int v = 0; v < c.n_vocab; ++v)
+        REQUIRE(last.logits[v] == Approx(full.logits_at(0, T - 1, c.n_vocab)[v]).margin(1e-5));
+}
+
 TEST_CASE("final hidden state is what the output head reads", "[engine][hooks]") {
     Fixture f("tiny-mha");
     const auto& c = f.model.config;

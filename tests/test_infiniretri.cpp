@@ -282,6 +282,60 @@ TEST_CASE("infiniretri read: chunks, cache, memory bounded by the chunk (rows x 
     CHECK(last == rk.cache_text);  // the last step's kept sentences are the final cache
 }
 
+TEST_CASE("infiniretri layer: -1 is the last layer; another layer scores with its own attention; no such layer refused", "[infiniretri]") {
+    const Model model = open_model("random:tiny");
+    auto backend = make_backend(Device::CPU, BackendOptions{});
+    Engine engine(model, *backend);
+    ir::Options o;
+    o.chunk_tokens = 200;
+    o.top_k = 20;
+    o.window = 4;
+    o.max_input_tokens = model.config.n_ctx;
+    o.record_kept = true;
+    const std::string doc = filler_text(60, 13), question = "Which river is north?";
+    const int32_t n_layer = model.config.n_layer;
+    REQUIRE(n_layer >= 2);
+    const ir::ReadResult deflt = ir::read_document(engine, doc, question, o);
+    o.layer = n_layer - 1;
+    const ir::ReadResult last = ir::read_document(engine, doc, question, o);
+    CHECK(last.cache_text == deflt.cache_text);
+    REQUIRE(last.steps.size() == deflt.steps.size());
+    for (size_t i = 0; i < last.steps.size(); ++i) CHECK(last.steps[i].kept_index == deflt.steps[i].kept_index);
+
+    // layer 0: the first step's kept sentences are those the first layer's query rows point at (the scores
+    // computed here from a plain forward that reads layer 0's probabilities)
+    o.layer = 0;
+    const ir::ReadResult first = ir::read_document(engine, doc, question, o);
+    for (const ir::StepStats& st : first.steps) CHECK(st.prob_layers == 1);
+    const auto chunks = ir::pack_chunks(doc, o.chunk_tokens, [&](const std::string& s, bool sp) {
+        return int64_t(model.tokenizer.encode(s, true, sp && model.tokenizer.add_bos()).size());
+    });
+    const ir::StepInput in = ir::build_step_input(model.tokenizer, o.prompt_template, chunks[0], question);
+    const int64_t L = int64_t(in.ids.size()), rows = L - in.question_begin, H = model.config.n_head;
+    ForwardHooks hk;
+    hk.logits = LogitsMode::NONE;
+    hk.attn_prob_layers = {0};
+    for (int64_t t = in.question_begin; t < L; ++t) hk.attn_prob_rows.push_back(int32_t(t));
+    const ForwardResult fr = engine.forward(in.ids, 1, L, hk);
+    const std::vector<float>& P = fr.attn_probs[0];
+    std::vector<float> A(size_t(rows * L), 0.0f);
+    for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < rows * L; ++i) A[size_t(i)] += P[size_t(h * rows * L + i)];
+    const std::vector<double> w = ir::question_weights(A.data(), rows, L, in.question_begin);
+    std::vector<int64_t> top = ir::top_k(ir::token_scores(A.data(), rows, L, in.context_begin, in.context_end, w, o.window),
+                                         o.top_k);
+    for (int64_t& t : top) t += in.context_begin;
+    std::vector<int64_t> want;
+    for (int64_t sidx : ir::select_sentences(top, in.sentences)) want.push_back(sidx - in.first_context_sentence);
+    REQUIRE(!first.steps.empty());
+    CHECK(first.steps[0].kept_index == want);
+
+    o.layer = n_layer;  // no such layer: refused before any step, naming the option
+    CHECK_THROWS_WITH(ir::read_document(engine, doc, question, o), Catch::Contains("--ir-layer"));
+    o.layer = -2;
+    CHECK_THROWS_WITH(ir::validate(model.tokenizer, doc, question, o), Catch::Contains("--ir-layer"));
+}
+
 TEST_CASE("infiniretri resume: reading on from a saved state equals the uninterrupted read", "[infiniretri]") {
     const Model model = open_model("random:tiny");
     auto backend = make_backend(Device::CPU, BackendOptions{});
@@ -459,6 +513,11 @@ TEST_CASE("infiniretri eval: niah on random:tiny, vanilla + infiniretri + pear+i
     bad.method_settings.ir_chunk = 30;
     CHECK_THROWS_WITH(eval::run_eval(bad, nullptr), Catch::Contains("--ir-chunk"));
     if (fs::exists(bad.output)) CHECK(eval::RecordsFile::read(bad.output).empty());
+    eval::EvalJob no_layer = job;  // a layer the model lacks: the same
+    no_layer.output = (dir.path / "no_layer.h5").string();
+    no_layer.method_settings.ir_layer = 2;  // random:tiny has layers 0 and 1
+    CHECK_THROWS_WITH(eval::run_eval(no_layer, nullptr), Catch::Contains("--ir-layer 2 but the model has 2 layers"));
+    if (fs::exists(no_layer.output)) CHECK(eval::RecordsFile::read(no_layer.output).empty());
 }
 
 TEST_CASE("infiniretri eval: niah with the user's own haystack needs no data folder; other tasks still do", "[infiniretri]") {

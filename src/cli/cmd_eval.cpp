@@ -45,7 +45,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Job file (TOML): `model = "..."` or `models = [...]` at the top level (the sweep job's keys) and an [eval] table
-// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, ir_chunk, ir_topk, ir_window, data_dir, device, gpu_weights, precision, limit,
+// with tasks, methods, pear_heads, pear_train, pear_mode, pear_name, ir_chunk, ir_topk, ir_window, ir_layer, data_dir, device, gpu_weights, precision, limit,
 // max_new_tokens, max_prompt_tokens, output. A flag given on the command line wins over the file.
 void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
     toml::table t;
@@ -97,6 +97,7 @@ void apply_job_file(EvalFlags& f, const CLI::App& cmd) {
         else if (key == "ir_chunk") num("--ir-chunk", f.ms.ir_chunk);
         else if (key == "ir_topk") num("--ir-topk", f.ms.ir_topk);
         else if (key == "ir_window") num("--ir-window", f.ms.ir_window);
+        else if (key == "ir_layer") num("--ir-layer", f.ms.ir_layer);
         else if (key == "data_dir") str("--data-dir", f.data_dir);
         else if (key == "niah_haystack") str("--niah-haystack", f.niah.haystack);
         else if (key == "niah_needle") str("--niah-needle", f.niah.needle);
@@ -156,6 +157,10 @@ void add_eval_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--ir-chunk", f->ms.ir_chunk, "InfiniRetri: context tokens per chunk")->capture_default_str();
     cmd->add_option("--ir-topk", f->ms.ir_topk, "InfiniRetri: tokens selected per chunk (K)")->capture_default_str();
+    cmd->add_option("--ir-layer", f->ms.ir_layer,
+                    "InfiniRetri: the layer whose attention scores the context (-1: the last, as published; another "
+                    "index reads only up to that layer)")
+        ->capture_default_str();
     cmd->add_option("--ir-window", f->ms.ir_window, "InfiniRetri: box-filter width k along the keys")
         ->capture_default_str();
     cmd->add_option("--niah-haystack", f->niah.haystack, "niah: haystack folder (*.txt, sorted) or file (default: <data>/niah/PaulGrahamEssays)");

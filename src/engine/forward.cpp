@@ -152,7 +152,18 @@ ForwardResult Engine::forward(const std::vector<int32_t>& tokens, int64_t B, int
     else
         backend_.embed(weights_.token_embd, tokens.data(), rows, c.embed_scale, x);
 
-    for (int32_t l = L0; l < c.n_layer; ++l) {
+    // A forward that produces no output (no logits, no final hidden state, no kv cache to fill) stops after the last
+    // layer any read asks for: e.g. InfiniRetri scoring with a middle layer's attention never runs the layers above.
+    int32_t end_layer = c.n_layer;
+    if (hk.logits == LogitsMode::NONE && !hk.final_hidden && !cache) {
+        int32_t last = -1;
+        for (int32_t l : hk.z_layers) last = std::max(last, l);
+        for (int32_t l : hk.attn_prob_layers) last = std::max(last, l);
+        for (const auto& r : hk.residuals) last = std::max(last, r.first);
+        if (last >= L0) end_layer = last + 1;
+    }
+
+    for (int32_t l = L0; l < end_layer; ++l) {
         const LayerWeights& W = weights_.layers[l];
         capture_residual(l, ResidualPoint::BLOCK_INPUT, x);
 

@@ -119,6 +119,7 @@ public:
         o_.chunk_tokens = s.ir_chunk;
         o_.top_k = s.ir_topk;
         o_.window = s.ir_window;
+        o_.layer = s.ir_layer;
         check(o_.top_k >= 1, "infiniretri: --ir-topk must be >= 1 (got ", o_.top_k, ")");
         check(o_.window >= 1, "infiniretri: --ir-window must be >= 1 (got ", o_.window, ")");
         check(o_.chunk_tokens >= 1, "infiniretri: --ir-chunk must be >= 1 (got ", o_.chunk_tokens, ")");
@@ -126,12 +127,14 @@ public:
     std::string name() const override { return "infiniretri"; }
     std::string config() const override {
         return "infiniretri chunk=" + std::to_string(o_.chunk_tokens) + " topk=" + std::to_string(o_.top_k) +
-               " window=" + std::to_string(o_.window) + " score=phrase(method 3),question_weight^2 answer=greedy";
+               " window=" + std::to_string(o_.window) + " score=phrase(method 3),question_weight^2 answer=greedy" +
+               (o_.layer >= 0 ? " layer=" + std::to_string(o_.layer) : "");  // the default (last) as before
     }
     void prepare(EvalContext& ctx) override { engine_ = std::make_unique<Engine>(ctx.model, ctx.backend); }
     void check_examples(const std::vector<Example>& examples, EvalContext& ctx) override {
         infiniretri::Options o = o_;
         o.max_input_tokens = ctx.model.config.n_ctx;
+        infiniretri::scoring_layer(o, ctx.model.config.n_layer);  // a layer the model lacks: refused before work
         for (const Example& ex : examples) {
             try {
                 infiniretri::validate(ctx.model.tokenizer, ex.context, ex.question, o);

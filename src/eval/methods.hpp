@@ -97,6 +97,7 @@ struct MethodSettings {
     int32_t ir_chunk = 1024;             // InfiniRetri: context tokens per chunk (--ir-chunk)
     int32_t ir_topk = 300;               // InfiniRetri: tokens selected per chunk (--ir-topk)
     int32_t ir_window = 8;               // InfiniRetri: box-filter width k along the keys (--ir-window)
+    int32_t ir_layer = -1;               // InfiniRetri: the layer whose attention scores tokens; -1 the last (--ir-layer)
 };
 
 struct HeadTau {

@@ -377,10 +377,17 @@ std::vector<int64_t> select_sentences(const std::vector<int64_t>& positions,
     return out;
 }
 
+int32_t scoring_layer(const Options& o, int32_t n_layer) {
+    check(o.layer >= -1 && o.layer < n_layer, "infiniretri: --ir-layer ", o.layer, " but the model has ", n_layer,
+          " layers (0..", n_layer - 1, "; -1 = the last)");
+    return o.layer < 0 ? n_layer - 1 : o.layer;
+}
+
 void validate(const Tokenizer& tok, const std::string& context, const std::string& question, const Options& o) {
     check(o.top_k >= 1, "infiniretri: --ir-topk must be >= 1 (got ", o.top_k, ")");
     check(o.window >= 1, "infiniretri: --ir-window must be >= 1 (got ", o.window, ")");
     check(o.chunk_tokens >= 1, "infiniretri: --ir-chunk must be >= 1 (got ", o.chunk_tokens, ")");
+    check(o.layer >= -1, "infiniretri: --ir-layer must be -1 (the last) or a layer index (got ", o.layer, ")");
     check(o.prompt_template.find("{context}") != std::string::npos &&
               o.prompt_template.find("{question}") != std::string::npos,
           "infiniretri: the prompt template needs {context} and {question}");
@@ -402,6 +409,7 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
     const Tokenizer& tok = engine.model().tokenizer;
     const ModelConfig& c = engine.config();
     validate(tok, context, question, o);
+    const int32_t layer = scoring_layer(o, c.n_layer);
     Timer timer;
     ReadResult res;
     const TokenCount count = counter_of(tok);
@@ -451,7 +459,7 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
         // One forward; only the last layer's probabilities of the query rows: [1, n_head, rows, L].
         ForwardHooks hk;
         hk.logits = LogitsMode::NONE;
-        hk.attn_prob_layers = {c.n_layer - 1};
+        hk.attn_prob_layers = {layer};
         const int64_t rows = L - in.question_begin;
         for (int64_t t = in.question_begin; t < L; ++t) hk.attn_prob_rows.push_back(int32_t(t));
         const ForwardResult fr = engine.forward(in.ids, 1, L, hk);
@@ -461,7 +469,7 @@ ReadResult read_document(Engine& engine, const std::string& context, const std::
                 ++st.prob_layers;
                 st.prob_floats += int64_t(p.size());
             }
-        const std::vector<float>& P = fr.attn_probs[size_t(c.n_layer - 1)];
+        const std::vector<float>& P = fr.attn_probs[size_t(layer)];
         check(int64_t(P.size()) == int64_t(c.n_head) * rows * L, "infiniretri: unexpected probability block size");
         std::vector<float> A(size_t(rows * L), 0.0f);  // [rows, L]: summed over heads
         for (int64_t h = 0; h < c.n_head; ++h)

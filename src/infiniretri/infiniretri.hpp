@@ -36,6 +36,10 @@ struct Options {
     int32_t chunk_tokens = 1024;   // window_length -> chunk_size: context tokens packed per chunk
     int32_t top_k = 300;           // tokens selected per chunk
     int32_t window = 8;            // answer_length -> phrase_token_num: box-filter width along the keys
+    // The layer whose attention scores the tokens: -1 = the last (the method as published); 0..n_layer-1 another
+    // (an extension, for models whose last layer attends mostly to a few sink tokens). The layers above it are
+    // never computed: a step needs no logits.
+    int32_t layer = -1;
     std::string prompt_template = kDefaultTemplate;
     int64_t max_input_tokens = 0;  // > 0: a step's input may not exceed this (the model's context); see read_document
     // Called after every chunk with (chunks read, chunks in all); empty: none (progress reports of long documents).
@@ -147,6 +151,9 @@ struct ReadResult {
 // Reads `context` chunk by chunk for `question`. Throws hs::Error naming the option on bad input (empty context
 // or question, K < 1, window < 1, chunk smaller than the template, a question that does not fit a chunk).
 ReadResult read_document(Engine& engine, const std::string& context, const std::string& question, const Options& o);
+// The layer that scores the tokens (Options::layer resolved: -1 -> n_layer - 1); throws naming --ir-layer when the
+// model has no such layer.
+int32_t scoring_layer(const Options& o, int32_t n_layer);
 // The same checks without reading (what a caller runs before any work).
 void validate(const Tokenizer& tok, const std::string& context, const std::string& question, const Options& o);
 
