@@ -97,7 +97,11 @@ def read_eval_file(path):
     recs = []
     for i in range(n):
         m = s(cols["method"][i])
-        recs.append({"model": s(cols["model"][i]), "method": m, "config": configs.get(m, ""),
+        config = configs.get(m, "")
+        # InfiniRetri scoring with another layer than the last (--ir-layer, an extension) is another method
+        layer = re.search(r" layer=(\d+)", config) if m.endswith("infiniretri") else None
+        recs.append({"model": s(cols["model"][i]), "method": m + (f"-layer{layer.group(1)}" if layer else ""),
+                     "config": config,
                      "task": s(cols["task"][i]), "id": s(cols["id"][i]), "pos": int(cols["gold_position"][i]),
                      "score": float(cols["score"][i]), "latency": float(cols["latency_s"][i]),
                      "truncated": bool(cols["truncated"][i]), "prompt_tokens": int(tokens["prompt_tokens"][i]),
@@ -593,33 +597,35 @@ def measured_speed_section(recs, files):
     return out
 
 
-def niah_verdict(recs, model):
-    """InfiniRetri against vanilla on the needle cells longer than the model's window (vanilla had to truncate)."""
+def niah_verdict(recs, model, ir="infiniretri"):
+    """InfiniRetri (or a variant, e.g. infiniretri-layer15) against vanilla on the needle cells longer than the
+    model's window (vanilla had to truncate)."""
+    what = "InfiniRetri" if ir == "infiniretri" else f"`{ir}` (InfiniRetri scoring with another layer: --ir-layer)"
     cells = defaultdict(dict)
     for r in recs:
         if r["task"] == "niah" and model_label(r["model"]) == model and "+" not in r["method"]:
             cells[r["id"]][r["method"]] = r
-    past = {i: c for i, c in cells.items() if "vanilla" in c and "infiniretri" in c and c["vanilla"]["truncated"]}
+    past = {i: c for i, c in cells.items() if "vanilla" in c and ir in c and c["vanilla"]["truncated"]}
     if not past:
-        return "- Does InfiniRetri read past the context window: not measured yet."
+        return f"- Does {what} read past the context window: not measured yet."
     n = len(past)
-    strict = {m: sum('"strict":1' in c[m]["detail"] for c in past.values()) for m in ("infiniretri", "vanilla")}
-    mean = {m: np.mean([c[m]["score"] for c in past.values()]) for m in ("infiniretri", "vanilla")}
-    d, lo, hi = bootstrap([c["infiniretri"]["score"] - c["vanilla"]["score"] for c in past.values()])
-    # the longest length with an InfiniRetri record (ids niah-<length>-d<depth>): a claim to 1M needs 1M cells
-    lengths = [int(i.split("-")[1]) for i, c in cells.items() if "infiniretri" in c and i.count("-") >= 2
+    strict = {m: sum('"strict":1' in c[m]["detail"] for c in past.values()) for m in (ir, "vanilla")}
+    mean = {m: np.mean([c[m]["score"] for c in past.values()]) for m in (ir, "vanilla")}
+    d, lo, hi = bootstrap([c[ir]["score"] - c["vanilla"]["score"] for c in past.values()])
+    # the longest length with a record of the method (ids niah-<length>-d<depth>): a claim to 1M needs 1M cells
+    lengths = [int(i.split("-")[1]) for i, c in cells.items() if ir in c and i.count("-") >= 2
                and i.split("-")[1].isdigit()]
     longest = max(lengths) if lengths else 0
     longest_s = f"{longest // 1048576}M" if longest >= 1048576 else f"{longest // 1024}K"
-    if strict["infiniretri"] < n:
+    if strict[ir] < n:
         claim = "is not reproduced with this model."
     elif longest >= 1048576:
         claim = "holds for this model."
     else:
         claim = f"holds in every cell measured so far, up to {longest_s} tokens (the longer cells are not in yet)."
-    return (f"- Does InfiniRetri read past the context window: on the {n} needle cells longer than the window "
-            f"(vanilla truncated), every word found in {strict['infiniretri']}/{n} cells by InfiniRetri and "
-            f"{strict['vanilla']}/{n} by vanilla; mean score {mean['infiniretri']:.2f} vs {mean['vanilla']:.2f} "
+    return (f"- Does {what} read past the context window: on the {n} needle cells longer than the window "
+            f"(vanilla truncated), every word found in {strict[ir]}/{n} cells by {ir} and "
+            f"{strict['vanilla']}/{n} by vanilla; mean score {mean[ir]:.2f} vs {mean['vanilla']:.2f} "
             f"(paired {fmt(d, lo, hi, True)}{', **sig**' if significant(lo, hi) else ''}). The paper's claim, 100% to "
             "1M tokens (with Qwen2.5-0.5B), " + claim)
 
@@ -652,6 +658,9 @@ def answers(findings, recs):
         out.append(verdict([f for f in fm if f["method"] == "pear" and "RAG" in f["family"]],
                            "Does PEAR help RAG and long-context tasks"))
         out.append(niah_verdict(recs, model))
+        for variant in sorted({r["method"] for r in recs if r["task"] == "niah" and model_label(r["model"]) == model
+                               and r["method"].startswith("infiniretri-layer")}):
+            out.append(niah_verdict(recs, model, variant))
         out.append(verdict([f for f in fm if f["method"] == "infiniretri" and "RAG" in f["family"]],
                            "Does InfiniRetri help the RAG and long-context tasks (beside the needle)"))
         out.append(verdict([f for f in fm if f["method"] in ("rtd", "mh-rtd")], "Do RTD / MH-RTD beat zero-shot"))

@@ -26,8 +26,15 @@ common=(-m random:tiny --data-dir "$D" --tasks mdqa-3docs --max-new-tokens 4 -q 
 "$HS" eval -m random:tiny --data-dir "$D" --tasks niah --niah-lengths 700 --niah-depths 0,100 \
     --methods vanilla,infiniretri --ir-chunk 256 --ir-topk 16 --max-new-tokens 3 -q -t 1 -o "$W/n.h5" >/dev/null \
     || bad "eval n"
-/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" "$W/c.h5" "$W/n.h5" --speed "$W/speed.h5" \
-    --md "$W/r.md" --img "$W/img/r" || bad "results_report.py"
+# the same cells scored with another layer (--ir-layer): a method of its own, never mixed into infiniretri's cells
+"$HS" eval -m random:tiny --data-dir "$D" --tasks niah --niah-lengths 700 --niah-depths 0,100 \
+    --methods infiniretri --ir-layer 0 --ir-chunk 256 --ir-topk 16 --max-new-tokens 3 -q -t 1 -o "$W/n0.h5" >/dev/null \
+    || bad "eval n0"
+/usr/bin/python3 "$ROOT/analysis/results_report.py" "$W/a.h5" "$W/b.h5" "$W/c.h5" "$W/n.h5" "$W/n0.h5" \
+    --speed "$W/speed.h5" --md "$W/r.md" --img "$W/img/r" || bad "results_report.py"
+grep -q '^\*\*random:tiny, infiniretri-layer0\*\*$' "$W/r.md" && grep -q '^\*\*random:tiny, infiniretri\*\*$' "$W/r.md" \
+    && grep -q 'random:tiny, `infiniretri-layer0`: of ' "$W/r.md" \
+    && ok "--ir-layer cells are a method of their own (grid and why-lines)" || bad "no infiniretri-layer0 grid"
 why=$(grep '^- random:tiny, `infiniretri`: of ' "$W/r.md")
 counts=$(echo "$why" | grep -o -E 'of [0-9]+ cells? not fully|missing from the final cache in [0-9]+|in the cache in [0-9]+ \(the|of [0-9]+ fully answered cells?, the needle was in the cache in [0-9]+' | grep -o -E '[0-9]+' | tr '\n' ' ')
 read -r nfail nlost nkept nans nans_kept <<< "$counts"
