@@ -282,7 +282,7 @@ TEST_CASE("infiniretri read: chunks, cache, memory bounded by the chunk (rows x 
     CHECK(last == rk.cache_text);  // the last step's kept sentences are the final cache
 }
 
-TEST_CASE("infiniretri layer: -1 is the last layer; another layer scores with its own attention; no such layer refused", "[infiniretri]") {
+TEST_CASE("infiniretri layer: -1 is the last layer, another layer scores with its own attention, no such layer is refused", "[infiniretri]") {
     const Model model = open_model("random:tiny");
     auto backend = make_backend(Device::CPU, BackendOptions{});
     Engine engine(model, *backend);
@@ -520,7 +520,7 @@ TEST_CASE("infiniretri eval: niah on random:tiny, vanilla + infiniretri + pear+i
     if (fs::exists(no_layer.output)) CHECK(eval::RecordsFile::read(no_layer.output).empty());
 }
 
-TEST_CASE("infiniretri eval: niah with the user's own haystack needs no data folder; other tasks still do", "[infiniretri]") {
+TEST_CASE("infiniretri eval: niah with the user's own haystack needs no data folder, other tasks still do", "[infiniretri]") {
     TmpDir dir;
     std::ofstream(dir.path / "hay.txt") << "Grass grows. Rivers run to the sea. Birds sing at dawn. " << std::string(40, 'x')
                                         << ". The night is dark.\n\nA new page begins here.";
