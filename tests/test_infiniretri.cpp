@@ -79,6 +79,16 @@ std::string filler_text(int sentences, uint32_t seed) {
     return s;
 }
 
+// The small-chunk reading options of the random:tiny reading tests: chunk 200, K 20, window 4, the model's context.
+ir::Options small_read_options(const Model& model) {
+    ir::Options o;
+    o.chunk_tokens = 200;
+    o.top_k = 20;
+    o.window = 4;
+    o.max_input_tokens = model.config.n_ctx;
+    return o;
+}
+
 }  // namespace
 
 TEST_CASE("infiniretri split: sentences as the package splits them (Mr. merge, glued blank lines, CJK)", "[infiniretri]") {
@@ -218,11 +228,7 @@ TEST_CASE("infiniretri read: chunks, cache, memory bounded by the chunk (rows x 
     const Model model = open_model("random:tiny");
     auto backend = make_backend(Device::CPU, BackendOptions{});
     Engine engine(model, *backend);
-    ir::Options o;
-    o.chunk_tokens = 200;
-    o.top_k = 20;
-    o.window = 4;
-    o.max_input_tokens = model.config.n_ctx;
+    ir::Options o = small_read_options(model);
     const std::string question = "Which river is north?";
     int64_t bound_short = 0;
     for (int sentences : {40, 160}) {
@@ -286,11 +292,7 @@ TEST_CASE("infiniretri layer: -1 is the last layer, another layer scores with it
     const Model model = open_model("random:tiny");
     auto backend = make_backend(Device::CPU, BackendOptions{});
     Engine engine(model, *backend);
-    ir::Options o;
-    o.chunk_tokens = 200;
-    o.top_k = 20;
-    o.window = 4;
-    o.max_input_tokens = model.config.n_ctx;
+    ir::Options o = small_read_options(model);
     o.record_kept = true;
     const std::string doc = filler_text(60, 13), question = "Which river is north?";
     const int32_t n_layer = model.config.n_layer;
